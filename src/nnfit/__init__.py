@@ -1,0 +1,51 @@
+"""nnfit: fit neural networks to data frames the way statistical learners work.
+
+R's formulas and luz's workflow (setup -> set_hparams -> fit -> predict -> evaluate), on PyTorch.
+
+>>> import nnfit as nf
+>>> penguins = nf.datasets.load("penguins")
+>>> training, testing = nf.split(penguins, prop=0.8, seed=1)
+
+Names are loaded on first use, so ``import nnfit`` costs almost nothing beyond Python itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute or None for the module itself)
+_EXPORTS = {
+    "Design": ("nnfit.design", "Design"),
+    "split": ("nnfit.split", "split"),
+    "setup": ("nnfit.learner", "setup"),
+    "Learner": ("nnfit.learner", "Learner"),
+    "Fitted": ("nnfit.learner", "Fitted"),
+    "mlp": ("nnfit.mlp", "mlp"),
+    "MLPFit": ("nnfit.mlp", "MLPFit"),
+    "MLP": ("nnfit.modules", "MLP"),
+    "load": ("nnfit.files", "load"),
+    "datasets": ("nnfit.datasets", None),
+    "metrics": ("nnfit.metrics", None),
+    "callbacks": ("nnfit.callbacks", None),
+    "plot": ("nnfit.plot", None),
+    "errors": ("nnfit.errors", None),
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        module_name, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'nnfit' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

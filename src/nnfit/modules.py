@@ -1,0 +1,120 @@
+"""Networks in the course's notation: single-layer and multilayer perceptrons.
+
+A single-layer network is f(X) = b0 + sum_k b_k g(w_k0 + sum_l w_kl X_l); a multilayer one
+feeds each hidden layer's activations A^(h) into the next, and the output layer computes
+f_t(X) = beta_t0 + sum_m beta_tm A^(H)_m for each outcome t.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .errors import ArgumentError, ArgumentTypeError
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "identity": nn.Identity,
+    "linear": nn.Identity,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+}
+
+# How the course writes g(z), for printing.
+ACTIVATION_FORMULAS = {
+    "relu": "ReLU, g(z) = max(0, z)",
+    "sigmoid": "sigmoid, g(z) = e^z / (1 + e^z)",
+    "tanh": "tanh, g(z) = (e^z - e^-z) / (e^z + e^-z)",
+    "identity": "identity, g(z) = z",
+    "linear": "identity, g(z) = z",
+    "elu": "ELU, g(z) = z if z > 0 else e^z - 1",
+    "gelu": "GELU, g(z) = z Phi(z)",
+    "leaky_relu": "leaky ReLU, g(z) = max(0.01 z, z)",
+    "silu": "SiLU, g(z) = z / (1 + e^-z)",
+    "softplus": "softplus, g(z) = log(1 + e^z)",
+}
+
+
+def per_layer(value, n_layers: int, name: str) -> list:
+    """A value given once or once per hidden layer, as a list of ``n_layers`` values."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n_layers
+    if len(values) != n_layers:
+        raise ArgumentError(f"{name} has {len(values)} values but there are {n_layers} hidden layers.")
+    return values
+
+
+def hidden_sizes(hidden) -> list[int]:
+    """Hidden layer sizes from a number or a list (``[]`` is the linear model)."""
+    sizes = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
+    if not isinstance(sizes, (list, tuple)):
+        raise ArgumentTypeError(f"hidden must be a number of units or a list of them, not {hidden!r}.")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ArgumentError(f"hidden layer sizes must be positive whole numbers, not {size!r}.")
+    return list(sizes)
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron: Linear -> g -> Dropout per hidden layer, then a linear output.
+
+    Parameters
+    ----------
+    input_size : int
+        p, the number of predictor columns.
+    hidden : int or list of int
+        Units per hidden layer (K, or K1, K2, ...); ``[]`` gives the linear model.
+    output_size : int
+        T, the number of outputs (1 for regression, the number of classes for a classifier).
+    activation : str or list of str
+        g: "relu", "sigmoid", "tanh", "identity", "elu", "gelu", "leaky_relu", "silu", "softplus".
+    dropout : float or list of float
+        Dropout probability after each hidden layer, in [0, 1).
+
+    >>> import torch, nnfit as nf
+    >>> net = nf.MLP(9, hidden=[10, 5], output_size=3, dropout=[0.4, 0.3])
+    >>> net(torch.zeros(2, 9)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, input_size: int, hidden=50, output_size: int = 1, activation="relu", dropout=0.0):
+        super().__init__()
+        sizes = hidden_sizes(hidden)
+        activations = per_layer(activation, len(sizes), "activation")
+        dropouts = per_layer(dropout, len(sizes), "dropout")
+        for name in activations:
+            if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
+                raise ArgumentError(
+                    f"Unknown activation {name!r}; choose one of: {', '.join(sorted(ACTIVATIONS))}."
+                )
+        for p in dropouts:
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+                raise ArgumentError(f"dropout must lie in [0, 1), not {p!r}.")
+        self.input_size = int(input_size)
+        self.sizes = sizes
+        self.output_size = int(output_size)
+        self.activations = [a.lower() for a in activations]
+        self.dropouts = [float(p) for p in dropouts]
+        widths = [self.input_size] + sizes
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.g = nn.ModuleList(ACTIVATIONS[a]() for a in self.activations)
+        self.dropout = nn.ModuleList(nn.Dropout(p) for p in self.dropouts)
+        self.output = nn.Linear(widths[-1], self.output_size)
+
+    def forward(self, x):
+        for linear, g, dropout in zip(self.hidden, self.g, self.dropout):
+            x = dropout(g(linear(x)))
+        return self.output(x)
+
+    def architecture(self) -> dict:
+        """What it takes to build this network again (JSON-ready)."""
+        return {
+            "input_size": self.input_size,
+            "hidden": self.sizes,
+            "output_size": self.output_size,
+            "activation": self.activations,
+            "dropout": self.dropouts,
+        }

@@ -1,0 +1,31 @@
+import os
+import warnings
+
+import pytest
+import torch
+
+# Tiny networks are far faster on one thread; tests need no more.
+torch.set_num_threads(1)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def penguins():
+    import nnfit as nf
+
+    return nf.datasets.load("penguins")
+
+
+@pytest.fixture(scope="session")
+def lab_split(penguins):
+    """The R lab's data: NA rows and year dropped, 80/20 split with seed 1."""
+    import nnfit as nf
+
+    return nf.split(penguins.dropna().drop(columns="year"), prop=0.8, seed=1)
+
+
+@pytest.fixture()
+def quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
