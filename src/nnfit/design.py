@@ -177,7 +177,7 @@ class Design:
             what = "response" if set(absent) <= set(self.response) else "column"
             raise DataError(
                 f"The data has no {what} {', '.join(repr(a) for a in absent)}, which the design uses"
-                f"{close_names(absent[0], frame.columns)}."
+                f"{close_names(absent[0], [c for c in frame.columns if c not in used])}."
             )
         for name in used:
             _check_variable(frame[name], name, self.variables_[name])
@@ -407,14 +407,16 @@ def _expand_dot(rhs: str, columns, exclude) -> str:
 
 def _required_variables(rhs: str, columns, formula: str) -> set:
     """Columns the right-hand side uses, including those inside stateful transforms (scale, poly)."""
-    names = set(_parse(rhs, formula).required_variables)
+    parsed = _parse(rhs, formula)
+    names = set(parsed.required_variables)
     known = set(map(str, columns))
     for name in sorted(names - known):
         raise FormulaError(
             f"The formula {formula!r} uses {name!r}, which is not a column of the data"
             f"{close_names(name, columns)}."
         )
-    mentioned = {m.group(1) or m.group(2) for m in _IDENTIFIER.finditer(rhs)}
+    expressions = [factor.expr for term in parsed for factor in term.factors if factor.eval_method.value == "python"]
+    mentioned = {m.group(1) or m.group(2) for expr in expressions for m in _IDENTIFIER.finditer(expr)}
     return names | (mentioned & known)
 
 

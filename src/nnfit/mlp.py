@@ -14,7 +14,7 @@ import numpy as np
 
 from .design import Design, as_pandas, warn_left_out
 from .errors import ArgumentError, DataError
-from .modules import ACTIVATION_FORMULAS, MLP, hidden_sizes, per_layer
+from .modules import ACTIVATION_FORMULAS, MLP, check_architecture
 
 
 def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer="rmsprop", lr=None,
@@ -44,7 +44,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     from . import learner as learner_module
     from . import losses, metrics
 
-    sizes = hidden_sizes(hidden)
+    sizes = check_architecture(hidden, activation, dropout)[0]  # before any work starts
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Design warns once, below, about missing rows
         design = Design(formula, scale=scale, scale_response=True, intercept=False).fit(data)
@@ -53,8 +53,6 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     warn_left_out(matrices, len(frame))
     task = _task(design)
     n_outputs = len(design.levels) if task == "multiclass" else 1 if task == "binary" else len(design.response_columns)
-    # Validate the architecture before any training starts.
-    MLP(len(design.columns), sizes, n_outputs, activation, dropout)
 
     import torch
 

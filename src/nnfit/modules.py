@@ -58,6 +58,20 @@ def hidden_sizes(hidden) -> list[int]:
     return list(sizes)
 
 
+def check_architecture(hidden, activation, dropout):
+    """(sizes, activations, dropouts), one per hidden layer, or a clear error."""
+    sizes = hidden_sizes(hidden)
+    activations = per_layer(activation, len(sizes), "activation")
+    dropouts = per_layer(dropout, len(sizes), "dropout")
+    for name in activations:
+        if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
+            raise ArgumentError(f"Unknown activation {name!r}; choose one of: {', '.join(sorted(ACTIVATIONS))}.")
+    for p in dropouts:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ArgumentError(f"dropout must lie in [0, 1), not {p!r}.")
+    return sizes, [a.lower() for a in activations], [float(p) for p in dropouts]
+
+
 class MLP(nn.Module):
     """A multilayer perceptron: Linear -> g -> Dropout per hidden layer, then a linear output.
 
@@ -82,22 +96,12 @@ class MLP(nn.Module):
 
     def __init__(self, input_size: int, hidden=50, output_size: int = 1, activation="relu", dropout=0.0):
         super().__init__()
-        sizes = hidden_sizes(hidden)
-        activations = per_layer(activation, len(sizes), "activation")
-        dropouts = per_layer(dropout, len(sizes), "dropout")
-        for name in activations:
-            if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
-                raise ArgumentError(
-                    f"Unknown activation {name!r}; choose one of: {', '.join(sorted(ACTIVATIONS))}."
-                )
-        for p in dropouts:
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-                raise ArgumentError(f"dropout must lie in [0, 1), not {p!r}.")
+        sizes, activations, dropouts = check_architecture(hidden, activation, dropout)
         self.input_size = int(input_size)
         self.sizes = sizes
         self.output_size = int(output_size)
-        self.activations = [a.lower() for a in activations]
-        self.dropouts = [float(p) for p in dropouts]
+        self.activations = activations
+        self.dropouts = dropouts
         widths = [self.input_size] + sizes
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.g = nn.ModuleList(ACTIVATIONS[a]() for a in self.activations)
