@@ -18,19 +18,24 @@ __version__ = "0.1.0"
 # public name -> (module, attribute or None for the module itself)
 _EXPORTS = {
     "Design": ("nnfit.design", "Design"),
-    "split": ("nnfit.split", "split"),
+    "split": ("nnfit.sampling", "split"),
     "setup": ("nnfit.learner", "setup"),
     "Learner": ("nnfit.learner", "Learner"),
     "Fitted": ("nnfit.learner", "Fitted"),
-    "mlp": ("nnfit.mlp", "mlp"),
-    "MLPFit": ("nnfit.mlp", "MLPFit"),
+    "mlp": ("nnfit.mlpfit", "mlp"),
+    "MLPFit": ("nnfit.mlpfit", "MLPFit"),
     "MLP": ("nnfit.modules", "MLP"),
     "load": ("nnfit.files", "load"),
+    "read": ("nnfit.datasets", "read"),
+    "cross_validate": ("nnfit.tuning", "cross_validate"),
+    "grid": ("nnfit.tuning", "grid"),
     "datasets": ("nnfit.datasets", None),
     "metrics": ("nnfit.metrics", None),
     "callbacks": ("nnfit.callbacks", None),
     "plot": ("nnfit.plot", None),
     "errors": ("nnfit.errors", None),
+    "sklearn": ("nnfit.sklearn", None),  # scikit-learn estimators; imports scikit-learn on first use
+    "lr_finder": ("nnfit.rate_finder", "lr_finder"),  # the module may not share the function's name
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

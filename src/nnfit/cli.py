@@ -96,7 +96,7 @@ def _numbers(text: str, kind, name: str):
 def _fit(args) -> int:
     from . import plot
     from .datasets import read
-    from .mlp import mlp
+    from .mlpfit import mlp
 
     frame = read(args.data)
     hidden = _numbers(args.hidden, int, "hidden")

@@ -21,7 +21,7 @@ FORMULAS = {"mass": "body_mass_g ~ .", "species": "species ~ ."}
 def data(seed: int = 1):
     """The labs' data as R prepares it: drop_na(), select(-year), an 80/20 split."""
     from .datasets import load
-    from .split import split
+    from .sampling import split
 
     penguins = load("penguins").dropna().drop(columns="year")
     return split(penguins, prop=0.8, seed=seed)
@@ -46,7 +46,7 @@ def run(out: str | os.PathLike | None = "nnfit-lab", seed: int = 1, epochs: int 
     import sys
 
     from . import plot
-    from .mlp import mlp
+    from .mlpfit import mlp
 
     stream = stream or sys.stdout
     training, testing = data(seed)

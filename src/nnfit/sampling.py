@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ArgumentError, ArgumentTypeError, DataError
+from .errors import ArgumentError, DataError
 
 
 def split(data, prop: float = 0.75, seed: int | None = None, strata: str | None = None):
     """Split ``data`` into (training, testing) with ``prop`` of the rows in training.
 
     Rows are drawn at random (reproducibly with ``seed``); each part keeps the original row
-    order and index. With ``strata``, ``prop`` of each level of that column goes to training
-    (missing values form their own stratum).
+    order and index; a polars frame gives polars frames. With ``strata``, ``prop`` of each
+    level of that column goes to training (missing values form their own stratum).
 
     >>> import nnfit as nf
     >>> penguins = nf.datasets.load("penguins")
@@ -22,8 +22,9 @@ def split(data, prop: float = 0.75, seed: int | None = None, strata: str | None 
     """
     import pandas as pd
 
-    if not isinstance(data, pd.DataFrame):
-        data = _as_pandas(data)
+    from .design import as_pandas, is_polars
+
+    given, data = data, as_pandas(data)
     if isinstance(prop, bool) or not isinstance(prop, (int, float)) or not 0 < prop < 1:
         raise ArgumentError(f"prop must be a number strictly between 0 and 1, not {prop!r}.")
     n = len(data)
@@ -45,11 +46,6 @@ def split(data, prop: float = 0.75, seed: int | None = None, strata: str | None 
     mask[np.concatenate(chosen)] = True
     if mask.all() or not mask.any():
         raise DataError(f"prop={prop} leaves one part of the {n} rows empty; use more rows or another prop.")
+    if is_polars(given):  # the same rows, still as polars frames
+        return given.filter(mask), given.filter(~mask)
     return data.iloc[mask], data.iloc[~mask]
-
-
-def _as_pandas(data):
-    """A pandas view of a polars frame; anything else is a type error."""
-    if type(data).__module__.startswith("polars"):
-        return data.to_pandas()
-    raise ArgumentTypeError(f"data must be a pandas DataFrame, not {type(data).__name__}.")

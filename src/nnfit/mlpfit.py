@@ -1,0 +1,546 @@
+"""The formula one-liner: ``nf.mlp("body_mass_g ~ . - year", data=training, hidden=50)``.
+
+It composes the three layers below it: a ``Design`` (formula, levels, scaling learned on the
+training data), an ``MLP`` module, and the training loop. Predictions come back as pandas
+objects in the response's own units or labels, aligned to the rows given.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .design import Design, as_pandas, is_polars, warn_left_out
+from .errors import ArgumentError, DataError
+from . import ensemble
+from .ensemble import StackedMLP, check_n_models
+from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_size
+
+
+def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer="rmsprop", lr=None,
+        epochs=100, batch_size=32, valid=None, seed=None, weight_decay=0.0, callbacks=None,
+        device="auto", verbose=None, threads=None, scale=True, n_models=1, embed=None, unknown="error"):
+    """Fit a neural network from a formula and a data frame; return an ``MLPFit``.
+
+    Predictors are standardized with the training data; a numeric response is standardized for
+    training and predictions are mapped back. The loss follows the response: numeric -> MSE,
+    factor -> cross-entropy, two-level factor -> binary cross-entropy on one logit. Rows with a
+    missing value in a variable the formula uses are left out of training (with a warning).
+
+    Parameters
+    ----------
+    hidden : units per hidden layer (a number or a list; ``[]`` is the linear / logistic model).
+    activation, dropout : one value, or one per hidden layer.
+    optimizer : "rmsprop" (default, as the R lab), "sgd", "adam", "adamw", or a torch.optim class.
+    lr : learning rate (default: the optimizer's own, 0.01 for RMSprop).
+    valid : a fraction of the training rows held out for validation metrics.
+    n_models : train this many networks at once (an ensemble; model k uses seed + k), in one
+        vectorized pass; predictions are their mean.
+    embed : "auto" gives each factor with more than 10 levels a learned embedding of
+        min(50, (levels + 1) // 2) numbers instead of dummy columns; or a list of factors.
+    unknown : for embedded factors, a level training never saw is an error ("error"), or
+        "other": it gets the average of the learned level embeddings.
+    Other options are those of ``Learner.fit``.
+
+    >>> import nnfit as nf
+    >>> training, testing = nf.split(nf.datasets.load("penguins"), prop=0.8, seed=1)
+    >>> fit = nf.mlp("body_mass_g ~ . - year", data=training, hidden=50, dropout=0.4,
+    ...              epochs=20, seed=1, verbose=False)  # doctest: +SKIP
+    """
+    from . import fused, losses, metrics
+    from . import learner as learner_module
+
+    sizes = check_architecture(hidden, activation, dropout)[0]  # before any work starts
+    prepared = prepare(formula, data, scale, embed=embed, unknown=unknown)
+    design, task, n_outputs, X, y = prepared.design, prepared.task, prepared.n_outputs, prepared.X, prepared.y
+    embeddings = [[len(levels) + (unknown == "other"), embedding_size(len(levels))] for levels in design.embedded_.values()]
+    if task == "regression":
+        loss = "mse"
+        tracked = [metrics.Rescaled(metrics.MAE(), design.response_center_, design.response_scale_)]
+    else:
+        loss = losses.BinaryLogitLoss() if task == "binary" else "cross_entropy"
+        tracked = [metrics.Accuracy()]
+    if check_n_models(n_models) > 1:
+        if embeddings:
+            raise ArgumentError("embed is not supported with n_models > 1 yet; fit one model, or leave embed=None.")
+        if callbacks:
+            raise ArgumentError("callbacks are not supported with n_models > 1; fit the models one at a time to use them.")
+        return _fit_many(prepared, sizes, activation, [dropout] * n_models, optimizer, [lr] * n_models,
+                         [weight_decay] * n_models, epochs, batch_size, valid, ensemble.seeds_for(seed, n_models),
+                         device, threads, formula)
+    opt_hparams = {"weight_decay": weight_decay}
+    if lr is not None:
+        opt_hparams["lr"] = lr
+    learner = (
+        learner_module.setup(MLP, loss=loss, optimizer=optimizer, metrics=tracked)
+        .set_hparams(input_size=len(design.columns), hidden=sizes, output_size=n_outputs, activation=activation,
+                     dropout=dropout, **({"embeddings": embeddings} if embeddings else {}))
+        .set_opt_hparams(**opt_hparams)
+    )
+    if not embeddings:  # the fused step has no embedding layer
+        learner = fused.learner_for(learner, callbacks)  # closed-form gradients when nothing needs autograd
+    fitted = learner.fit(
+        (X, y), epochs=epochs, batch_size=batch_size, valid_data=valid, callbacks=callbacks,
+        device=device, verbose=verbose, seed=seed, threads=threads,
+    )
+    settings = {
+        "formula": formula, "optimizer": _optimizer_name(learner.optimizer), "lr": learner.opt_hparams.get("lr"),
+        "weight_decay": weight_decay, "epochs": epochs, "batch_size": batch_size, "valid": valid, "seed": seed,
+        "n_train": int(len(X)), "n_left_out": prepared.n_left_out, "seconds": fitted.seconds,
+        "threads": fitted.threads,
+    }
+    model = fitted.model.cpu()
+    if embeddings and unknown == "other":
+        _other_as_average(model)
+    return MLPFit(design, model, task, fitted.records, settings, fitted=fitted)
+
+
+def _other_as_average(model) -> None:
+    """The "other" row (last) of each embedding becomes the mean of the levels' learned rows.
+
+    Training never sees that row, so a level met only at prediction time is treated as an
+    average level, not as a random vector.
+    """
+    import torch
+
+    with torch.no_grad():
+        for table in model.embed:
+            table.weight[-1] = table.weight[:-1].mean(dim=0)
+
+
+def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_decays, epochs, batch_size, valid,
+              seeds, device, threads, formula, train_rows=None, valid_rows=None, response_scale=None) -> "MLPFit":
+    """Train len(seeds) networks of one shape at once (an ensemble, folds or a grid's cell)."""
+    import torch
+
+    from .data import InMemory, split_valid
+    from .learner import _epochs, resolve_device
+
+    _epochs(epochs)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ArgumentError(f"batch_size must be a positive whole number or None, not {batch_size!r}.")
+    name = optimizer.lower() if isinstance(optimizer, str) else _optimizer_name(optimizer)
+    defaults = ensemble.OPTIMIZER_DEFAULTS.get(name, {})
+    lrs = [defaults.get("lr") if lr is None else lr for lr in lrs]
+    X, y = prepared.X, prepared.y
+    generators = None
+    if valid is not None and train_rows is None:
+        # Every model validates on the rows model 0's seed holds out, as nf.mlp(seed=seeds[0], valid=)
+        # would; each generator makes the same draw first, so shuffling continues as in a single fit.
+        rows = InMemory(torch.arange(len(X)), y)
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        splits = [split_valid(rows, valid, g, stratify=prepared.task != "regression") for g in generators]
+        train_rows, valid_rows = [splits[0][0].X] * len(seeds), [splits[0][1].X] * len(seeds)
+    scale = response_scale
+    if scale is None and prepared.task == "regression":
+        scale = prepared.design.response_scale_
+    net, records, seconds, n_threads = ensemble.fit(
+        X, y, prepared.task, prepared.n_outputs, sizes, activation, dropouts, name, lrs, weight_decays,
+        epochs if isinstance(epochs, int) else epochs[1], batch_size, seeds, train_rows, valid_rows, scale,
+        resolve_device(device), threads, generators,
+    )
+    settings = {
+        "formula": formula, "optimizer": name, "lr": lrs[0] if len(set(lrs)) == 1 else lrs,
+        "weight_decay": weight_decays[0] if len(set(weight_decays)) == 1 else weight_decays, "epochs": epochs,
+        "batch_size": batch_size, "valid": valid, "seed": seeds[0], "n_models": len(seeds),
+        "n_train": int(len(X) if train_rows is None else len(train_rows[0])), "n_left_out": prepared.n_left_out,
+        "seconds": seconds, "threads": n_threads,
+    }
+    return MLPFit(prepared.design, net, prepared.task, records, settings)
+
+
+@dataclass
+class Prepared:
+    """A formula's training data as tensors: standardized X, and y as floats or class codes."""
+
+    design: Design
+    task: str
+    n_outputs: int
+    X: "torch.Tensor"
+    y: "torch.Tensor"
+    n_left_out: int
+
+
+def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prepared:
+    """Fit the Design on ``data`` and encode it (rows with a missing value left out, with a warning)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warn once, below, about the rows left out
+        design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown).fit(data)
+    frame = as_pandas(data)
+    matrices = design.transform(frame, response=True)
+    warn_left_out(matrices, len(frame), stacklevel=4)
+    task = _task(design)
+    n_outputs = len(design.levels) if task == "multiclass" else 1 if task == "binary" else len(design.response_columns)
+    X = torch.as_tensor(matrices.inputs(), dtype=torch.float32)
+    y = torch.as_tensor(matrices.y, dtype=torch.float32 if task == "regression" else torch.int64)
+    return Prepared(design, task, n_outputs, X, y, int(matrices.n_left_out))
+
+
+def _task(design: Design) -> str:
+    if design.response_kind == "numeric":
+        return "regression"
+    return "binary" if len(design.levels) == 2 else "multiclass"
+
+
+def _optimizer_name(optimizer) -> str:
+    from .optimizers import name_of
+
+    return name_of(optimizer)
+
+
+class Scores(dict):
+    """Evaluation metrics (a dict) that also knows how many rows it scored and left out."""
+
+    def __init__(self, values: dict, n: int, n_left_out: int):
+        super().__init__(values)
+        self.n = n
+        self.n_left_out = n_left_out
+
+    def __repr__(self):
+        text = ", ".join(f"{k}: {v:.4g}" for k, v in self.items())
+        extra = f", {self.n_left_out} left out (missing values)" if self.n_left_out else ""
+        return f"{{{text}}} ({self.n} rows scored{extra})"
+
+
+class MLPFit:
+    """A network fitted by ``nf.mlp``: predict, evaluate, coef, plot, save, print.
+
+    With ``n_models=K`` it holds K networks of one shape (an ensemble): predictions are their
+    mean (for a classifier, the mean probabilities); ``type="all"`` gives every model's.
+    """
+
+    def __init__(self, design: Design, model, task: str, history: list, settings: dict, fitted=None):
+        self.design = design
+        self.model = model.eval()
+        self.task = task
+        self.history = list(history)
+        self.settings = settings
+        self.fitted = fitted
+
+    @property
+    def n_models(self) -> int:
+        return getattr(self.model, "n_models", 1)
+
+    def models(self) -> list:
+        """The fitted networks as ordinary ``MLP`` modules (one for a single fit)."""
+        return [self.model.unstack(k) for k in range(self.n_models)] if self.n_models > 1 else [self.model]
+
+    # -------------------------------------------------------------- predictions
+    def _outputs(self, X: np.ndarray) -> np.ndarray:
+        """Network outputs (K, n, outputs), in float64, for standardized rows X."""
+        import torch
+
+        self.model.eval()
+        if not len(X):
+            return np.zeros((self.n_models, 0, self.model.output_size))
+        with torch.no_grad():
+            out = self.model(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+        return out if out.ndim == 3 else out[None]
+
+    def _responses(self, out: np.ndarray) -> np.ndarray:
+        """(K, n, k) predictions in the response's units, or (K, n, levels) probabilities."""
+        if self.task == "regression":
+            return self.design.unscale_response(out)
+        return np.stack([_probabilities(o, self.task) for o in out])
+
+    def predict(self, data, type: str = "response"):
+        """Predictions for every row of ``data``, aligned to its index (NaN where a predictor is missing).
+
+        Regression: a Series in the response's units (a DataFrame for several responses).
+        Classification: ``type="response"`` or ``"class"`` gives a categorical Series of labels;
+        ``type="prob"`` a DataFrame with one column of probabilities per level.
+        Ensembles: the mean over models; ``type="all"`` gives each model's prediction (one
+        column per model), and for regression ``type="interval"`` gives mean, sd and the 2.5%
+        and 97.5% quantiles across models. A polars frame gives polars results (labels as an
+        Enum in level order, null where a predictor is missing).
+        """
+        import pandas as pd
+
+        if is_polars(data):
+            return _as_polars(self.predict(as_pandas(data), type=type))
+        choices = ["response"] + (["class", "prob"] if self.task != "regression" else [])
+        if self.n_models > 1:
+            choices += ["all"] + (["interval"] if self.task == "regression" else [])
+        if type not in choices:
+            raise ArgumentError(f"type must be one of {', '.join(map(repr, choices))} for this model, not {type!r}.")
+        frame = as_pandas(data)
+        matrices = self.design.transform(frame, response=False)
+        values = self._responses(self._outputs(matrices.inputs()))
+
+        def full(array, columns):  # rows with a missing predictor stay NaN
+            out = np.full((len(frame), array.shape[1]), np.nan)
+            out[matrices.rows] = array
+            return pd.DataFrame(out, index=frame.index, columns=columns)
+
+        models = [f"model_{k}" for k in range(1, self.n_models + 1)]
+        if type == "all" and self.task == "regression":
+            if values.shape[2] == 1:
+                return full(values[:, :, 0].T, models)
+            return pd.concat({m: full(v, self.design.response_columns) for m, v in zip(models, values)}, axis=1)
+        if type == "all":
+            return pd.DataFrame({m: self._labels(frame, matrices.rows, v) for m, v in zip(models, values)})
+        if type == "interval":
+            v = values[:, :, 0]
+            stats = np.column_stack([v.mean(0), v.std(0, ddof=1), np.quantile(v, 0.025, axis=0), np.quantile(v, 0.975, axis=0)])
+            return full(stats, ["mean", "sd", "lower", "upper"])
+        mean = values.mean(axis=0)
+        if self.task == "regression":
+            result = full(mean, self.design.response_columns)
+            return result.iloc[:, 0] if mean.shape[1] == 1 else result
+        if type == "prob":
+            return full(mean, [str(level) for level in self.design.levels])
+        return self._labels(frame, matrices.rows, mean)
+
+    def _labels(self, frame, rows, probs):
+        import pandas as pd
+
+        codes = np.full(len(frame), -1, dtype=np.int64)
+        codes[rows] = probs.argmax(axis=1)
+        labels = pd.Categorical.from_codes(codes, categories=self.design.levels)
+        return pd.Series(labels, index=frame.index, name=self.design.response[0])
+
+    def evaluate(self, data, by_model: bool = False):
+        """Metrics on the rows of ``data`` it can score, in original units or labels.
+
+        Regression: mae, rmse, r2. Classification: accuracy, log_loss. The number of rows left
+        out for a missing value is in ``.n_left_out`` (and a warning). An ensemble is scored
+        on its mean prediction; ``by_model=True`` gives a DataFrame with one row per model.
+        """
+        import pandas as pd
+
+        frame = as_pandas(data)
+        if not all(name in frame.columns for name in self.design.response):
+            missing = [n for n in self.design.response if n not in frame.columns]
+            raise DataError(f"evaluate needs the response: the data has no column {missing[0]!r}.")
+        matrices = self.design.transform(frame, response=True)
+        warn_left_out(matrices, len(frame))
+        if not len(matrices.X):
+            raise DataError("No rows to score: every row has a missing value.")
+        values = self._responses(self._outputs(matrices.inputs()))
+        truth = self.design.unscale_response(matrices.y) if self.task == "regression" else matrices.y
+        if by_model:
+            rows = [dict(model=k + 1, **score(v, truth, self.task)) for k, v in enumerate(values)]
+            return pd.DataFrame(rows)
+        return Scores(score(values.mean(axis=0), truth, self.task), n=len(matrices.X), n_left_out=matrices.n_left_out)
+
+    # -------------------------------------------------------------- the network
+    def coef(self):
+        """Every weight, named in the course's notation, as a DataFrame.
+
+        Hidden layer h: ``w^(h)_{k,j}`` from input j (0 is the bias) to unit k. Output layer:
+        ``beta_{t,m}`` from hidden unit m (0 is the bias) to outcome t (``beta_m`` with one
+        outcome, as in f(X) = beta_0 + sum_k beta_k A_k). Ensembles add a ``model`` column.
+        An embedded factor adds ``E(name)_{level,d}``, coordinate d of a level's vector, and
+        its d coordinates ``E(name)_d`` are inputs of the first layer after the columns of X.
+        """
+        import pandas as pd
+
+        frames = []
+        for k, model in enumerate(self.models(), start=1):
+            rows, inputs = _embedding_rows(model, self.design)
+            for h, linear in enumerate(model.hidden, start=1):
+                rows += _layer_rows(linear, f"hidden {h}", lambda u, j, h=h: f"w^({h})_{{{u},{j}}}", inputs)
+                inputs = [f"A^({h})_{u}" for u in range(1, linear.out_features + 1)]
+            single = model.output_size == 1
+            name = (lambda t, m: f"beta_{m}") if single else (lambda t, m: f"beta_{{{t},{m}}}")
+            rows += _layer_rows(model.output, "output", name, inputs)
+            frame = pd.DataFrame(rows, columns=["term", "layer", "unit", "input", "from", "value"])
+            if self.n_models > 1:
+                frame.insert(0, "model", k)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def metrics(self):
+        """Training history as a long DataFrame: set, metric, epoch, value (and model for ensembles)."""
+        import pandas as pd
+
+        columns = ["set", "metric", "epoch", "value"] + (["model"] if self.history and len(self.history[0]) == 5 else [])
+        return pd.DataFrame(self.history, columns=columns)
+
+    def plot(self):
+        """Learning curves (loss and metrics by epoch)."""
+        from . import plot
+
+        return plot.learning_curves(self.metrics, title=self.settings["formula"])
+
+    def save(self, path) -> None:
+        """One file: weights as safetensors, the design, architecture and history as JSON."""
+        from . import files
+
+        metadata = {
+            "kind": "mlp",
+            "task": self.task,
+            "design": self.design.to_dict(),
+            "architecture": self.model.architecture(),
+            "settings": self.settings,
+            "history": self.history,
+        }
+        files.write(path, self.model.state_dict(), metadata)
+
+    @classmethod
+    def from_saved(cls, tensors: dict, metadata: dict) -> "MLPFit":
+        from .errors import ModelFileError
+
+        try:
+            design = Design.from_dict(metadata["design"])
+            architecture = metadata["architecture"]
+            model = StackedMLP.from_architecture(architecture) if "n_models" in architecture else MLP(**architecture)
+            model.load_state_dict(tensors)
+        except (KeyError, TypeError, RuntimeError, ValueError) as error:
+            raise ModelFileError(f"The model file's contents are inconsistent: {error}") from None
+        history = [tuple(row) for row in metadata["history"]]
+        return cls(design, model, metadata["task"], history, metadata["settings"])
+
+    # -------------------------------------------------------------- printing
+    def notation(self) -> str:
+        """The network in the course's notation, with its sizes."""
+        sizes = self.model.sizes
+        p = len(self.design.columns)
+        activations = self.model.activations
+        lines = []
+        if not sizes:
+            lines.append("f_t(X) = beta_t0 + sum_{j=1}^{p} beta_tj X_j   (a linear model: no hidden layer)")
+        elif len(sizes) == 1:
+            lines.append("f(X) = beta_0 + sum_{k=1}^{K} beta_k g(w_k0 + sum_{l=1}^{p} w_kl X_l)")
+            lines.append(f"  K = {sizes[0]} hidden units, g = {ACTIVATION_FORMULAS[activations[0]]}, p = {p} predictors")
+        else:
+            letters = "klmnopqrs"
+            previous, count = "j", "p"
+            for h, size in enumerate(sizes, start=1):
+                unit = letters[(h - 1) % len(letters)]
+                source = "X_j" if h == 1 else f"A^({h - 1})_{previous}"
+                g = ACTIVATION_FORMULAS[activations[h - 1]].split(",")[0]
+                lines.append(
+                    f"A^({h})_{unit} = g(w^({h})_{unit}0 + sum_{{{previous}=1}}^{{{count}}} w^({h})_{unit}{previous} {source})"
+                    f"   {unit} = 1..{size}, g = {g}"
+                )
+                previous, count = unit, str(size)
+            lines.append(f"f_t(X) = beta_t0 + sum_{{{previous}=1}}^{{{count}}} beta_t{previous} A^({len(sizes)})_{previous}")
+            lines.append(f"  p = {p} predictors, hidden sizes {sizes}")
+        outputs = self.model.output_size
+        if self.task == "multiclass":
+            lines.append(f"  T = {outputs} outputs, softmax over the levels {', '.join(map(str, self.design.levels))}")
+        elif self.task == "binary":
+            lines.append(f"  one output: the log-odds of {self.design.levels[1]!r} (against {self.design.levels[0]!r})")
+        elif outputs > 1:
+            lines.append(f"  T = {outputs} outputs: {', '.join(self.design.response_columns)}")
+        for (name, levels), (_, size) in zip(self.design.embedded_.items(), getattr(self.model, "embeddings", [])):
+            lines.append(f"  embedded factor {name}: {len(levels)} levels, each a learned vector E({name}) of "
+                         f"{size} numbers, input beside X")
+        dropouts = self.model.dropouts if self.n_models == 1 else sorted({tuple(d) for d in self.model.dropouts})
+        if self.n_models == 1 and any(dropouts):
+            lines.append(f"  dropout after each hidden layer: {dropouts}")
+        elif self.n_models > 1:
+            shown = ", ".join(str(list(d)) for d in dropouts)
+            lines.append(f"  an ensemble of {self.n_models} such networks (own initialization, shuffling, dropout); "
+                         f"dropout per layer: {shown}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        s = self.settings
+        task = {"regression": "regression", "binary": "binary classification", "multiclass": "classification"}[self.task]
+        lr = f", lr {s['lr']}" if s.get("lr") is not None else ""
+        lines = [
+            f"nnfit MLP ({task}): {s['formula']}",
+            "  " + self.notation().replace("\n", "\n  "),
+            f"  {self.n_parameters:,} parameters; {s['optimizer']}{lr}, batch size {s['batch_size']}, "
+            f"{_epochs_run(self.history)} epochs",
+            f"  trained on {s['n_train']} rows"
+            + (f" ({s['n_left_out']} left out for missing values)" if s.get("n_left_out") else ""),
+        ]
+        last = _last_epoch(self.history)
+        if last:
+            unit = f" ({self.design.response_columns[0]} units)" if self.task == "regression" and len(self.design.response_columns) == 1 else ""
+            lines.append("  last epoch: " + _format_last(last) + unit)
+        return "\n".join(lines)
+
+
+def score(pred: np.ndarray, truth: np.ndarray, task: str) -> dict:
+    """mae, rmse, r2 (regression, averaged over outputs) or accuracy, log_loss (classification)."""
+    if task == "regression":
+        errors = pred - truth
+        total = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+        r2 = 1 - (errors**2).sum(axis=0) / np.where(total > 0, total, np.nan)
+        return {"mae": float(np.abs(errors).mean()), "rmse": float(np.sqrt((errors**2).mean())), "r2": float(np.mean(r2))}
+    eps = np.finfo(np.float64).eps
+    picked = np.clip(pred[np.arange(len(truth)), truth], eps, 1.0)
+    return {"accuracy": float((pred.argmax(axis=1) == truth).mean()), "log_loss": float(-np.log(picked).mean())}
+
+
+def _embedding_rows(model, design):
+    """coef rows of each embedding table, and the names of the first layer's inputs."""
+    rows, inputs = [], list(design.columns)
+    for (name, levels), (n_rows, size), table in zip(design.embedded_.items(), getattr(model, "embeddings", []),
+                                                     getattr(model, "embed", [])):
+        weight = table.weight.detach().double().numpy()
+        labels = [str(level) for level in levels] + ["(other)"] * (n_rows - len(levels))
+        for j, label in enumerate(labels):
+            for d in range(size):
+                rows.append((f"E({name})_{{{label},{d + 1}}}", f"embedding {name}", d + 1, j + 1, label, float(weight[j, d])))
+        inputs += [f"E({name})_{d}" for d in range(1, size + 1)]
+    return rows, inputs
+
+
+def _layer_rows(linear, layer, name, inputs):
+    weight = linear.weight.detach().double().numpy()
+    bias = linear.bias.detach().double().numpy()
+    rows = []
+    for k in range(weight.shape[0]):
+        rows.append((name(k + 1, 0), layer, k + 1, 0, "(bias)", float(bias[k])))
+        for j in range(weight.shape[1]):
+            rows.append((name(k + 1, j + 1), layer, k + 1, j + 1, inputs[j], float(weight[k, j])))
+    return rows
+
+
+def _as_polars(result):
+    """A pandas prediction as a polars Series or DataFrame; labels become an Enum in level order."""
+    import pandas as pd
+    import polars as pl
+
+    converted = pl.from_pandas(result)
+    if isinstance(result, pd.Series) and isinstance(result.dtype, pd.CategoricalDtype):
+        levels = list(result.cat.categories)
+        if all(isinstance(level, str) for level in levels):
+            converted = converted.cast(pl.String).cast(pl.Enum(levels))
+    return converted
+
+
+def _probabilities(out: np.ndarray, task: str) -> np.ndarray:
+    if task == "binary":
+        p = 1.0 / (1.0 + np.exp(-out.reshape(-1)))
+        return np.column_stack([1 - p, p])
+    shifted = out - out.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _epochs_run(history) -> int:
+    return max((row[2] for row in history), default=0)
+
+
+def _last_epoch(history) -> dict:
+    """{set: {metric: value}} of the last epoch (the mean over models for an ensemble)."""
+    last = _epochs_run(history)
+    values = {}
+    for row in history:
+        if row[2] == last:
+            values.setdefault(row[0], {}).setdefault(row[1], []).append(row[3])
+    return {split: {name: float(np.mean(v)) for name, v in metrics.items()} for split, metrics in values.items()}
+
+
+def _format_last(last: dict) -> str:
+    parts = []
+    for split, values in last.items():
+        shown = {k: v for k, v in values.items() if k != "loss" or len(values) == 1}
+        parts.append(f"{split} " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if not math.isnan(v)))
+    return "; ".join(parts)

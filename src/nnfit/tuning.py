@@ -1,0 +1,271 @@
+"""Model selection with many networks trained at once: cross-validation and grids.
+
+Both build on ``nf.mlp``'s vectorized ensembles: the folds of a cross-validation, or every
+same-shape combination of a grid, are stacked and trained in one pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+
+from .design import Design, as_pandas, warn_left_out
+from .errors import ArgumentError, DataError
+from .modules import check_architecture
+
+_HIGHER_IS_BETTER = {"accuracy": True, "r2": True, "mae": False, "rmse": False, "log_loss": False}
+
+
+class CVResult:
+    """Cross-validation results: ``folds`` (one row per fold), ``summary`` (mean, sd) and
+    ``metrics`` (the training history, with a ``model`` column numbering the folds)."""
+
+    def __init__(self, folds, formula: str, seconds: float, metrics):
+        self.folds = folds
+        self.formula = formula
+        self.seconds = seconds
+        self.metrics = metrics
+
+    @property
+    def summary(self):
+        """mean and sd (n - 1) of each metric over the folds."""
+        import pandas as pd
+
+        metrics = [c for c in self.folds.columns if c not in ("fold", "n")]
+        return pd.DataFrame(
+            {"metric": metrics, "mean": [self.folds[m].mean() for m in metrics], "sd": [self.folds[m].std(ddof=1) for m in metrics]}
+        )
+
+    def __repr__(self):
+        lines = [f"<nnfit CVResult> {len(self.folds)}-fold cross-validation of {self.formula} ({self.seconds:.2f} s)"]
+        for row in self.summary.itertuples():
+            lines.append(f"  {row.metric:<9} {row.mean:.4g} (sd {row.sd:.3g})")
+        return "\n".join(lines)
+
+
+def _assign_folds(codes, n: int, folds: int, seed, stratify: bool) -> np.ndarray:
+    """Fold number (0..folds-1) per row; stratified by class so each fold has every class."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ArgumentError(f"folds must be a whole number of at least 2, not {folds!r}.")
+    if folds > n:
+        raise ArgumentError(f"folds={folds} is more than the {n} rows with complete data.")
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(n, dtype=np.int64)
+    if stratify:
+        counts = np.bincount(codes)
+        present = counts[counts > 0]
+        if folds > present.min():
+            raise ArgumentError(
+                f"folds={folds} is more than the {present.min()} rows of the smallest class; use at most {present.min()} folds."
+            )
+        offset = 0
+        for level in np.flatnonzero(counts):
+            rows = rng.permutation(np.flatnonzero(codes == level))
+            assignment[rows] = (np.arange(len(rows)) + offset) % folds
+            offset += len(rows)
+    else:
+        assignment[rng.permutation(n)] = np.arange(n) % folds
+    return assignment
+
+
+def _standardize(values: np.ndarray, rows: np.ndarray):
+    """Values centred and scaled with the mean and sd (n - 1) of ``rows``; constant columns kept."""
+    part = values[rows]
+    center = part.mean(axis=0)
+    sd = part.std(axis=0, ddof=1) if len(part) > 1 else np.ones(values.shape[1])
+    keep = np.ptp(part, axis=0) > 0
+    center, sd = np.where(keep, center, 0.0), np.where(keep, sd, 1.0)
+    return (values - center) / sd, center, sd
+
+
+def cross_validate(formula: str, data, folds: int = 10, seed=None, scale=True, **mlp_options) -> CVResult:
+    """K-fold cross-validation of ``nf.mlp(formula, ...)``, every fold trained at once.
+
+    Each fold's network is scaled with, and trained on, its own training rows only, then
+    scored on its held-out rows in original units. Folds are stratified for a classifier.
+    ``mlp_options`` are those of ``nf.mlp`` (hidden, dropout, optimizer, lr, epochs, ...).
+
+    >>> import nnfit as nf
+    >>> penguins = nf.datasets.load("penguins").dropna()
+    >>> cv = nf.cross_validate("body_mass_g ~ . - year", penguins, folds=5, epochs=5, seed=1)  # doctest: +SKIP
+    >>> cv.summary  # doctest: +SKIP
+    """
+    import time
+
+    import pandas as pd
+    import torch
+
+    from .ensemble import seeds_for
+    from .mlpfit import Prepared, _fit_many, _probabilities, _task, score
+
+    for option in ("valid", "n_models", "callbacks"):
+        if option in mlp_options:
+            raise ArgumentError(f"cross_validate chooses {option} itself; leave it out.")
+    began = time.perf_counter()
+    options = dict(mlp_options)
+    hidden, activation = options.pop("hidden", 50), options.pop("activation", "relu")
+    dropout = options.pop("dropout", 0.0)
+    optimizer, lr, weight_decay = options.pop("optimizer", "rmsprop"), options.pop("lr", None), options.pop("weight_decay", 0.0)
+    epochs, batch_size = options.pop("epochs", 100), options.pop("batch_size", 32)
+    device, threads = options.pop("device", "auto"), options.pop("threads", None)
+    options.pop("verbose", None)
+    if options:
+        raise ArgumentError(f"Unknown options for cross_validate: {', '.join(sorted(options))}.")
+    sizes = check_architecture(hidden, activation, dropout)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        design = Design(formula, scale=False, intercept=False).fit(data)
+    frame = as_pandas(data)
+    matrices = design.transform(frame, response=True)
+    warn_left_out(matrices, len(frame))
+    task = _task(design)
+    n = len(matrices.X)
+    codes = matrices.y if task != "regression" else None
+    assignment = _assign_folds(codes, n, folds, seed, stratify=task != "regression")
+    train_rows = [np.flatnonzero(assignment != k) for k in range(folds)]
+    valid_rows = [np.flatnonzero(assignment == k) for k in range(folds)]
+
+    X = np.stack([_standardize(matrices.X, rows)[0] if scale else matrices.X for rows in train_rows])
+    if task == "regression":
+        scaled = [_standardize(matrices.y, rows) for rows in train_rows]
+        y = torch.as_tensor(np.stack([s[0] for s in scaled]), dtype=torch.float32)
+        y_center = np.stack([s[1] for s in scaled])
+        y_scale = np.stack([s[2] for s in scaled])
+        response_scale = torch.as_tensor(y_scale[:, None, :], dtype=torch.float32)
+    else:
+        y = torch.as_tensor(codes, dtype=torch.int64)
+        response_scale = None
+    n_outputs = len(design.levels) if task == "multiclass" else 1 if task == "binary" else y.shape[-1]
+    prepared = Prepared(design, task, n_outputs, torch.as_tensor(X, dtype=torch.float32), y, matrices.n_left_out)
+    as_index = [torch.as_tensor(rows) for rows in train_rows]
+    held_out = [torch.as_tensor(rows) for rows in valid_rows]
+    seeds = seeds_for(seed, folds)
+    fit = _fit_many(
+        prepared, sizes, activation, [dropout] * folds, optimizer, [lr] * folds, [weight_decay] * folds, epochs,
+        batch_size, None, seeds, device, threads, formula, train_rows=as_index, valid_rows=held_out,
+        response_scale=response_scale,
+    )
+    outputs = fit._outputs(prepared.X.numpy())
+    rows = []
+    for k in range(folds):
+        part = outputs[k, valid_rows[k]]
+        if task == "regression":
+            pred = part * y_scale[k] + y_center[k]
+            truth = matrices.y[valid_rows[k]]
+        else:
+            pred = _probabilities(part, task)
+            truth = codes[valid_rows[k]]
+        rows.append(dict(fold=k + 1, n=len(valid_rows[k]), **score(pred, truth, task)))
+    return CVResult(pd.DataFrame(rows), formula, time.perf_counter() - began, fit.metrics)
+
+
+class GridResult:
+    """A grid search: ``results`` (one row per combination), ``best`` (its settings), ``fit`` (the refit)."""
+
+    def __init__(self, results, best: dict, metric: str, fit, seconds: float):
+        self.results = results
+        self.best = best
+        self.metric = metric
+        self.fit = fit
+        self.seconds = seconds
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.best.items())
+        return (
+            f"<nnfit GridResult> {len(self.results)} combinations in {self.seconds:.2f} s; "
+            f"best by validation {self.metric}: {settings}"
+        )
+
+
+def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, activation="relu", seeds: int = 1,
+         valid: float = 0.2, metric: str | None = None, seed: int = 1, refit: bool = True, **mlp_options) -> GridResult:
+    """Every combination of ``hidden``, ``lr``, ``dropout``, ``weight_decay`` and ``activation``.
+
+    Each argument takes one value or a list of values; ``hidden`` takes a list of shapes, each
+    a number of units or a list of them (``hidden=[10, 50]`` compares one layer of 10 with one
+    of 50; ``hidden=[[10, 5]]`` is one two-layer shape). Same-shape combinations (one hidden/activation
+    setting) are trained together in one vectorized pass, ``seeds`` models each, on the same
+    training rows, and scored on the same ``valid`` fraction held out. ``results`` has one row
+    per combination with the validation metrics (mean over seeds, and their sd); ``best`` is
+    the best combination by ``metric`` (default: mae for regression, log_loss for classifiers),
+    refit on all of ``data`` when ``refit``.
+
+    >>> import nnfit as nf
+    >>> penguins = nf.datasets.load("penguins").dropna()
+    >>> result = nf.grid("body_mass_g ~ . - year", penguins, lr=[0.003, 0.01], dropout=[0, 0.4],
+    ...                  epochs=10, seed=1)  # doctest: +SKIP
+    """
+    import time
+
+    import pandas as pd
+
+    from .mlpfit import _fit_many, mlp, prepare
+
+    for option in ("valid_data", "n_models", "callbacks"):
+        if option in mlp_options:
+            raise ArgumentError(f"grid chooses {option} itself; leave it out.")
+    began = time.perf_counter()
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else [v]  # noqa: E731
+    shapes = [h if isinstance(h, (list, tuple)) else [h] for h in as_list(hidden)]
+    axes = {"lr": as_list(lr), "dropout": as_list(dropout), "weight_decay": as_list(weight_decay),
+            "activation": as_list(activation)}
+    if not shapes or any(len(v) == 0 for v in axes.values()):
+        raise ArgumentError("The grid is empty: give at least one value for each of hidden, lr, dropout, weight_decay.")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ArgumentError(f"seeds must be a positive whole number, not {seeds!r}.")
+    prepared = prepare(formula, data, mlp_options.pop("scale", True))
+    metric = metric or ("mae" if prepared.task == "regression" else "log_loss")
+    if metric not in _HIGHER_IS_BETTER:
+        raise ArgumentError(f"Unknown metric {metric!r}; choose one of: {', '.join(sorted(_HIGHER_IS_BETTER))}.")
+    rows = []
+    for shape in shapes:
+        for act in axes["activation"]:
+            cells = list(itertools.product(axes["lr"], axes["dropout"], axes["weight_decay"]))
+            check_architecture(shape, act, [0.0] * len(shape))
+            for _, rate, _ in cells:
+                check_architecture(shape, act, rate)
+            per_model = [cell for cell in cells for _ in range(seeds)]
+            model_seeds = [seed + s for _ in cells for s in range(seeds)]
+            fit = _fit_many(
+                prepared, shape, act, [c[1] for c in per_model], mlp_options.get("optimizer", "rmsprop"),
+                [c[0] for c in per_model], [c[2] for c in per_model], mlp_options.get("epochs", 100),
+                mlp_options.get("batch_size", 32), valid, model_seeds, mlp_options.get("device", "auto"),
+                mlp_options.get("threads"), formula,
+            )
+            scores = _validation_scores(fit, prepared, valid, model_seeds[0])
+            for index, (rate_lr, rate, decay) in enumerate(cells):
+                models = scores.iloc[index * seeds : (index + 1) * seeds]
+                row = {"hidden": list(shape), "activation": act, "lr": rate_lr, "dropout": rate, "weight_decay": decay}
+                for name in [c for c in scores.columns if c != "model"]:
+                    row[name] = models[name].mean()
+                    row[f"{name}_sd"] = models[name].std(ddof=1) if seeds > 1 else float("nan")
+                rows.append(row)
+    results = pd.DataFrame(rows)
+    order = results[metric].rank(ascending=not _HIGHER_IS_BETTER[metric], method="first")
+    best_row = results.loc[order.idxmin()]
+    best = {k: getattr(best_row[k], "item", lambda v=best_row[k]: v)() for k in ("hidden", "activation", "lr", "dropout", "weight_decay")}
+    refitted = None
+    if refit:
+        options = {k: v for k, v in mlp_options.items() if k not in ("verbose",)}
+        refitted = mlp(formula, data, hidden=list(best["hidden"]), activation=best["activation"], lr=best["lr"],
+                       dropout=best["dropout"], weight_decay=best["weight_decay"], seed=seed, verbose=False, **options)
+    return GridResult(results, best, metric, refitted, time.perf_counter() - began)
+
+
+def _validation_scores(fit, prepared, valid, seed):
+    """Each model's metrics (original units) on the held-out rows, one row per model."""
+    import pandas as pd
+    import torch
+
+    from .data import InMemory, split_valid
+    from .mlpfit import score
+
+    generator = torch.Generator().manual_seed(seed)
+    _, held_out = split_valid(InMemory(torch.arange(len(prepared.X)), prepared.y), valid, generator,
+                              stratify=prepared.task != "regression")
+    rows = held_out.X.numpy()
+    values = fit._responses(fit._outputs(prepared.X.numpy()[rows]))
+    truth = prepared.design.unscale_response(prepared.y.numpy()[rows]) if prepared.task == "regression" else prepared.y.numpy()[rows]
+    return pd.DataFrame([dict(model=k + 1, **score(v, truth, prepared.task)) for k, v in enumerate(values)])

@@ -1,0 +1,145 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import nnfit as nf
+from nnfit.ensemble import StackedMLP, StackedOptimizer
+from nnfit.errors import ArgumentError
+
+pytestmark = pytest.mark.filterwarnings("ignore::nnfit.errors.MissingValuesWarning")
+
+
+def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize(
+    "optimizer, options",
+    [("sgd", {"lr": 0.05}), ("rmsprop", {"lr": 0.01}), ("adam", {"lr": 0.01}), ("adamw", {"lr": 0.01}),
+     ("adam", {"lr": 0.01, "weight_decay": 0.01}), ("rmsprop", {"lr": 0.003, "weight_decay": 0.05})],
+)
+def test_model_k_equals_the_model_trained_alone(lab_split, optimizer, options):
+    training, _ = lab_split
+    # tanh, not ReLU: Adam's m / sqrt(v) turns float rounding into full-size steps for a weight
+    # whose gradient is all but zero, as at a ReLU kink, and the runs would part for that alone.
+    common = dict(hidden=[16, 8], activation="tanh", optimizer=optimizer, epochs=5, verbose=False, **options)
+    together = nf.mlp("body_mass_g ~ .", training, seed=10, n_models=3, **common)
+    for k in range(3):
+        alone = nf.mlp("body_mass_g ~ .", training, seed=10 + k, **common)
+        assert _max_difference(together.models()[k], alone.model) < 1e-4
+
+
+def test_classifier_models_equal_the_models_trained_alone(lab_split):
+    training, _ = lab_split
+    common = dict(hidden=[10, 5], optimizer="adam", lr=0.01, epochs=4, verbose=False)
+    together = nf.mlp("species ~ .", training, seed=3, n_models=2, **common)
+    alone = nf.mlp("species ~ .", training, seed=4, **common)
+    assert _max_difference(together.models()[1], alone.model) < 1e-4
+
+
+def test_stacked_optimizer_matches_torch_optimizers_with_momentum():
+    torch.manual_seed(0)
+    for name, cls, extra in [("sgd", torch.optim.SGD, {"momentum": 0.9}), ("rmsprop", torch.optim.RMSprop, {}),
+                             ("adam", torch.optim.Adam, {}), ("adamw", torch.optim.AdamW, {})]:
+        stacked = torch.randn(1, 4, 3, requires_grad=True)
+        single = stacked.detach().clone().requires_grad_(True)
+        ours = StackedOptimizer([stacked], name, [0.01], [0.02], **extra)
+        theirs = cls([single], lr=0.01, weight_decay=0.02, **extra)
+        for _ in range(6):
+            grad = torch.randn(1, 4, 3)
+            stacked.grad, single.grad = grad.clone(), grad.clone()
+            ours.step()
+            theirs.step()
+        torch.testing.assert_close(stacked, single, rtol=1e-5, atol=1e-6)
+
+
+def test_inactive_models_do_not_move():
+    weights = torch.ones(2, 1, 1, requires_grad=True)
+    opt = StackedOptimizer([weights], "adam", [0.1, 0.1], [0.0, 0.0])
+    weights.grad = torch.ones(2, 1, 1)
+    opt.step(active=torch.tensor([True, False]))
+    assert weights[1].item() == 1.0 and weights[0].item() < 1.0
+    assert opt.steps.reshape(-1).tolist() == [1.0, 0.0]
+
+
+def test_stack_and_unstack_round_trip():
+    torch.manual_seed(0)
+    nets = [nf.MLP(4, hidden=[3, 2], output_size=2, activation="tanh") for _ in range(3)]
+    stacked = StackedMLP(nets).eval()
+    x = torch.randn(5, 4)
+    out = stacked(x)
+    for k, net in enumerate(nets):
+        torch.testing.assert_close(out[k], net.eval()(x))
+        torch.testing.assert_close(stacked.unstack(k)(x), net(x))
+
+
+def test_each_model_has_its_own_dropout_masks():
+    nets = [nf.MLP(3, hidden=[200], dropout=0.5) for _ in range(2)]
+    with torch.no_grad():
+        nets[1].load_state_dict(nets[0].state_dict())
+    stacked = StackedMLP(nets).train()
+    torch.manual_seed(0)
+    out = stacked(torch.ones(1, 3))
+    assert not torch.equal(out[0], out[1])
+    kept = (torch.rand(100000) >= 0.5).float().mean()
+    assert abs(float(kept) - 0.5) < 0.01
+
+
+def test_ensemble_predicts_the_mean_and_every_model(lab_split):
+    training, testing = lab_split
+    fit = nf.mlp("body_mass_g ~ .", training, hidden=8, epochs=5, seed=1, n_models=4, verbose=False)
+    every = fit.predict(testing, type="all")
+    assert list(every.columns) == ["model_1", "model_2", "model_3", "model_4"]
+    pd.testing.assert_series_equal(fit.predict(testing), every.mean(axis=1), check_names=False)
+    interval = fit.predict(testing, type="interval")
+    np.testing.assert_allclose(interval["sd"], every.std(axis=1, ddof=1), rtol=1e-9)
+    np.testing.assert_allclose(interval["lower"], every.quantile(0.025, axis=1), rtol=1e-9)
+    by_model = fit.evaluate(testing, by_model=True)
+    assert list(by_model.columns) == ["model", "mae", "rmse", "r2"] and len(by_model) == 4
+    truth = testing["body_mass_g"].to_numpy()
+    assert by_model["mae"].tolist() == pytest.approx([np.abs(every[c].to_numpy() - truth).mean() for c in every])
+    assert set(fit.metrics["model"]) == {1, 2, 3, 4}
+    assert fit.coef()["model"].nunique() == 4
+
+
+def test_classifier_ensemble_averages_probabilities(lab_split):
+    training, testing = lab_split
+    fit = nf.mlp("species ~ .", training, hidden=[10, 5], epochs=10, seed=1, n_models=3, verbose=False)
+    probs = fit.predict(testing, type="prob")
+    single = [fit.models()[k] for k in range(3)]
+    X = fit.design.tensors(testing, response=False)
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(m(X), dim=1) for m in single]).mean(0).double().numpy()
+    np.testing.assert_allclose(probs.to_numpy(), mean, rtol=1e-5)
+    labels = fit.predict(testing, type="all")
+    assert labels.shape == (len(testing), 3) and str(labels["model_1"].dtype) == "category"
+
+
+def test_ensemble_save_and_load(lab_split, tmp_path):
+    training, testing = lab_split
+    fit = nf.mlp("body_mass_g ~ .", training, hidden=8, epochs=3, seed=1, n_models=3, verbose=False)
+    fit.save(tmp_path / "e.nnfit")
+    same = nf.load(tmp_path / "e.nnfit")
+    pd.testing.assert_frame_equal(same.predict(testing, type="all"), fit.predict(testing, type="all"))
+
+
+def test_valid_fraction_gives_valid_metrics_per_model(lab_split):
+    training, _ = lab_split
+    fit = nf.mlp("body_mass_g ~ .", training, hidden=8, epochs=3, seed=1, n_models=2, valid=0.25, verbose=False)
+    history = fit.metrics
+    assert set(history["set"]) == {"train", "valid"}
+    assert len(history) == 2 * 2 * 3 * 2  # sets x metrics x epochs x models
+
+
+@pytest.mark.parametrize("n_models", [0, -1, 2.5, True])
+def test_bad_n_models(lab_split, n_models):
+    with pytest.raises(ArgumentError) as error:
+        nf.mlp("body_mass_g ~ .", lab_split[0], n_models=n_models, epochs=1)
+    assert str(error.value) == f"n_models must be a positive whole number, not {n_models!r}."
+
+
+def test_unsupported_optimizer_for_many_models(lab_split):
+    with pytest.raises(ArgumentError) as error:
+        nf.mlp("body_mass_g ~ .", lab_split[0], n_models=2, optimizer="adagrad", epochs=1)
+    assert str(error.value) == "Training several models at once supports the optimizers sgd, rmsprop, adam, adamw, not 'adagrad'."
