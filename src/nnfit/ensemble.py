@@ -61,21 +61,36 @@ class StackedMLP(nn.Module):
         rates = dropout if dropout is not None else [m.dropouts for m in models]
         self.register_buffer("dropout", torch.as_tensor(rates, dtype=torch.float32).reshape(self.n_models, len(self.sizes)))
         self.g = nn.ModuleList(ACTIVATIONS[a]() for a in self.activations)
+        self._dropout_changed()
 
     @property
     def dropouts(self) -> list:
         return self.dropout.tolist()
 
+    @property
+    def has_dropout(self) -> bool:
+        return self._has_dropout
+
+    def _dropout_changed(self):
+        """Per-layer (K, 1, 1) drop probabilities and 1 / (1 - p), computed once."""
+        self._has_dropout = bool(self.dropout.any())
+        self.drop_p = [self.dropout[:, layer].reshape(-1, 1, 1) for layer in range(len(self.sizes))]
+        self.drop_scale = [1 / (1 - p) for p in self.drop_p]
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device) moves the buffer; recompute what derives from it
+        result = super()._apply(fn, *args, **kwargs)
+        self._dropout_changed()
+        return result
+
     def forward(self, x):
         """x: (n, p), shared by every model, or (K, n, p), one batch per model."""
         if x.dim() == 2:
             x = x.expand(self.n_models, *x.shape)
-        use_dropout = self.training and bool(self.dropout.any())
+        use_dropout = self.training and self.has_dropout
         for layer, g in enumerate(self.g):
             x = g(torch.baddbmm(self.biases[layer], x, self.weights[layer]))
             if use_dropout:
-                p = self.dropout[:, layer].reshape(-1, 1, 1)
-                x = x * (torch.rand_like(x) >= p) / (1 - p)
+                x = x * (torch.rand_like(x) >= self.drop_p[layer]).to(x.dtype) * self.drop_scale[layer]
         return torch.baddbmm(self.biases[-1], x, self.weights[-1])
 
     def unstack(self, k: int) -> MLP:
@@ -107,8 +122,9 @@ class StackedMLP(nn.Module):
 class StackedOptimizer:
     """SGD (momentum), RMSprop, Adam and AdamW on stacked weights, as torch.optim computes them.
 
-    ``lr`` and ``weight_decay`` hold one value per model; ``step(active)`` updates only the
-    models marked active (a fold with no rows left in this epoch's batch stays as it is).
+    ``lr`` and ``weight_decay`` hold one value per model. ``step(grads)`` updates every model
+    with in-place multi-tensor (``torch._foreach``) operations; ``step(grads, active)`` leaves
+    the models marked inactive as they were (a fold with no rows in this batch).
     """
 
     def __init__(self, params, name: str, lr, weight_decay, **options):
@@ -120,49 +136,80 @@ class StackedOptimizer:
         self.name = name
         self.options = dict(OPTIMIZER_DEFAULTS[name], **options)
         device = self.params[0].device
-        self.lr = torch.as_tensor(lr, dtype=torch.float32, device=device).reshape(-1, 1, 1)
-        self.weight_decay = torch.as_tensor(weight_decay, dtype=torch.float32, device=device).reshape(-1, 1, 1)
-        self.state = [{} for _ in self.params]
-        self.steps = torch.zeros(len(self.lr), 1, 1, device=device)
+        per_model = lambda v: torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1, 1, 1)  # noqa: E731
+        lr, weight_decay = per_model(lr), per_model(weight_decay)
+        # Per-model values spread to each parameter's shape, so the _foreach ops stay on their fast path.
+        self.lr = [lr.expand_as(p).contiguous() for p in self.params]
+        self.weight_decay = [weight_decay.expand_as(p).contiguous() for p in self.params] if bool(weight_decay.any()) else None
+        self.decay_factor = [1 - a * b for a, b in zip(self.lr, self.weight_decay)] if self.weight_decay and name == "adamw" else None
+        buffers = {
+            "sgd": ["momentum_buffer"] if self.options.get("momentum") else [],
+            "rmsprop": ["square_avg"],
+            "adam": ["exp_avg", "exp_avg_sq"],
+            "adamw": ["exp_avg", "exp_avg_sq"],
+        }[name]
+        # Zero buffers reproduce torch's first steps: momentum * 0 + grad is the grad itself.
+        self.state = {key: [torch.zeros_like(p) for p in self.params] for key in buffers}
+        self.steps = torch.zeros(len(lr), 1, 1, device=device)
+        self.n_steps = 0  # while every model has taken every step, a plain number
 
     @torch.no_grad()
-    def step(self, active=None):
-        mask = None if active is None else active.reshape(-1, 1, 1)
-        self.steps += 1 if mask is None else mask.to(self.steps.dtype)
-        for param, state in zip(self.params, self.state):
-            new_param, new_state = self._update(param, param.grad, state)
-            if mask is None:
-                param.copy_(new_param)
-                state.update(new_state)
-            else:
-                param.copy_(torch.where(mask, new_param, param))
-                for key, value in new_state.items():
-                    state[key] = torch.where(mask, value, state[key]) if key in state else torch.where(mask, value, 0.0)
+    def step(self, grads, active=None):
+        if active is None:
+            self._step_all(list(grads))
+            return
+        mask = active.reshape(-1, 1, 1)
+        before = [p.clone() for p in self.params], {k: [t.clone() for t in v] for k, v in self.state.items()}
+        self._step_all(list(grads), steps_mask=mask)
+        for tensors, old in [(self.params, before[0])] + [(self.state[k], before[1][k]) for k in self.state]:
+            for tensor, saved in zip(tensors, old):
+                tensor.copy_(torch.where(mask, tensor, saved))
 
-    def _update(self, p, g, state):
-        o, lr, wd = self.options, self.lr, self.weight_decay
-        if self.name == "adamw":
-            p = p * (1 - lr * wd)
+    def _step_all(self, grads, steps_mask=None):
+        o, params = self.options, self.params
+        self.steps += 1 if steps_mask is None else steps_mask.to(self.steps.dtype)
+        if steps_mask is None and self.n_steps is not None:
+            self.n_steps += 1
         else:
-            g = g + wd * p
+            self.n_steps = None
+        if self.decay_factor is not None:
+            torch._foreach_mul_(params, self.decay_factor)
+        elif self.weight_decay is not None:
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, self.weight_decay))
         if self.name == "sgd":
-            momentum = o["momentum"]
-            if momentum:
-                buf = g if "momentum_buffer" not in state else momentum * state["momentum_buffer"] + g
-                return p - lr * buf, {"momentum_buffer": buf}
-            return p - lr * g, {}
-        if self.name == "rmsprop":
-            alpha = o["alpha"]
-            square_avg = state.get("square_avg", torch.zeros_like(p)) * alpha + (1 - alpha) * g * g
-            return p - lr * g / (square_avg.sqrt() + o["eps"]), {"square_avg": square_avg}
-        beta1, beta2 = o["betas"]
-        exp_avg = state.get("exp_avg", torch.zeros_like(p)) * beta1 + (1 - beta1) * g
-        exp_avg_sq = state.get("exp_avg_sq", torch.zeros_like(p)) * beta2 + (1 - beta2) * g * g
-        steps = self.steps.clamp(min=1)
-        bias1 = 1 - beta1**steps
-        bias2_sqrt = (1 - beta2**steps).sqrt()
-        denom = exp_avg_sq.sqrt() / bias2_sqrt + o["eps"]
-        return p - (lr / bias1) * exp_avg / denom, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+            if o["momentum"]:
+                buffers = self.state["momentum_buffer"]
+                torch._foreach_mul_(buffers, o["momentum"])
+                torch._foreach_add_(buffers, grads)
+                grads = buffers
+            update = torch._foreach_mul(grads, self.lr)
+        elif self.name == "rmsprop":
+            square_avg = self.state["square_avg"]
+            torch._foreach_mul_(square_avg, o["alpha"])
+            torch._foreach_addcmul_(square_avg, grads, grads, 1 - o["alpha"])
+            denom = torch._foreach_sqrt(square_avg)
+            torch._foreach_add_(denom, o["eps"])
+            update = torch._foreach_div(grads, denom)
+            torch._foreach_mul_(update, self.lr)
+        else:
+            beta1, beta2 = o["betas"]
+            exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+            torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sq, beta2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
+            if self.n_steps is not None:
+                bias1, bias2_sqrt = 1 - beta1**self.n_steps, math.sqrt(1 - beta2**self.n_steps)
+            else:  # models have taken different numbers of steps
+                steps = self.steps.clamp(min=1)
+                bias1 = [(1 - beta1**steps).expand_as(p) for p in params]
+                bias2_sqrt = [(1 - beta2**steps).sqrt().expand_as(p) for p in params]
+            denom = torch._foreach_sqrt(exp_avg_sq)
+            torch._foreach_div_(denom, bias2_sqrt)
+            torch._foreach_add_(denom, o["eps"])
+            update = torch._foreach_div(exp_avg, denom)
+            torch._foreach_mul_(update, self.lr)
+            torch._foreach_div_(update, bias1)
+        torch._foreach_sub_(params, update)
 
 
 def row_losses(pred, target, task: str):
@@ -194,6 +241,9 @@ def build_models(seeds, input_size, sizes, n_outputs, activation, dropout) -> li
     return models
 
 
+CLOSED_FORM = {"relu", "sigmoid", "tanh", "identity", "linear"}
+
+
 def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_decay, epochs: int,
           batch_size, train_rows=None, valid_rows=None, response_scale=None, options=None, generators=None):
     """Train the stacked models; return history rows (set, metric, epoch, value, model).
@@ -201,19 +251,20 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
     X is (n, p), shared, or (K, n, p), one version per model (each fold scaled with its own
     training rows); y likewise. ``train_rows`` / ``valid_rows``: one index tensor per model
     (default: every row, no validation). ``response_scale`` (outputs,) or (K, 1, outputs) maps
-    errors back to original units. Each epoch's loss and metric are summed on the device and
-    read once.
+    errors back to original units. Gradients are computed in closed form for relu, sigmoid,
+    tanh and identity networks (autograd otherwise). Each epoch's loss and metric are summed
+    on the device and read once.
     """
     K = net.n_models
     n = X.shape[-2]
-    per_model_x, per_model_y = X.dim() == 3, y.dim() == (3 if task == "regression" else 2)
-    model_index = torch.arange(K, device=X.device)[:, None]
     device = X.device
+    per_model_x, per_model_y = X.dim() == 3, y.dim() == (3 if task == "regression" else 2)
+    model_index = torch.arange(K, device=device)[:, None]
     if train_rows is None:
         train_rows = [torch.arange(n, device=device)] * K
-    sizes = torch.tensor([len(rows) for rows in train_rows], device=device)
-    n_max = int(sizes.max())
-    ragged = bool((sizes != n_max).any())
+    sizes = [len(rows) for rows in train_rows]
+    n_max, n_min = max(sizes), min(sizes)
+    sizes_tensor = torch.tensor(sizes, device=device, dtype=X.dtype)
     if generators is None:
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     opt = StackedOptimizer(net.parameters(), optimizer, lr, weight_decay, **(options or {}))
@@ -222,6 +273,7 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
     size = n_max if batch_size is None else batch_size
     positions = torch.arange(n_max, device=device)
     valid_mask = _rows_mask(valid_rows, K, n, device)
+    closed_form = all(name in CLOSED_FORM for name in net.activations)
     records = []
     for epoch in range(1, epochs + 1):
         net.train()
@@ -235,29 +287,103 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
             index = order[:, start : start + size]
             xb = X[model_index, index] if per_model_x else X[index]
             yb = y[model_index, index] if per_model_y else y[index]
-            pred = net(xb)
-            losses = row_losses(pred, yb, task)
-            if ragged:
-                rows_in = (positions[start : start + size][None, :] < sizes[:, None]).to(losses.dtype)
-                counts = rows_in.sum(dim=1)
-                per_model = (losses * rows_in).sum(dim=1) / counts.clamp(min=1)
-                per_model.sum().backward()
-                opt.step(active=counts > 0)
-                metric_rows = row_metric(pred.detach(), yb, task, scale) * rows_in
-                loss_sum += (losses.detach() * rows_in).sum(dim=1)
+            # Folds of different sizes: mask the rows a model does not have (decided on the host).
+            rows_in = counts = active = None
+            if min(start + size, n_max) > n_min:
+                rows_in = (positions[start : start + size][None, :] < sizes_tensor[:, None]).to(X.dtype)
+                counts = rows_in.sum(dim=1).clamp(min=1).reshape(K, 1, 1)
+                if start >= n_min:
+                    active = torch.tensor([s > start for s in sizes], device=device)
             else:
-                losses.mean(dim=1).sum().backward()
-                opt.step()
-                metric_rows = row_metric(pred.detach(), yb, task, scale)
-                loss_sum += losses.detach().sum(dim=1)
+                counts = index.shape[1]
+            step = _closed_form_step if closed_form else _autograd_step
+            grads, losses, metric_rows = step(net, xb, yb, task, rows_in, counts, scale)
+            opt.step(grads, active)
+            loss_sum += losses.sum(dim=1)
             metric_sum += metric_rows.sum(dim=1)
-            for p in net.parameters():
-                p.grad = None
-        values = {("train", "loss"): loss_sum / sizes, ("train", metric_name): metric_sum / sizes}
+        values = {("train", "loss"): loss_sum / sizes_tensor, ("train", metric_name): metric_sum / sizes_tensor}
         if valid_mask is not None:
             values.update(_valid_values(net, X, y, task, scale, valid_mask, metric_name))
         _record(records, values, epoch)
     return records
+
+
+def _loss_gradient(pred, target, task, rows_in, counts, response_scale):
+    """(d mean-loss / d pred (K, B, outputs), per-row loss (K, B), per-row metric (K, B))."""
+    if task == "regression":
+        diff = pred - target
+        losses = diff.square().mean(dim=2)
+        errors = diff.abs() if response_scale is None else diff.abs() * response_scale
+        metric = errors.mean(dim=2)
+        d = diff * (2.0 / pred.shape[2]) if pred.shape[2] > 1 else diff * 2.0
+    else:
+        if task == "binary":
+            logits = pred[..., 0]
+            losses = F.binary_cross_entropy_with_logits(logits, target.to(pred.dtype), reduction="none")
+            d = (torch.sigmoid(logits) - target.to(pred.dtype))[..., None]
+            metric = ((logits > 0) == target.bool()).to(pred.dtype)
+        else:
+            log_probs = torch.log_softmax(pred, dim=2)
+            losses = -log_probs.gather(2, target[..., None])[..., 0]
+            d = log_probs.exp_().scatter_add_(2, target[..., None], torch.full_like(target[..., None], -1, dtype=pred.dtype))
+            metric = (pred.argmax(dim=2) == target).to(pred.dtype)
+    d = d / counts
+    if rows_in is not None:
+        d, losses, metric = d * rows_in[..., None], losses * rows_in, metric * rows_in
+    return d, losses, metric
+
+
+@torch.no_grad()
+def _closed_form_step(net: StackedMLP, x, target, task, rows_in, counts, response_scale):
+    """Forward pass, then every weight's gradient by the chain rule, without autograd."""
+    inputs, gates = [x], []
+    use_dropout = net.training and net.has_dropout
+    a = x
+    for layer, name in enumerate(net.activations):
+        z = torch.baddbmm(net.biases[layer], a, net.weights[layer])
+        keep = torch.rand_like(z).ge_(net.drop_p[layer]).mul_(net.drop_scale[layer]) if use_dropout else None
+        if name == "relu":
+            a = z.clamp_min_(0) if keep is None else z.clamp_min_(0).mul_(keep)
+            gate = a.sign() if keep is None else a.sign().mul_(net.drop_scale[layer])
+        else:
+            if name == "sigmoid":
+                a = torch.sigmoid(z)
+                gate = a * (1 - a)
+            elif name == "tanh":
+                a = torch.tanh(z)
+                gate = 1 - a * a
+            else:
+                a, gate = z, None
+            if keep is not None:
+                a = a * keep
+                gate = keep if gate is None else gate.mul_(keep)
+        inputs.append(a)
+        gates.append(gate)
+    pred = torch.baddbmm(net.biases[-1], a, net.weights[-1])
+    d, losses, metric = _loss_gradient(pred, target, task, rows_in, counts, response_scale)
+    weight_grads, bias_grads = [], []
+    for layer in range(len(net.weights) - 1, -1, -1):
+        weight_grads.append(torch.bmm(inputs[layer].transpose(1, 2), d))
+        bias_grads.append(d.sum(dim=1, keepdim=True))
+        if layer:
+            d = torch.bmm(d, net.weights[layer].transpose(1, 2))
+            if gates[layer - 1] is not None:
+                d = d * gates[layer - 1]
+    return weight_grads[::-1] + bias_grads[::-1], losses, metric
+
+
+def _autograd_step(net: StackedMLP, x, target, task, rows_in, counts, response_scale):
+    """The same step through autograd, for activations without a closed form here."""
+    pred = net(x)
+    _, losses, metric = _loss_gradient(pred.detach(), target, task, rows_in, counts, response_scale)
+    per_row = row_losses(pred, target, task)
+    if rows_in is not None:
+        per_row = per_row * rows_in
+    (per_row.sum(dim=1) / torch.as_tensor(counts).reshape(-1)).sum().backward()
+    grads = [p.grad for p in net.parameters()]
+    for p in net.parameters():
+        p.grad = None
+    return grads, losses, metric
 
 
 def _rows_mask(rows, K, n, device):
