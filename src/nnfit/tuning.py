@@ -80,12 +80,18 @@ def _standardize(values: np.ndarray, rows: np.ndarray):
     return (values - center) / sd, center, sd
 
 
-def cross_validate(formula: str, data, folds: int = 10, seed=None, scale=True, **mlp_options) -> CVResult:
+def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, **mlp_options) -> CVResult:
     """K-fold cross-validation of ``nf.mlp(formula, ...)``, every fold trained at once.
 
     Each fold's network is scaled with, and trained on, its own training rows only, then
     scored on its held-out rows in original units. Folds are stratified for a classifier.
     ``mlp_options`` are those of ``nf.mlp`` (hidden, dropout, optimizer, lr, epochs, ...).
+
+    The luz-style form takes a learner and (X, y) tensors instead:
+    ``nf.cross_validate(nf.setup(Net, loss=..., metrics=[...]).set_hparams(...), (X, y), folds=5,
+    epochs=20)``; its folds train together through ``fit(n_models=folds)`` (each on the same
+    number of rows: a fold with one row more leaves one random training row out), and are
+    scored with the learner's loss and metrics.
 
     >>> import nnfit as nf
     >>> penguins = nf.datasets.load("penguins").dropna()
@@ -97,6 +103,10 @@ def cross_validate(formula: str, data, folds: int = 10, seed=None, scale=True, *
     import pandas as pd
     import torch
 
+    from .learner import Learner
+
+    if isinstance(formula, Learner):
+        return _cross_validate_learner(formula, data, folds, seed, **mlp_options)
     from .ensemble import seeds_for
     from .mlpfit import Prepared, _fit_many, _probabilities, _task, score
 
@@ -159,6 +169,37 @@ def cross_validate(formula: str, data, folds: int = 10, seed=None, scale=True, *
             truth = codes[valid_rows[k]]
         rows.append(dict(fold=k + 1, n=len(valid_rows[k]), **score(pred, truth, task)))
     return CVResult(pd.DataFrame(rows), formula, time.perf_counter() - began, fit.metrics)
+
+
+def _cross_validate_learner(learner, data, folds, seed, epochs=10, batch_size=32, device="auto", threads=None):
+    """cross_validate's luz-style form: a learner and (X, y), folds trained with fit(n_models=folds)."""
+    import time
+
+    import pandas as pd
+    import torch
+
+    from .data import as_data
+    from .learner import resolve_device
+    from .vectorized import fit_many
+
+    began = time.perf_counter()
+    source = as_data(data, batch_size, False)
+    if getattr(source, "y", None) is None:
+        raise ArgumentError("cross_validate with a learner needs (X, y) tensors or arrays.")
+    X, y = source.X, source.y
+    classes = y.ndim == 1 and not y.is_floating_point()
+    assignment = _assign_folds(y.numpy() if classes else None, len(X), folds, seed, stratify=classes)
+    rng = np.random.default_rng(seed)
+    train_rows = [np.flatnonzero(assignment != k) for k in range(folds)]
+    n_min = min(len(rows) for rows in train_rows)
+    train_rows = [torch.as_tensor(np.sort(rng.choice(rows, n_min, replace=False))) for rows in train_rows]
+    fitted = fit_many(learner, (X, y), folds, epochs, batch_size, seed, resolve_device(device), threads, train_rows=train_rows)
+    rows = []
+    for k, model in enumerate(fitted.models):
+        held_out = torch.as_tensor(np.flatnonzero(assignment == k))
+        scores = fitted.evaluate_model(k, (X[held_out], y[held_out]))
+        rows.append(dict(fold=k + 1, n=len(held_out), **scores))
+    return CVResult(pd.DataFrame(rows), type(fitted.models[0]).__name__, time.perf_counter() - began, fitted.metrics)
 
 
 class GridResult:

@@ -1,0 +1,112 @@
+import pytest
+import torch
+from torch import nn
+
+import nnfit as nf
+from nnfit.errors import ArgumentError
+from nnfit.vectorized import FittedMany
+
+
+class Small(nn.Module):
+    def __init__(self, p, dropout=0.0):
+        super().__init__()
+        self.a = nn.Linear(p, 8)
+        self.drop = nn.Dropout(dropout)
+        self.b = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.b(self.drop(torch.tanh(self.a(x))))
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.manual_seed(0)
+    X = torch.randn(120, 5)
+    y = X @ torch.tensor([[1.0], [-2.0], [0.5], [0.0], [3.0]]) + 0.1 * torch.randn(120, 1)
+    return X, y
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam"])
+def test_model_k_equals_fit_with_seed_plus_k(data, optimizer):
+    learner = nf.setup(Small, loss="mse", optimizer=optimizer, metrics=[nf.metrics.MAE()]).set_hparams(p=5)
+    learner.set_opt_hparams(lr=0.01)
+    many = learner.fit(data, epochs=4, n_models=3, seed=7)
+    assert isinstance(many, FittedMany) and many.n_models == 3
+    for k in range(3):
+        alone = learner.fit(data, epochs=4, seed=7 + k, verbose=False)
+        for a, b in zip(many.models[k].state_dict().values(), alone.model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        history = alone.metrics
+        mine = many.metrics[(many.metrics["model"] == k + 1)].reset_index(drop=True)
+        torch.testing.assert_close(torch.tensor(mine["value"].to_numpy()), torch.tensor(history["value"].to_numpy()),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_predictions_mean_and_all(data):
+    X, y = data
+    many = nf.setup(Small, loss="mse").set_hparams(p=5, dropout=0.2).fit((X, y), epochs=2, n_models=4, seed=1)
+    every = many.predict(X, type="all")
+    assert every.shape == (4, 120, 1)
+    torch.testing.assert_close(many.predict(X), every.mean(dim=0))
+    for k in range(4):
+        torch.testing.assert_close(every[k], many.models[k](X))
+    table = many.evaluate((X, y))
+    assert list(table.columns) == ["model", "loss"] and len(table) == 4
+    assert table["loss"][0] == pytest.approx(float(nn.functional.mse_loss(every[0], y)), rel=1e-5)
+    assert set(many.metrics["model"]) == {1, 2, 3, 4}
+
+
+def test_dropout_masks_differ_between_models(data):
+    X, y = data
+    learner = nf.setup(Small, loss="mse", optimizer="sgd").set_hparams(p=5, dropout=0.5)
+    many = learner.fit((X, y), epochs=1, n_models=2, seed=3)
+    # Same seed for both would give equal models; different masks and orders give different ones.
+    assert not torch.equal(many.models[0].a.weight, many.models[1].a.weight)
+
+
+def test_unsupported_options_and_data(data):
+    learner = nf.setup(Small, loss="mse").set_hparams(p=5)
+    with pytest.raises(ArgumentError) as error:
+        learner.fit(data, epochs=1, n_models=2, valid_data=0.2)
+    assert str(error.value) == "fit(n_models > 1) does not support valid_data yet; fit one model to use them."
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(data[0])
+
+        def __getitem__(self, i):
+            return data[0][i], data[1][i]
+
+    dataset = Rows()
+    with pytest.raises(ArgumentError) as error:
+        learner.fit(dataset, epochs=1, n_models=2)
+    assert str(error.value) == "n_models > 1 needs in-memory (X, y) data: tensors or arrays, not a Dataset or DataLoader."
+    with pytest.raises(ArgumentError) as error:
+        learner.fit(data, epochs=1, n_models=0)
+    assert str(error.value) == "n_models must be a positive whole number, not 0."
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: vmap cannot batch it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(5, 1)
+
+    def forward(self, x):
+        return self.a(x) if x.sum().item() > 0 else -self.a(x)
+
+
+def test_a_module_vmap_cannot_batch(data):
+    with pytest.raises(ArgumentError) as error:
+        nf.setup(Branchy, loss="mse").fit(data, epochs=1, n_models=2)
+    assert str(error.value).startswith("Branchy cannot be trained as several models at once (torch.func.vmap: ")
+
+
+def test_luz_style_cross_validation(data):
+    X, y = data
+    learner = nf.setup(Small, loss="mse", optimizer="adam", metrics=[nf.metrics.MAE()]).set_hparams(p=5)
+    learner.set_opt_hparams(lr=0.02)
+    cv = nf.cross_validate(learner, (X, y), folds=4, epochs=30, seed=2)
+    assert list(cv.folds.columns) == ["fold", "n", "loss", "mae"]
+    assert cv.folds["n"].tolist() == [30, 30, 30, 30]
+    assert cv.summary.set_index("metric").loc["mae", "mean"] < 1.0
