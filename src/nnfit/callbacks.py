@@ -2,7 +2,14 @@
 
 Subclass ``Callback`` and define any of the hooks in ``HOOKS``; each receives the loop's
 context ``ctx`` (model, optimizers, epoch, iter, input, target, pred, loss, ...). Hooks that no
-callback defines are never called. ``weight`` orders callbacks (lower runs first).
+callback defines are never called. ``weight`` orders callbacks (lower runs first). An error
+raised in a hook is re-raised as ``TrainingError`` naming the callback, the hook, the epoch
+and the batch.
+
+Built in: ``EarlyStopping``, ``LRScheduler``, ``CSVLogger``, ``TensorBoard``, ``GradientClip``,
+``Mixup``, ``MixedPrecision``, ``Progress`` (shown by default on a terminal); the checkpoint
+callbacks ``ModelCheckpoint``, ``KeepBestModel``, ``Interrupt`` and ``AutoResume`` come from
+``nnfit.checkpoints``. Each keeps what a resumed fit needs in ``state_dict()``.
 
 >>> import nnfit as nf
 >>> class Shout(nf.callbacks.Callback):
@@ -12,13 +19,15 @@ callback defines are never called. ``weight`` orders callbacks (lower runs first
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import sys
 import time
 
 import torch
 
-from .errors import ArgumentError, ArgumentTypeError, TrainingError
+from .errors import ArgumentError, ArgumentTypeError, MissingDependencyError, NnfitError, TrainingError
 
 HOOKS = (
     "on_fit_begin",
@@ -75,8 +84,9 @@ class Hooks:
             if not isinstance(cb, Callback):
                 raise ArgumentTypeError(f"{cb!r} is not an nnfit callback (subclass nf.callbacks.Callback).")
         self.callbacks = sorted(callbacks, key=lambda cb: cb.weight)
+        # A callback defines a hook by a method or, like LRScheduler(call_on=), per instance.
         self.table = {
-            hook: [getattr(cb, hook) for cb in self.callbacks if getattr(type(cb), hook) is not getattr(Callback, hook)]
+            hook: [getattr(cb, hook) for cb in self.callbacks if _defines(cb, hook)]
             for hook in HOOKS
         }
 
@@ -84,12 +94,16 @@ class Hooks:
         for method in self.table[hook]:
             try:
                 method(ctx)
-            except TrainingError:
+            except NnfitError:  # already says what is wrong and where (a monitor name, a nested hook)
                 raise
             except Exception as error:
                 raise TrainingError(
                     f"{type(method.__self__).__name__}.{hook} failed {where(ctx)}: {type(error).__name__}: {error}"
                 ) from error
+
+
+def _defines(cb, hook: str) -> bool:
+    return getattr(getattr(cb, hook), "__func__", None) is not getattr(Callback, hook)
 
 
 def where(ctx) -> str:
@@ -123,28 +137,64 @@ class MetricsRecorder(Callback):
     def on_valid_end(self, ctx):
         ctx.record("valid", self._compute(ctx, ctx.valid_metrics))
 
+    # Batches wait on the device and reach the metrics together, once per epoch (or per
+    # ``pending_limit`` predicted values): a few large operations instead of several small ones
+    # per step. A fit's first batch goes straight through, so a metric that fails says where.
+    pending_limit = 1 << 22
+    _checked = frozenset()  # ids of the metric lists whose first batch went through
+
     def _begin(self, ctx, metrics):
-        self._loss_sum = None
+        self._losses = {}  # name -> ([batch loss], [batch rows])
         self._n = 0
+        self._pending = []  # (pred, target) batches the metrics have not seen yet
+        self._pending_size = 0
         for metric in metrics:
             metric.reset()
 
     def _update(self, ctx, metrics):
-        n = len(ctx.target) if ctx.target is not None else len(ctx.pred)
-        loss = ctx.loss.detach() * n
-        self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+        n = _rows(ctx.target if ctx.target is not None else ctx.input)
+        # A module's own step() may set several losses as a dict: each is recorded as loss_<name>.
+        losses = ctx.loss if isinstance(ctx.loss, dict) else {None: ctx.loss}
+        for key, loss in losses.items():
+            if loss is not None:
+                values, rows = self._losses.setdefault("loss" if key is None else f"loss_{key}", ([], []))
+                values.append(loss.detach())
+                rows.append(n)
         self._n += n
+        if not metrics:
+            return
+        pred, target = ctx.pred, ctx.target
+        if id(metrics) in self._checked and _joins(self._pending, pred, target):
+            self._pending.append((pred.detach(), target.detach()))
+            self._pending_size += pred.numel()
+            if self._pending_size >= self.pending_limit:
+                self._flush(ctx, metrics)
+        else:
+            self._flush(ctx, metrics)
+            self._update_metrics(ctx, metrics, pred, target)
+            self._checked = self._checked | {id(metrics)}
+
+    def _flush(self, ctx, metrics):
+        if self._pending:
+            preds, targets = zip(*self._pending)
+            self._pending, self._pending_size = [], 0
+            self._update_metrics(ctx, metrics, torch.cat(preds), torch.cat(targets))
+
+    def _update_metrics(self, ctx, metrics, pred, target):
         for metric in metrics:
             try:
-                metric.update(ctx.pred, ctx.target)
+                metric.update(pred, target)
             except Exception as error:
                 raise TrainingError(
                     f"Metric {type(metric).__name__}.update failed {where(ctx)}: {type(error).__name__}: {error}"
                 ) from error
 
     def _compute(self, ctx, metrics):
+        self._flush(ctx, metrics)
         # The one device-to-host transfer of the epoch: every value at once.
-        values = [self._loss_sum / max(self._n, 1) if self._loss_sum is not None else torch.tensor(math.nan)]
+        sums = {name: _weighted_sum(values, rows) for name, (values, rows) in self._losses.items()}
+        sums = sums or {"loss": torch.tensor(math.nan)}
+        values = [total / max(self._n, 1) for total in sums.values()]
         for metric in metrics:
             try:
                 values.append(metric.compute())
@@ -153,17 +203,43 @@ class MetricsRecorder(Callback):
                     f"Metric {type(metric).__name__}.compute failed {where(ctx)}: {type(error).__name__}: {error}"
                 ) from error
         numbers = torch.stack([v.detach().to("cpu", torch.float64).reshape(()) for v in values]).tolist()
-        names = ["loss"] + [metric.name for metric in metrics]
+        names = list(sums) + [metric.name for metric in metrics]
         return dict(zip(names, numbers))
 
 
-class Progress(Callback):
-    """Shows training progress: a live line on a terminal, one line per epoch otherwise.
+def _joins(pending, pred, target) -> bool:
+    """Whether a batch can be concatenated with the pending ones (tensors with matching rows)."""
+    if not (isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.ndim and target.ndim):
+        return False
+    return not pending or (pending[-1][0].shape[1:] == pred.shape[1:] and pending[-1][1].shape[1:] == target.shape[1:])
 
-    The live line counts batches only, so it never waits for the device.
+
+def _weighted_sum(losses, rows) -> torch.Tensor:
+    """sum(loss_b * rows_b) over batches, in float64, without leaving the device."""
+    stacked = torch.stack([loss.reshape(()) for loss in losses]).to(torch.float64)
+    return stacked @ torch.tensor(rows, dtype=torch.float64).to(stacked.device)
+
+
+def _rows(batch) -> int:
+    """Rows in a batch: a tensor's length, or the first tensor's for several inputs."""
+    while isinstance(batch, (list, tuple, dict)):
+        batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return len(batch)
+
+
+class Progress(Callback):
+    """Shows training progress: a live bar on a terminal, one line per epoch otherwise (luz's
+    ``luz_callback_progress``; on by default when the output is a terminal).
+
+    The live bar counts batches only, so it never waits for the device; it is redrawn at most
+    every ``every`` seconds. Each epoch ends with its line of metrics.
+
+    >>> import sys, nnfit as nf
+    >>> progress = nf.callbacks.Progress(stream=sys.stderr)
     """
 
     weight = 1000
+    width = 20
 
     def __init__(self, stream=None, every: float = 0.2):
         self.stream = stream
@@ -173,6 +249,7 @@ class Progress(Callback):
         self._stream = self.stream or sys.stdout
         self._live = bool(getattr(self._stream, "isatty", lambda: False)())
         self._last = 0.0
+        self._drawn = 0
 
     def on_train_batch_end(self, ctx):
         if not self._live:
@@ -180,13 +257,20 @@ class Progress(Callback):
         now = time.perf_counter()
         if now - self._last >= self.every:
             self._last = now
-            total = ctx.n_batches or "?"
-            self._stream.write(f"\rEpoch {ctx.epoch + 1}/{ctx.epochs}  batch {ctx.iter + 1}/{total}")
+            done, total = ctx.iter + 1, ctx.n_batches
+            filled = self.width * done // total if total else 0
+            bar = f"[{'=' * filled}{' ' * (self.width - filled)}] " if total else ""
+            text = f"Epoch {ctx.epoch + 1}/{ctx.epochs}  {bar}batch {done}/{total or '?'}"
+            self._stream.write("\r" + text)
             self._stream.flush()
+            self._drawn = len(text)
 
     def on_epoch_end(self, ctx):
         line = f"Epoch {ctx.epoch + 1}/{ctx.epochs}  " + format_records(ctx.last_records())
-        self._stream.write(("\r" + line + " " * 8 + "\n") if self._live else line + "\n")
+        if self._live:  # overwrite the bar, blanking what the line does not cover
+            line = "\r" + line + " " * max(self._drawn - len(line), 0)
+            self._drawn = 0
+        self._stream.write(line + "\n")
         self._stream.flush()
 
 
@@ -198,11 +282,34 @@ def format_records(records: dict) -> str:
     return " | ".join(parts)
 
 
-class EarlyStopping(Callback):
-    """Stop when a monitored metric has not improved for ``patience`` epochs.
+def direction(monitor: str, mode: str = "auto", ctx=None) -> str:
+    """'min' or 'max': whether a lower or a higher value of ``monitor`` is better.
 
-    ``monitor`` is 'set_metric' ('valid_loss', 'train_mae', ...). Training always runs the
-    minimum number of epochs given by ``fit(epochs=(min, max))``.
+    With the loop's ``ctx``, the metric itself says (``Metric.maximize``); without, the name does.
+
+    >>> direction("valid_loss"), direction("valid_accuracy"), direction("train_mae", "max")
+    ('min', 'max', 'max')
+    """
+    if mode != "auto":
+        return mode
+    split, _, name = monitor.partition("_")
+    for metric in ctx.metrics.get(split, ()) if ctx is not None else ():
+        if metric.name == name:
+            return "max" if getattr(metric, "maximize", False) else "min"
+    base = name.removesuffix("_macro").removesuffix("_micro")
+    maximize = ("accuracy", "r2", "auc", "auroc", "precision", "recall", "f1")
+    return "max" if any(base.endswith(m) for m in maximize) else "min"
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored metric has not improved for ``patience`` epochs (luz's ``luz_callback_early_stopping``).
+
+    ``monitor`` is 'set_metric' ('valid_loss', 'train_mae', ...). An epoch improves when it
+    beats the best value so far by more than ``min_delta``; ``mode`` 'auto' takes the metric's
+    direction (loss and errors down, accuracy and AUROC up). With a ``baseline``, epochs count
+    as not improving until the metric beats it. Training always runs the minimum number of
+    epochs given by ``fit(epochs=(min, max))``. ``stopped_epoch`` is the epoch (1-based) it
+    stopped at, or None; on stopping the ``on_early_stopping`` hook runs.
 
     >>> import nnfit as nf
     >>> stop = nf.callbacks.EarlyStopping(monitor="valid_loss", patience=5)
@@ -218,15 +325,9 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.stopped_epoch = None
 
-    def _direction(self):
-        if self.mode != "auto":
-            return self.mode
-        maximize = ("accuracy", "r2", "auc", "precision", "recall", "f1")
-        return "max" if any(self.monitor.endswith(name) for name in maximize) else "min"
-
     def on_epoch_end(self, ctx):
-        value = ctx.monitored(self.monitor)
-        sign = 1.0 if self._direction() == "min" else -1.0
+        value = ctx.monitored(self.monitor, by="EarlyStopping")
+        sign = 1.0 if direction(self.monitor, self.mode, ctx) == "min" else -1.0
         reference = self.best if self.best is not None else self.baseline
         if reference is None or sign * (reference - value) > self.min_delta:
             self.best = value
@@ -234,7 +335,7 @@ class EarlyStopping(Callback):
             return
         self.wait += 1
         if self.wait >= self.patience and ctx.epoch + 1 >= ctx.min_epochs:
-            self.stopped_epoch = ctx.epoch
+            self.stopped_epoch = ctx.epoch + 1
             ctx.stop_training = True
             ctx.hooks("on_early_stopping", ctx)
 
@@ -243,3 +344,263 @@ class EarlyStopping(Callback):
 
     def load_state_dict(self, state):
         self.best, self.wait, self.stopped_epoch = state["best"], state["wait"], state["stopped_epoch"]
+
+
+class LRScheduler(Callback):
+    """Step a torch learning-rate scheduler at a hook of your choice (luz's ``luz_callback_lr_scheduler``).
+
+    ``scheduler`` is a class from ``torch.optim.lr_scheduler`` (or any function
+    ``optimizer -> scheduler``), built at fit time with ``options``; ``call_on`` is the hook
+    that steps it (``"on_epoch_end"``, or ``"on_train_batch_after_step"`` for per-step schedules
+    such as OneCycleLR). ``ReduceLROnPlateau`` is stepped with the epoch mean of ``monitor``
+    (default: 'valid_loss' with validation data, else 'train_loss'), never with one batch's
+    loss; its ``mode`` follows the metric unless given. ``opt_name`` picks one of several
+    optimizers (default: the first).
+
+    >>> import torch, nnfit as nf
+    >>> halve = nf.callbacks.LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=10, gamma=0.5)
+    >>> plateau = nf.callbacks.LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=2)
+    """
+
+    def __init__(self, scheduler, call_on: str = "on_epoch_end", monitor: str | None = None, opt_name: str | None = None, **options):
+        if isinstance(scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
+            raise ArgumentTypeError(
+                f"LRScheduler takes the scheduler class and its options, e.g. LRScheduler({type(scheduler).__name__}, ...), "
+                "not a scheduler already built: the optimizer is made at fit time."
+            )
+        if not callable(scheduler):
+            raise ArgumentTypeError(f"LRScheduler takes a torch.optim.lr_scheduler class, not {scheduler!r}.")
+        if call_on not in HOOKS:
+            raise ArgumentError(f"call_on must be a hook name such as 'on_epoch_end', not {call_on!r}.")
+        self.plateau = isinstance(scheduler, type) and issubclass(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        name = getattr(scheduler, "__name__", "the scheduler")
+        if self.plateau and call_on != "on_epoch_end":
+            raise ArgumentError(
+                f"{name} steps on a metric, which exists once per epoch; use call_on='on_epoch_end', not {call_on!r}."
+            )
+        if monitor is not None and not self.plateau:
+            raise ArgumentError(f"{name} does not use a metric; leave out monitor={monitor!r}.")
+        self.scheduler, self.call_on, self.monitor, self.opt_name, self.options = scheduler, call_on, monitor, opt_name, options
+        self.scheduler_ = None
+        self._state = None
+        setattr(self, call_on, self._step)
+
+    def on_fit_begin(self, ctx):
+        if self.opt_name is not None and self.opt_name not in ctx.optimizers:
+            raise ArgumentError(
+                f"LRScheduler(opt_name={self.opt_name!r}): there is no such optimizer; the optimizers are: "
+                f"{', '.join(ctx.optimizers)}."
+            )
+        optimizer = ctx.optimizers[self.opt_name] if self.opt_name is not None else ctx.opt
+        options = dict(self.options)
+        if self.plateau:
+            self.monitor_ = self.monitor or ("valid_loss" if ctx.valid_data is not None else "train_loss")
+            options.setdefault("mode", direction(self.monitor_, ctx=ctx))
+        self.scheduler_ = self.scheduler(optimizer, **options)
+        if self._state is not None:
+            self.scheduler_.load_state_dict(self._state)
+
+    def _step(self, ctx):
+        if self.plateau:
+            self.scheduler_.step(ctx.monitored(self.monitor_, by="LRScheduler"))
+        else:
+            self.scheduler_.step()
+
+    def state_dict(self):
+        return {"scheduler": self.scheduler_.state_dict() if self.scheduler_ is not None else self._state}
+
+    def load_state_dict(self, state):
+        self._state = state["scheduler"]
+        if self.scheduler_ is not None and self._state is not None:
+            self.scheduler_.load_state_dict(self._state)
+
+    def __repr__(self):
+        return f"LRScheduler({getattr(self.scheduler, '__name__', self.scheduler)}, call_on={self.call_on!r})"
+
+
+class CSVLogger(Callback):
+    """Write the metrics to a CSV file after every epoch: one row per epoch and set (luz's ``luz_callback_csv_logger``).
+
+    Columns: epoch, set, loss and each metric. The file is rewritten atomically each epoch,
+    so it is always complete, even if training is killed.
+
+    >>> import nnfit as nf
+    >>> logger = nf.callbacks.CSVLogger("history.csv")
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_epoch_end(self, ctx):
+        import csv
+        import io
+
+        from .files import atomic_write
+
+        rows, names = {}, {}
+        for split, name, epoch, value in ctx.records:
+            rows.setdefault((epoch, split), {})[name] = value
+            names[name] = None
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["epoch", "set", *names])
+        for (epoch, split), values in rows.items():
+            writer.writerow([epoch, split, *(repr(values[n]) if n in values else "" for n in names)])
+        atomic_write(self.path, text.getvalue().encode())
+
+    def __repr__(self):
+        return f"CSVLogger({str(self.path)!r})"
+
+
+class TensorBoard(Callback):
+    """Log each epoch's metrics to TensorBoard (luz's ``luz_callback_tfevents``); needs ``pip install tensorboard``.
+
+    Scalars are named 'metric/set' ('loss/train', 'loss/valid', 'mae/train', ...), by epoch.
+
+    >>> import nnfit as nf
+    >>> board = nf.callbacks.TensorBoard("runs/first")   # doctest: +SKIP
+    """
+
+    def __init__(self, log_dir="runs"):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise MissingDependencyError(
+                "The TensorBoard callback needs the tensorboard package, which is not installed; "
+                "install it with: pip install 'nnfit[tensorboard]' (or pip install tensorboard)."
+            ) from None
+        self.log_dir = log_dir
+        self._writer_class = SummaryWriter
+        self.writer_ = None
+
+    def on_fit_begin(self, ctx):
+        self.writer_ = self._writer_class(log_dir=str(self.log_dir))
+
+    def on_epoch_end(self, ctx):
+        for split, values in ctx.last_records().items():
+            for name, value in values.items():
+                self.writer_.add_scalar(f"{name}/{split}", value, ctx.epoch + 1)
+        self.writer_.flush()
+
+    def on_fit_end(self, ctx):
+        self.writer_.close()
+
+    def __repr__(self):
+        return f"TensorBoard({str(self.log_dir)!r})"
+
+
+class GradientClip(Callback):
+    """Rescale the gradients before each optimizer step so that their total norm is at most ``max_norm``.
+
+    luz's ``luz_callback_gradient_clip``; ``norm_type`` is the p of the p-norm (2 by default).
+
+    >>> import nnfit as nf
+    >>> clip = nf.callbacks.GradientClip(max_norm=1.0)
+    """
+
+    def __init__(self, max_norm: float = 1.0, norm_type: float = 2.0):
+        if not max_norm > 0:
+            raise ArgumentError(f"GradientClip needs max_norm > 0, not {max_norm!r}.")
+        self.max_norm, self.norm_type = max_norm, norm_type
+
+    def on_train_batch_before_step(self, ctx):
+        if ctx.scaler is not None:  # clip the true gradients, not the loss-scaled ones
+            for opt in ctx.optimizers.values():
+                ctx.scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), self.max_norm, norm_type=self.norm_type)
+
+    def __repr__(self):
+        return f"GradientClip(max_norm={self.max_norm})"
+
+
+class Mixup(Callback):
+    """Train on convex mixtures of pairs of rows (mixup, Zhang et al. 2018; luz's ``luz_callback_mixup``).
+
+    Each training batch becomes ``lam * x + (1 - lam) * x[perm]`` with ``lam ~ Beta(alpha, alpha)``
+    and a random pairing ``perm``, and its loss ``lam * loss(pred, y) + (1 - lam) * loss(pred, y[perm])``.
+    Validation is untouched. ``lam_`` and ``perm_`` hold the last batch's draw.
+
+    >>> import nnfit as nf
+    >>> mixup = nf.callbacks.Mixup(alpha=0.4)
+    """
+
+    def __init__(self, alpha: float = 0.4):
+        if not alpha > 0:
+            raise ArgumentError(f"Mixup needs alpha > 0, not {alpha!r}.")
+        self.alpha = alpha
+        self.lam_ = self.perm_ = None
+
+    def on_train_batch_begin(self, ctx):
+        x = ctx.input
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            raise ArgumentError("Mixup needs one floating-point input tensor per batch.")
+        alpha = torch.tensor(float(self.alpha), device=x.device)
+        # drawn on the device from torch's generator, so fit(seed=) repeats it and nothing waits
+        self.lam_ = torch.distributions.Beta(alpha, alpha).sample()
+        self.perm_ = torch.randperm(len(x), device=x.device)
+        ctx.input = self.lam_ * x + (1 - self.lam_) * x[self.perm_]
+
+    def on_train_batch_after_loss(self, ctx):
+        args = (ctx.pred, ctx.target[self.perm_]) + (() if ctx.weight is None else (ctx.weight[self.perm_],))
+        ctx.loss = self.lam_ * ctx.loss + (1 - self.lam_) * ctx.loss_fn(*args)
+
+    def __repr__(self):
+        return f"Mixup(alpha={self.alpha})"
+
+
+class MixedPrecision(Callback):
+    """Run forward passes and losses in half precision (luz's ``luz_callback_mixed_precision``).
+
+    On the CPU: bfloat16 autocast. On CUDA: float16 autocast with gradient scaling, so small
+    gradients do not vanish (``GradientClip`` unscales before clipping). Weights stay float32.
+
+    >>> import nnfit as nf
+    >>> half = nf.callbacks.MixedPrecision()
+    """
+
+    def __init__(self, dtype: torch.dtype | None = None):
+        self.dtype = dtype
+        self._state = None
+
+    def on_fit_begin(self, ctx):
+        device_type = torch.device(ctx.device).type
+        self.dtype_ = self.dtype or (torch.bfloat16 if device_type == "cpu" else torch.float16)
+        ctx.autocast = functools.partial(torch.autocast, device_type=device_type, dtype=self.dtype_)
+        ctx.scaler = None
+        if device_type == "cuda" and self.dtype_ == torch.float16:
+            ctx.scaler = torch.amp.GradScaler("cuda")
+            if self._state is not None:
+                ctx.scaler.load_state_dict(self._state)
+        self._ctx = ctx
+
+    def on_fit_end(self, ctx):
+        self._state = self.state_dict()["scaler"]
+        ctx.autocast, ctx.scaler = contextlib.nullcontext, None
+        self._ctx = None
+
+    def state_dict(self):
+        ctx = getattr(self, "_ctx", None)
+        scaler = ctx.scaler if ctx is not None else None
+        return {"scaler": scaler.state_dict() if scaler is not None else self._state}
+
+    def load_state_dict(self, state):
+        self._state = state.get("scaler")
+        ctx = getattr(self, "_ctx", None)  # AutoResume restores after on_fit_begin made the scaler
+        if ctx is not None and ctx.scaler is not None and self._state is not None:
+            ctx.scaler.load_state_dict(self._state)
+
+    def __repr__(self):
+        return "MixedPrecision()" if self.dtype is None else f"MixedPrecision(dtype={self.dtype})"
+
+
+# The checkpoint callbacks live in checkpoints.py, which imports this module; they are
+# re-exported here on first use so that neither import order makes a cycle.
+_CHECKPOINT_NAMES = ("ModelCheckpoint", "KeepBestModel", "Interrupt", "AutoResume")
+
+
+def __getattr__(name: str):
+    if name in _CHECKPOINT_NAMES:
+        from . import checkpoints
+
+        return getattr(checkpoints, name)
+    raise AttributeError(f"module 'nnfit.callbacks' has no attribute {name!r}")

@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=int, default=32)
     fit.add_argument("--valid", type=float, default=None, help="fraction of rows held out for validation")
     fit.add_argument("--seed", type=int, default=None)
+    fit.add_argument("--embed", choices=["auto"], default=None,
+                     help="'auto': factors with many levels get a learned embedding instead of dummy columns")
+    fit.add_argument("--unknown", choices=["error", "other"], default="error",
+                     help="a new level of an embedded factor at predict time: an error, or an 'other' code")
 
     predict = commands.add_parser("predict", help="predictions of a fitted model for new data, as CSV")
     predict.add_argument("model", metavar="DIR", help="a folder written by 'nnfit fit' (or a model file)")
@@ -96,6 +100,7 @@ def _numbers(text: str, kind, name: str):
 def _fit(args) -> int:
     from . import plot
     from .datasets import read
+    from .files import atomic_write
     from .mlpfit import mlp
 
     frame = read(args.data)
@@ -105,6 +110,7 @@ def _fit(args) -> int:
         args.formula, frame, hidden=hidden, activation=args.activation,
         dropout=dropout[0] if len(dropout) == 1 else dropout, optimizer=args.optimizer, lr=args.lr,
         epochs=args.epochs, batch_size=args.batch_size, valid=args.valid, seed=args.seed, verbose=False,
+        embed=args.embed, unknown=args.unknown,
     )
     out = os.path.abspath(args.out)
     parent = os.path.dirname(out)
@@ -116,7 +122,7 @@ def _fit(args) -> int:
     staging = tempfile.mkdtemp(prefix=".nnfit-", dir=parent if os.path.isdir(parent) else None)
     try:
         fitted.save(os.path.join(staging, MODEL_FILE))
-        fitted.metrics.to_csv(os.path.join(staging, "metrics.csv"), index=False)
+        atomic_write(os.path.join(staging, "metrics.csv"), fitted.metrics.to_csv(index=False).encode())
         plot.save(fitted.plot(), os.path.join(staging, "learning_curves.png"))
         if fitted.task == "regression" and len(fitted.design.response_columns) == 1:
             truth = fitted.design.unscale_response(fitted.design.transform(frame).y)[:, 0]

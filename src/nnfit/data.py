@@ -15,30 +15,35 @@ from .errors import ArgumentError, ArgumentTypeError, DataError
 
 
 class InMemory:
-    """Tensors X and y (or X alone) held on one device, batched by slicing."""
+    """Tensors X and y (or X alone) held on one device, batched by slicing.
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor | None):
-        self.X, self.y = X, y
+    With sample ``weight``s, each batch is (x, y, w).
+    """
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor | None, weight: torch.Tensor | None = None):
+        self.X, self.y, self.weight = X, y, weight
 
     def __len__(self):
         return len(self.X)
 
     def to(self, device) -> "InMemory":
         X = self.X.to(device)
-        return InMemory(X, None if self.y is None else self.y.to(device))
+        return InMemory(X, None if self.y is None else self.y.to(device), None if self.weight is None else self.weight.to(device))
 
     def batches(self, batch_size: int | None, shuffle: bool, generator=None, drop_last: bool = False):
         """(x, y) pairs; a shuffled epoch gathers once and slices contiguous views."""
         n = len(self.X)
-        X, y = self.X, self.y
+        X, y, w = self.X, self.y, self.weight
         if shuffle:
             order = torch.randperm(n, generator=generator).to(X.device)
             X = X[order]
             y = None if y is None else y[order]
+            w = None if w is None else w[order]
         size = n if batch_size is None else batch_size
         stop = n - n % size if drop_last and n >= size else n
         for start in range(0, stop, size):
-            yield X[start : start + size], None if y is None else y[start : start + size]
+            batch = X[start : start + size], None if y is None else y[start : start + size]
+            yield batch if w is None else (*batch, w[start : start + size])
 
     def n_batches(self, batch_size, drop_last=False):
         if batch_size is None:
@@ -46,7 +51,7 @@ class InMemory:
         return len(self) // batch_size if drop_last and len(self) >= batch_size else -(-len(self) // batch_size)
 
     def subset(self, index) -> "InMemory":
-        return InMemory(self.X[index], None if self.y is None else self.y[index])
+        return InMemory(self.X[index], None if self.y is None else self.y[index], None if self.weight is None else self.weight[index])
 
 
 class Loader:

@@ -66,7 +66,13 @@ def read(source):
     """A data frame from a bundled data set's name, or a CSV or Parquet file's path.
 
     CSV columns of text become factors when a formula uses them; "NA" and empty cells are
-    missing values.
+    missing values. Parquet (read with pyarrow) keeps every column's type, and a pandas
+    Categorical keeps its levels in their order.
+
+    >>> import nnfit as nf
+    >>> penguins = nf.read("penguins")   # or nf.read("penguins.parquet"), nf.read("data.csv")
+    >>> penguins.shape
+    (344, 8)
     """
     import os
 
@@ -84,8 +90,26 @@ def read(source):
     try:
         if source.lower().endswith((".parquet", ".pq")):
             return pd.read_parquet(source)
-        return pd.read_csv(source)
+        frame = pd.read_csv(source)
     except ImportError as error:
         raise DataError(f"Cannot read {source!r}: {error}") from None
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise DataError(f"Cannot read {source!r} as {'Parquet' if source.lower().endswith(('.parquet', '.pq')) else 'CSV'}: {error}") from None
+    _check_header(source)
+    return frame
+
+
+def _check_header(source: str) -> None:
+    """pandas renames a repeated CSV column 'a' to 'a.1'; say so instead of failing later on 'a.1'."""
+    import csv
+
+    from .errors import DataError
+
+    with open(source, newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    repeated = [name for i, name in enumerate(header) if name in header[:i]]
+    if repeated:
+        raise DataError(
+            f"{source!r} has more than one column named {repeated[0]!r}; rename them so that each column "
+            "has its own name."
+        )

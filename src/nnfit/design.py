@@ -31,6 +31,18 @@ _IDENTIFIER = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
 _UNDEFINED = re.compile(r"name '([^']+)' is not defined")
 _CBIND = re.compile(r"^\s*cbind\((.*)\)\s*$", re.DOTALL)
 _SCALE_CHOICES = (True, False, "numeric")
+# What a formula read from a file may call: formulaic's transforms and a few numpy functions.
+SAFE_FUNCTIONS = frozenset(
+    "C I Q center scale standardize poly bs cs cr cc te hashed lag log log2 log10 exp exp2 exp10 "
+    "Treatment Sum Helmert Diff Poly contr.treatment contr.sum contr.helmert contr.diff contr.poly "
+    "np.log np.log2 np.log10 np.log1p np.exp np.expm1 np.sqrt np.abs np.square np.power np.sin np.cos "
+    "np.tanh np.maximum np.minimum np.clip abs round pow min max".split()
+)
+_FORMULA_TOKEN = re.compile(
+    r"""\s+|`[^`]*`|"[^"\\]*"|'[^'\\]*'|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|[A-Za-z_.][A-Za-z0-9_.]*"""
+    r"""|==|!=|<=|>=|\*\*|%in%|[-+*/:^~|,()=<>]"""
+)
+EMBED_LEVELS = 10  # embed="auto" gives a factor with more levels than this an embedding
 
 
 @dataclass
@@ -38,7 +50,8 @@ class Matrices:
     """What ``Design.transform`` returns: X (and y) for the complete rows of a frame.
 
     ``rows`` is a boolean mask over the frame's rows (True where a row was used) and
-    ``n_left_out`` counts the rows left out for a missing value.
+    ``n_left_out`` counts the rows left out for a missing value. ``codes`` holds the level
+    codes (n, k) of the k embedded factors, or None.
     """
 
     X: np.ndarray
@@ -46,6 +59,11 @@ class Matrices:
     rows: np.ndarray
     n_left_out: int
     missing_by_column: dict
+    codes: np.ndarray | None = None
+
+    def inputs(self) -> np.ndarray:
+        """X, then one column of level codes per embedded factor (what ``MLP(embeddings=)`` reads)."""
+        return self.X if self.codes is None else np.column_stack([self.X, self.codes])
 
 
 class Design:
@@ -65,6 +83,14 @@ class Design:
     intercept : bool
         False drops the '(Intercept)' column while keeping R's treatment coding of factors
         (a network has its own biases), as ``model.matrix(...)[, -1]`` in R.
+    embed : None, "auto" or a list of column names
+        Factors to give as level codes (for a network's learned embedding) instead of dummy
+        columns: "auto" takes every factor predictor with more than ``EMBED_LEVELS`` levels
+        that appears only as a main effect. ``embedded_`` maps each to its levels.
+    unknown : "error" or "other"
+        A level of an embedded factor that training never saw: a ``LevelError`` naming the
+        column and the level, or the extra code ``len(levels)`` ("other"). Dummy-coded
+        factors always raise, since a dummy column has no place for a new level.
 
     >>> import nnfit as nf
     >>> penguins = nf.datasets.load("penguins").dropna().drop(columns="year")
@@ -76,13 +102,21 @@ class Design:
     ((333, 9), (333, 1))
     """
 
-    def __init__(self, formula: str, scale=False, scale_response: bool = False, intercept: bool = True):
+    def __init__(self, formula: str, scale=False, scale_response: bool = False, intercept: bool = True,
+                 embed=None, unknown: str = "error"):
         if not isinstance(formula, str):
             raise ArgumentTypeError(f"formula must be a string such as 'y ~ x', not {type(formula).__name__}.")
         if "~" not in formula:
             raise FormulaError(f"The formula {formula!r} has no '~'; write it as 'response ~ predictors'.")
         if not any(scale is choice for choice in _SCALE_CHOICES) and scale != "numeric":
             raise ArgumentError(f"scale must be True, False or 'numeric', not {scale!r}.")
+        names = isinstance(embed, (list, tuple)) and all(isinstance(e, str) for e in embed)
+        if not (embed is None or embed == "auto" or names):
+            raise ArgumentError(f"embed must be None, 'auto' or a list of column names, not {embed!r}.")
+        if unknown not in ("error", "other"):
+            raise ArgumentError(f"unknown must be 'error' or 'other', not {unknown!r}.")
+        self.embed = list(embed) if isinstance(embed, (list, tuple)) else embed
+        self.unknown = unknown
         self.formula = formula
         self.scale = scale
         self.scale_response = bool(scale_response)
@@ -93,6 +127,8 @@ class Design:
     def fit(self, data) -> "Design":
         """Learn columns, levels and scaling from ``data`` (rows with a missing value are left out)."""
         frame = as_pandas(data)
+        if len(frame) == 0:
+            raise DataError("The training data has no rows.")
         lhs, rhs = _split_formula(self.formula)
         self.response = _response_names(lhs, frame)
         self.rhs_ = _expand_dot(rhs, frame.columns, exclude=self.response)
@@ -105,6 +141,9 @@ class Design:
                 )
         self.lhs_ = lhs
         self.variables_ = {name: _learn_variable(frame[name], name) for name in self.response + self.predictors}
+        self.embedded_ = self._embedded(self.rhs_)
+        # Embedded factors leave the model matrix; transform gives their level codes instead.
+        self.rhs_ += "".join(f" - {_quote(name)}" for name in self.embedded_)
 
         used = self.response + self.predictors
         rows, missing = _complete_rows(frame, used)
@@ -180,7 +219,9 @@ class Design:
                 f"{close_names(absent[0], [c for c in frame.columns if c not in used])}."
             )
         for name in used:
-            _check_variable(frame[name], name, self.variables_[name])
+            if not (name in self.embedded_ and self.unknown == "other"):
+                hint = "; fit with unknown='other' to give new levels an 'other' code" if name in self.embedded_ else ""
+                _check_variable(frame[name], name, self.variables_[name], hint)
         rows, missing = _complete_rows(frame, used)
         complete = self._prepare(frame.loc[rows], used)
         X = np.asarray(self.spec_.get_model_matrix(complete), dtype=np.float64)[:, self._keep]
@@ -192,7 +233,10 @@ class Design:
             else:
                 Y = np.asarray(self.response_spec_.get_model_matrix(complete), dtype=np.float64)
                 y = (Y - self.response_center_) / self.response_scale_
-        return Matrices(X, y, rows, int((~rows).sum()), missing)
+        codes = None
+        if self.embedded_:
+            codes = np.column_stack([_level_codes(complete[name], levels) for name, levels in self.embedded_.items()])
+        return Matrices(X, y, rows, int((~rows).sum()), missing, codes)
 
     def tensors(self, data, response: bool | None = None):
         """(X, y) as torch tensors: X float32 (n, p); y float32 (n, k), or int64 codes (n,).
@@ -204,11 +248,14 @@ class Design:
 
         m = self.transform(data, response=response)
         warn_left_out(m, len(m.rows))
-        X = torch.as_tensor(m.X, dtype=torch.float32)
+        _check_float32(m.X, self.columns)
+        X = torch.as_tensor(m.inputs(), dtype=torch.float32)
         if m.y is None:
             return X
-        dtype = torch.int64 if self.response_kind == "factor" else torch.float32
-        return X, torch.as_tensor(m.y, dtype=dtype)
+        if self.response_kind == "factor":
+            return X, torch.as_tensor(m.y, dtype=torch.int64)
+        _check_float32(m.y, self.response_columns)
+        return X, torch.as_tensor(m.y, dtype=torch.float32)
 
     def decode(self, codes):
         """Class labels for integer codes (a tensor, array or list), as a pandas Categorical."""
@@ -245,6 +292,9 @@ class Design:
             "scale_values": self.scale_.tolist(),
             "transform_state": to_json(dict(self.spec_.transform_state)),
             "n_left_out": self.n_left_out_,
+            "embed": self.embed,
+            "unknown": self.unknown,
+            "embedded": [[name, levels] for name, levels in self.embedded_.items()],  # a list keeps the order
         }
         if self.response_kind == "numeric":
             state.update(
@@ -257,10 +307,18 @@ class Design:
 
     @classmethod
     def from_dict(cls, state: dict) -> "Design":
-        """Rebuild a fitted design from ``to_dict`` output, without the training data."""
+        """Rebuild a fitted design from ``to_dict`` output, without the training data.
+
+        The formula is checked before formulaic evaluates it: a saved file may come from anyone,
+        and a formula such as ``y ~ I(__import__('os').system(...))`` would run code.
+        """
+        for text in (state["formula"], state["lhs"], state["rhs"]):
+            check_safe_formula(text)
         design = cls(
-            state["formula"], scale=state["scale"], scale_response=state["scale_response"], intercept=state["intercept"]
+            state["formula"], scale=state["scale"], scale_response=state["scale_response"], intercept=state["intercept"],
+            embed=state.get("embed"), unknown=state.get("unknown", "error"),
         )
+        design.embedded_ = {name: list(levels) for name, levels in state.get("embedded", [])}
         design.lhs_, design.rhs_ = state["lhs"], state["rhs"]
         design.response, design.predictors = list(state["response"]), list(state["predictors"])
         design.variables_ = state["variables"]
@@ -293,7 +351,10 @@ class Design:
             info = self.variables_[name]
             column = frame[name]
             if info["kind"] == "factor":
-                out[name] = pd.Categorical(column.astype(object), categories=info["levels"])
+                values = column.astype(object)
+                if name in self.embedded_:  # unseen levels (unknown="other") become missing codes here
+                    values = values.where(values.isin(info["levels"]))
+                out[name] = pd.Categorical(values, categories=info["levels"])
             else:
                 out[name] = pd.to_numeric(column).astype(np.float64).to_numpy()
         return pd.DataFrame(out, index=frame.index)
@@ -311,6 +372,37 @@ class Design:
             else:
                 out[name] = np.linspace(1.0, 2.0, n)
         return pd.DataFrame(out)
+
+    def _embedded(self, rhs: str) -> dict:
+        """{factor: levels} of the predictors that ``embed`` gives as codes, in column order."""
+        if not self.embed:
+            return {}
+        terms = [[factor.expr for factor in term.factors] for term in _parse(rhs, self.formula)]
+        for name in self.embed if self.embed != "auto" else []:
+            if name not in self.predictors:
+                raise DataError(
+                    f"embed names {name!r}, which is not a predictor in the formula{close_names(name, self.predictors)}."
+                )
+            if self.variables_[name]["kind"] != "factor":
+                raise ArgumentError(f"Column {name!r} is numeric; only factors can be embedded.")
+        chosen = {}
+        for name in self.predictors:
+            info = self.variables_[name]
+            if self.embed == "auto":
+                if info["kind"] != "factor" or len(info["levels"]) <= EMBED_LEVELS:
+                    continue
+            elif name not in self.embed:
+                continue
+            uses = [t for t in terms if any(expr == name or name in _identifiers(expr) for expr in t)]
+            if uses != [[name]]:
+                if self.embed == "auto":
+                    continue  # inside an interaction or a function: it stays dummy-coded
+                other = next(":".join(t) for t in uses if t != [name])
+                raise FormulaError(
+                    f"Column {name!r} can be embedded only as a main effect, but the formula also uses it in {other!r}."
+                )
+            chosen[name] = list(info["levels"])
+        return chosen
 
     def _kept_columns(self) -> np.ndarray:
         names = list(self.spec_.column_names)
@@ -333,10 +425,12 @@ class Design:
         if not self.fitted_:
             return f"Design({self.formula!r}, scale={self.scale!r}) (not fitted)"
         kind = f"factor with levels {', '.join(map(str, self.levels))}" if self.response_kind == "factor" else "numeric"
+        embedded = "".join(f"\n  embedded: {name} ({len(levels)} levels)" for name, levels in self.embedded_.items())
         return (
             f"Design({self.formula!r}, scale={self.scale!r})\n"
             f"  response: {self.lhs_.strip()} ({kind})\n"
             f"  {len(self.columns)} columns: {', '.join(self.columns)}"
+            + embedded
         )
 
 
@@ -346,10 +440,72 @@ def as_pandas(data):
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
+        duplicated = data.columns[data.columns.duplicated()]
+        if len(duplicated):
+            raise DataError(
+                f"The data has more than one column named {duplicated[0]!r}; rename them so that each "
+                "column has its own name."
+            )
         return data
-    if type(data).__module__.split(".")[0] == "polars":
-        return data.to_pandas()
+    if is_polars(data):
+        import polars as pl
+
+        frame = data.to_pandas()
+        # A polars Categorical has no level order of its own (an Enum has): sort its levels as
+        # R's factor() does, so a frame gives the same columns whichever library holds it.
+        for name, dtype in data.schema.items():
+            if isinstance(dtype, pl.Categorical):
+                frame[name] = frame[name].cat.reorder_categories(sorted(frame[name].cat.categories))
+        return frame
     raise ArgumentTypeError(f"data must be a pandas (or polars) DataFrame, not {type(data).__name__}.")
+
+
+def is_polars(data) -> bool:
+    """True for a polars DataFrame or Series (without importing polars)."""
+    return type(data).__module__.split(".")[0] == "polars"
+
+
+def check_safe_formula(text: str) -> None:
+    """Refuse a formula from a file unless it calls only ``SAFE_FUNCTIONS`` and names no dunder.
+
+    Names are looked up, never called, so any name may appear; a call needs an allowed function.
+
+    >>> check_safe_formula("y ~ log(x) + poly(z, 2) + a:b - 1")
+    >>> check_safe_formula("y ~ I(__import__('os').getcwd())")
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.DataError: The saved formula "y ~ I(__import__('os').getcwd())" uses '__import__', which nnfit does not evaluate when it loads a file (it could run code).
+    """
+    if not isinstance(text, str):
+        raise DataError(f"The saved formula {text!r} is not text.")
+    tokens, position = [], 0
+    while position < len(text):
+        match = _FORMULA_TOKEN.match(text, position)
+        if match is None:
+            raise DataError(
+                f"The saved formula {text!r} holds {text[position]!r}, which nnfit does not evaluate when it "
+                "loads a file (it could run code)."
+            )
+        if match.group().strip():
+            tokens.append(match.group())
+        position = match.end()
+    for i, token in enumerate(tokens):
+        after = tokens[i + 1] if i + 1 < len(tokens) else ""
+        before = tokens[i - 1] if i else ""
+        if token == "(" and before and (before == ")" or before[0] in "`\"'0123456789"):
+            bad = before + "("  # calling the result of an expression
+        elif token[0] in "\"'" and before and (before[0].isalpha() or before[0] == "_"):
+            bad = before + token  # a prefixed string: f"{...}" runs code
+        elif not (token[0].isalpha() or token[0] in "_."):
+            continue
+        elif "__" in token or (after == "(" and token not in SAFE_FUNCTIONS):
+            bad = token
+        else:
+            continue
+        raise DataError(
+            f"The saved formula {text!r} uses {bad!r}, which nnfit does not evaluate when it loads a file "
+            "(it could run code)."
+        )
 
 
 def warn_left_out(m: Matrices, n_rows: int, stacklevel: int = 3):
@@ -405,6 +561,10 @@ def _expand_dot(rhs: str, columns, exclude) -> str:
     return _DOT.sub("(" + " + ".join(others) + ")", rhs)
 
 
+def _identifiers(text: str) -> set:
+    return {m.group(1) or m.group(2) for m in _IDENTIFIER.finditer(text)}
+
+
 def _required_variables(rhs: str, columns, formula: str) -> set:
     """Columns the right-hand side uses, including those inside stateful transforms (scale, poly)."""
     parsed = _parse(rhs, formula)
@@ -439,7 +599,7 @@ def _learn_variable(column, name: str) -> dict:
             first = values[bad].iloc[0]
             raise DataError(
                 f"Column {name!r} is numeric but holds the non-numeric value {first!r} "
-                f"(row {values[bad].index[0]!r}); fix or remove it, or make the column a factor."
+                f"(row {_plain(values[bad].index[0])!r}); fix or remove it, or make the column a factor."
             )
         if not bad.any() and not all(isinstance(v, str) for v in values):
             return {"kind": "numeric"}
@@ -451,7 +611,7 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _check_variable(column, name: str, info: dict):
+def _check_variable(column, name: str, info: dict, hint: str = ""):
     """Unseen levels and non-numeric values are errors that name the column."""
     import pandas as pd
 
@@ -460,17 +620,22 @@ def _check_variable(column, name: str, info: dict):
         seen = set(info["levels"])
         unseen = [v for v in pd.unique(values.astype(object)) if _plain(v) not in seen]
         if unseen:
-            raise LevelError(
-                f"Column {name!r} has the level {unseen[0]!r}, which training never saw "
-                f"(levels: {', '.join(map(str, info['levels']))})."
-            )
+            levels = info["levels"]
+            shown = ", ".join(map(str, levels[:10])) + (f", ... ({len(levels)} in all)" if len(levels) > 10 else "")
+            raise LevelError(f"Column {name!r} has the level {unseen[0]!r}, which training never saw (levels: {shown}){hint}.")
     elif not pd.api.types.is_numeric_dtype(column.dtype):
         bad = pd.to_numeric(values.astype(object), errors="coerce").isna()
         if bad.any():
             raise DataError(
                 f"Column {name!r} must be numeric, as in training, but holds {values[bad].iloc[0]!r} "
-                f"(row {values[bad].index[0]!r})."
+                f"(row {_plain(values[bad].index[0])!r})."
             )
+
+
+def _level_codes(column, levels) -> np.ndarray:
+    """0-based codes of a Categorical; a level training never saw (unknown="other") gets len(levels)."""
+    codes = column.cat.codes.to_numpy().astype(np.int64)
+    return np.where(codes < 0, len(levels), codes)
 
 
 def _complete_rows(frame, used):
@@ -520,12 +685,31 @@ def _r_name(column: str) -> str:
     return _LEVEL.sub(r"\1", column)
 
 
+def _check_float32(values: np.ndarray, columns) -> None:
+    """Values beyond float32's range (about 3.4e38) would silently become infinite in a tensor."""
+    limit = np.finfo(np.float32).max
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(values) > limit
+    if beyond.any():
+        column = columns[int(np.argmax(beyond.any(axis=0)))]
+        raise DataError(
+            f"Column {column!r} has values as large as {np.nanmax(np.abs(values)):.3g}, beyond the float32 range "
+            f"of tensors ({limit:.3g}); standardize it (scale=True) or change its units."
+        )
+
+
 def _column_stats(X):
-    center = X.mean(axis=0)
-    if len(X) > 1:
-        scale = X.std(axis=0, ddof=1)
-    else:
-        scale = np.ones(X.shape[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        center = X.mean(axis=0)
+        scale = X.std(axis=0, ddof=1) if len(X) > 1 else np.ones(X.shape[1])
+        # Magnitudes near 1e300 overflow the sums of squares, near 1e-300 underflow them to 0:
+        # compute those columns in units of their largest value.
+        extreme = ~np.isfinite(center) | ~np.isfinite(scale) | ((scale == 0) & (np.ptp(X, axis=0) > 0) if len(X) else False)
+        if np.any(extreme):
+            size = np.abs(X[:, extreme]).max(axis=0)
+            unit = X[:, extreme] / size
+            center[extreme] = unit.mean(axis=0) * size
+            scale[extreme] = (unit.std(axis=0, ddof=1) if len(X) > 1 else 1.0) * size
     scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
     return center, scale
 

@@ -41,8 +41,25 @@ class TrainingError(NnfitError, RuntimeError):
     """An error raised inside a user's module, loss, metric or callback during fit."""
 
 
+class DivergenceError(TrainingError):
+    """The training loss became NaN or infinite. ``.model`` holds the last finite weights;
+    ``.epoch`` and ``.batch`` (1-based) say where, ``.last_finite_loss`` what came before."""
+
+    def __init__(self, message: str, model=None, epoch=None, batch=None, last_finite_loss=None):
+        super().__init__(message)
+        self.model, self.epoch, self.batch, self.last_finite_loss = model, epoch, batch, last_finite_loss
+
+
+class MissingDependencyError(NnfitError, ImportError):
+    """An optional package that a feature needs is not installed (the message says how to install it)."""
+
+
 class MissingValuesWarning(UserWarning):
     """Rows were left out because a variable the formula uses is missing in them."""
+
+
+class InterruptedWarning(UserWarning):
+    """Ctrl-C ended a fit early; the model is returned as it was when training stopped."""
 
 
 def close_names(name: str, candidates, n: int = 3) -> str:

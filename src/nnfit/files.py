@@ -22,7 +22,17 @@ _PICKLE_STARTS = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, torch.save's zi
 
 
 def atomic_write(path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a synced temporary file in the same folder."""
+    """Write ``payload`` to ``path`` via a synced temporary file in the same folder, then rename it.
+
+    A crash at any moment leaves the previous file or the new one, never part of one (at worst
+    a ``.name.*.tmp`` file beside it, which ``remove_temporaries`` clears).
+
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> atomic_write(os.path.join(folder, "notes.txt"), b"hello")
+    >>> os.listdir(folder)
+    ['notes.txt']
+    """
     path = Path(path)
     if path.is_dir():
         raise ArgumentError(f"Cannot write to {str(path)!r}: it is a directory.")
@@ -101,23 +111,30 @@ def read(path):
             "them can run code. Save models with fit.save()."
         )
     try:
-        tensors = load(payload)
         header = _header(payload)
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        text = header.get("nnfit")
+        metadata = json.loads(text) if text is not None else None
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
         raise ModelFileError(f"{str(path)!r} is not an nnfit model file or is corrupted ({error}).") from None
-    text = header.get("nnfit")
-    if text is None:
+    if not isinstance(metadata, dict):
         raise ModelFileError(f"{str(path)!r} is a safetensors file without nnfit metadata.")
-    if header.get("checksum") != _checksum(tensors, text):
-        raise ModelFileError(f"{str(path)!r} is corrupted: its checksum does not match its contents.")
-    metadata = json.loads(text)
     if metadata.get("format") != FORMAT:
         raise ModelFileError(f"{str(path)!r} is not an nnfit model file.")
-    if metadata.get("format_version", 0) > FORMAT_VERSION:
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{str(path)!r} has no valid format version ({version!r}); it is corrupted.")
+    # Checked before the checksum: a newer format may compute its checksum differently.
+    if version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{str(path)!r} was written by a newer nnfit (format {metadata['format_version']}, this one reads "
+            f"{str(path)!r} was written by a newer nnfit (format {version}, this one reads "
             f"up to {FORMAT_VERSION}, nnfit {metadata.get('nnfit_version', '?')}); upgrade nnfit to load it."
         )
+    try:
+        tensors = load(payload)
+    except (SafetensorError, ValueError) as error:
+        raise ModelFileError(f"{str(path)!r} is not an nnfit model file or is corrupted ({error}).") from None
+    if header.get("checksum") != _checksum(tensors, text):
+        raise ModelFileError(f"{str(path)!r} is corrupted: its checksum does not match its contents.")
     return tensors, metadata
 
 
@@ -130,7 +147,9 @@ def _header(payload: bytes) -> dict:
     size = int.from_bytes(payload[:8], "little")
     if size <= 0 or size > len(payload) - 8:
         raise ValueError("bad header length")
-    return json.loads(payload[8 : 8 + size]).get("__metadata__", {})
+    header = json.loads(payload[8 : 8 + size])
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def save_module(path, fitted) -> None:
@@ -156,12 +175,94 @@ def _jsonable(values: dict) -> dict:
     return out
 
 
+_TENSOR, _TUPLE, _ITEMS, _ARRAY = "__tensor__", "__tuple__", "__items__", "__array__"
+_MARKERS = (_TENSOR, _TUPLE, _ITEMS, _ARRAY)
+
+
+def pack(value, tensors: dict, name: str = "state"):
+    """``value`` as JSON, each tensor in it moved into ``tensors`` under a unique name.
+
+    Nested dicts (any keys), lists, tuples, numbers, strings, None, tensors and numpy arrays
+    come back exactly from ``unpack``, so optimizer, scheduler, callback and random-number
+    generator states are stored without pickle.
+
+    >>> import torch
+    >>> tensors = {}
+    >>> packed = pack({"step": 3, "betas": (0.9, 0.999), "avg": torch.zeros(2)}, tensors)
+    >>> packed["betas"], sorted(tensors)
+    ({'__tuple__': [0.9, 0.999]}, ['state.avg'])
+    >>> unpack(packed, tensors)["betas"]
+    (0.9, 0.999)
+    """
+    import numpy as np
+    import torch
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        key, n = name, 1
+        while key in tensors:
+            n += 1
+            key = f"{name}#{n}"
+        tensors[key] = value.detach().cpu().clone()
+        return {_TENSOR: key}
+    if isinstance(value, np.ndarray):
+        return {_ARRAY: value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {_TUPLE: [pack(v, tensors, f"{name}.{i}") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [pack(v, tensors, f"{name}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and k not in _MARKERS for k in value):
+            return {k: pack(v, tensors, f"{name}.{k}") for k, v in value.items()}
+        return {_ITEMS: [[pack(k, tensors, f"{name}.key"), pack(v, tensors, f"{name}.{k}")] for k, v in value.items()]}
+    raise TypeError(f"cannot store a value of type {type(value).__name__} ({value!r:.60}) without pickle")
+
+
+def unpack(value, tensors: dict):
+    """The value ``pack`` stored, with its tensors taken from ``tensors``.
+
+    >>> unpack({"__tuple__": [1, {"__tensor__": "w"}]}, {"w": "the tensor named w"})
+    (1, 'the tensor named w')
+    """
+    if isinstance(value, list):
+        return [unpack(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if _TENSOR in value:
+        return tensors[value[_TENSOR]]
+    if _TUPLE in value:
+        return tuple(unpack(v, tensors) for v in value[_TUPLE])
+    if _ITEMS in value:
+        return {unpack(k, tensors): unpack(v, tensors) for k, v in value[_ITEMS]}
+    if _ARRAY in value:
+        import numpy as np
+
+        return np.asarray(value[_ARRAY], dtype=value["dtype"])
+    return {k: unpack(v, tensors) for k, v in value.items()}
+
+
+def remove_temporaries(path) -> None:
+    """Delete what an interrupted ``atomic_write`` to ``path`` left: its temporary files.
+
+    >>> remove_temporaries("run/checkpoint.nnfit")  # removes run/.checkpoint.nnfit.*.tmp
+    """
+    path = Path(path)
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
+
+
 def load(path, module=None):
     """Load a model file that nnfit wrote; loading runs no code.
 
-    A file from ``nf.mlp`` comes back as a ready ``MLPFit``. A file from a luz-style fit holds
-    the weights of your own module: pass ``module`` (an instance, or the class, which is built
-    with the saved hparams) and get that module back with the weights loaded.
+    A file from ``nf.mlp`` comes back as a ready ``MLPFit``. A file from a luz-style fit (or a
+    checkpoint) holds the weights of your own module: pass ``module`` (an instance, or the
+    class, which is built with the saved hparams) and get that module back with the weights loaded.
 
     >>> import nnfit as nf
     >>> # fit.save("mass.nnfit"); same = nf.load("mass.nnfit")
@@ -169,20 +270,21 @@ def load(path, module=None):
     tensors, metadata = read(path)
     kind = metadata.get("kind")
     if kind == "mlp":
-        from .mlp import MLPFit
+        from .mlpfit import MLPFit
 
         return MLPFit.from_saved(tensors, metadata)
-    if kind == "module":
+    if kind in ("module", "checkpoint"):
         if module is None:
             raise ModelFileError(
-                f"{str(path)!r} holds the weights of your module {metadata['module']}; pass it: "
+                f"{str(path)!r} holds the weights of your module {metadata.get('module')}; pass it: "
                 "nf.load(path, module=YourModule) (the class, or an instance)."
             )
         if isinstance(module, type):
-            module = module(**metadata["hparams"])
+            module = module(**metadata.get("hparams", {}))
         try:
-            module.load_state_dict(tensors)
-        except RuntimeError as error:
+            weights = tensors if kind == "module" else unpack(metadata["state"]["model"], tensors)
+            module.load_state_dict(weights)
+        except (RuntimeError, KeyError, TypeError) as error:
             raise ModelFileError(f"The weights in {str(path)!r} do not fit {type(module).__name__}: {error}") from None
         module.eval()
         return module

@@ -14,40 +14,54 @@ from __future__ import annotations
 import copy
 import sys
 import time
+import warnings
 
 import torch
 from torch import nn
 
 from . import callbacks as cb
 from . import losses, metrics as metrics_module, optimizers, threads as threads_module
-from .data import InMemory, as_data, split_valid
-from .errors import ArgumentError, ArgumentTypeError, TrainingError
+from .checkpoints import DivergenceGuard
+from .data import InMemory, as_data, as_tensor, split_valid
+from .errors import ArgumentError, ArgumentTypeError, DataError, TrainingError
 from .loop import Context, run
 
 
-def setup(module, loss=None, optimizer="adam", metrics=None) -> "Learner":
+def setup(module, loss=None, optimizer="adam", metrics=None, backward=None) -> "Learner":
     """Describe how to train ``module``: its loss, optimizer and metrics (luz's ``setup``).
 
     ``module`` is an ``nn.Module`` class (built at fit time from ``set_hparams``) or an instance
     (copied, so each fit starts from it). ``loss`` is a loss module, function or name ('mse',
     'cross_entropy', 'bce'); without one, the module's own ``loss(pred, target)`` method is
     used. ``optimizer`` is a torch.optim class or a name ('sgd', 'rmsprop', 'adam', 'adamw').
+    ``metrics`` run on training and validation alike; wrap one in ``nf.metrics.train_only`` or
+    ``nf.metrics.valid_only`` to restrict it. ``backward(loss)`` replaces ``loss.backward()``
+    (e.g. ``lambda loss: loss.backward(retain_graph=True)``); a custom step finds it as
+    ``ctx.backward``.
+
+    A module may define its own ``loss(pred, target)``, ``predict(x)``, several optimizers with
+    ``set_optimizers(**opt_hparams)`` returning {name: optimizer}, and a whole training step
+    ``step(ctx)`` (which then does the backward pass and optimizer steps itself, and also runs in
+    validation with ``ctx.training`` False), as in luz.
     """
-    return Learner(module, loss=loss, optimizer=optimizer, metrics=metrics)
+    return Learner(module, loss=loss, optimizer=optimizer, metrics=metrics, backward=backward)
 
 
 class Learner:
     """A module with its loss, optimizer, metrics and hyperparameters, ready to ``fit``."""
 
-    def __init__(self, module, loss=None, optimizer="adam", metrics=None):
+    def __init__(self, module, loss=None, optimizer="adam", metrics=None, backward=None):
         if not (isinstance(module, nn.Module) or (isinstance(module, type) and issubclass(module, nn.Module))):
             raise ArgumentTypeError(f"setup takes an nn.Module class or instance, not {module!r}.")
         self.module = module
-        if loss is None and not hasattr(module, "loss"):
+        if loss is None and not hasattr(module, "loss") and not hasattr(module, "step"):
             raise ArgumentError("setup needs a loss (e.g. nn.MSELoss() or 'mse'), or a module with a loss() method.")
         self.loss = losses.resolve(loss) if loss is not None else None
         self.optimizer = optimizers.resolve(optimizer)
         self.metrics = [metrics_module.resolve(m) for m in (metrics or [])]
+        if backward is not None and not callable(backward):
+            raise ArgumentTypeError(f"backward must be a function of the loss, such as lambda loss: loss.backward(), not {backward!r}.")
+        self.backward = backward
         self.hparams = {}
         self.opt_hparams = {}
 
@@ -80,7 +94,8 @@ class Learner:
         return {"opt": self.optimizer(model.parameters(), **self.opt_hparams)}
 
     def fit(self, data, epochs=10, batch_size=32, valid_data=None, callbacks=None, device="auto",
-            verbose=None, seed=None, threads=None, drop_last=False, accumulate=1, dataloader_options=None):
+            verbose=None, seed=None, threads=None, drop_last=False, accumulate=1, dataloader_options=None,
+            sample_weight=None, class_weight=None, n_models=1):
         """Train and return a ``Fitted`` model (luz's ``fit``).
 
         ``data``: (X, y) tensors or arrays, a Dataset or a DataLoader. ``epochs``: a number, or
@@ -89,8 +104,20 @@ class Learner:
         "auto" picks cuda, then mps, then cpu. ``verbose`` defaults to showing progress on a
         terminal. ``seed`` makes the initialization, shuffling and dropout reproducible.
         ``threads``: CPU threads (default: one for small networks, all cores for large ones).
+        ``drop_last`` leaves out a last, smaller training batch. ``accumulate=k`` adds up the
+        gradients of k batches before each optimizer step (one step as from a k times larger
+        batch). ``dataloader_options``: keyword arguments for the DataLoader built over a Dataset
+        (``num_workers``, ``collate_fn``, ...). ``sample_weight`` (one per row) and
+        ``class_weight`` ({code: weight}, one per class, or "balanced" as in scikit-learn) weight
+        each row's training loss: sum(w * loss) / sum(w); they need (X, y) data and a torch loss.
+        ``n_models=K`` trains K copies (model k seeded with seed + k) at once and returns a
+        ``FittedMany`` whose predictions are their mean (see ``nnfit.vectorized``).
         """
         min_epochs, max_epochs = _epochs(epochs)
+        if n_models != 1:
+            return self._fit_many(data, n_models, max_epochs, batch_size, seed, device, threads,
+                                  valid_data=valid_data, callbacks=callbacks, accumulate=accumulate,
+                                  sample_weight=sample_weight, class_weight=class_weight)
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ArgumentError(f"batch_size must be a positive whole number or None, not {batch_size!r}.")
         if not isinstance(accumulate, int) or accumulate < 1:
@@ -102,6 +129,10 @@ class Learner:
         generator = torch.Generator()
         generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
         train = as_data(data, batch_size, True, generator, drop_last, dataloader_options)
+        _check_finite(train, "data")
+        weight = _row_weights(train, sample_weight, class_weight)
+        if weight is not None:
+            train = InMemory(train.X, train.y, weight)
         valid = self._valid(valid_data, train, batch_size, generator, dataloader_options)
         if valid is not None and valid[0] is not None:
             train, valid = valid
@@ -113,20 +144,38 @@ class Learner:
             if seed is not None:
                 torch.manual_seed(seed)
             model = self.build().to(device)
-            loss_fn = self.loss if self.loss is not None else model.loss
+            loss_fn = self.loss if self.loss is not None else getattr(model, "loss", None)
+            if weight is not None:
+                loss_fn = losses.SampleWeighted(loss_fn)
             if isinstance(loss_fn, nn.Module):
                 loss_fn = loss_fn.to(device)
             n_threads = threads if threads is not None else threads_module.choose(model, batch_size, len(train), device)
-            with threads_module.using(n_threads):
+            with threads_module.using(n_threads), warnings.catch_warnings():
+                # torch only warns when a loss broadcasts (n, 1) predictions against (n,) targets,
+                # and then trains on the wrong thing: make it the error it is.
+                warnings.filterwarnings("error", message="Using a target size", category=UserWarning)
                 ctx = Context(
                     model, loss_fn, self.optimizers_for(model), train.to(device),
                     None if valid is None else valid.to(device), max_epochs, min_epochs, batch_size,
-                    [copy.deepcopy(m) for m in self.metrics], [copy.deepcopy(m) for m in self.metrics],
+                    metrics_module.for_set(self.metrics, "train"), metrics_module.for_set(self.metrics, "valid"),
                     device, generator, drop_last, accumulate,
                 )
-                all_callbacks = [cb.MetricsRecorder()] + ([cb.Progress()] if verbose else []) + callbacks
+                if self.backward is not None:
+                    ctx.backward = self.backward
+                all_callbacks = [cb.MetricsRecorder(), DivergenceGuard()] + ([cb.Progress()] if verbose else []) + callbacks
                 run(ctx, all_callbacks)
         return Fitted(self, ctx, seconds=time.perf_counter() - began, threads=n_threads, callbacks=callbacks)
+
+    def _fit_many(self, data, n_models, epochs, batch_size, seed, device, threads, **unsupported):
+        """``fit(n_models=K)``: K copies trained at once with torch.func (see nnfit.vectorized)."""
+        from .ensemble import check_n_models
+        from .vectorized import fit_many
+
+        defaults = {"valid_data": None, "callbacks": None, "accumulate": 1, "sample_weight": None, "class_weight": None}
+        used = [name for name, value in unsupported.items() if value not in (defaults[name], [])]
+        if used:
+            raise ArgumentError(f"fit(n_models > 1) does not support {', '.join(used)} yet; fit one model to use them.")
+        return fit_many(self, data, check_n_models(n_models), epochs, batch_size, seed, resolve_device(device), threads)
 
     def _valid(self, valid_data, train, batch_size, generator, options):
         """(train, valid) when valid_data is a fraction of train, else (None, valid) or None."""
@@ -158,6 +207,11 @@ class Evaluation:
     def __repr__(self):
         values = ", ".join(f"{k}: {v:.4g}" for k, v in self.metrics.items())
         return f"<nnfit Evaluation> {self.n} rows; {values}"
+
+    def _repr_html_(self):
+        from . import display
+
+        return display.table(list(self.metrics.items()) + [("rows", self.n)], title="nnfit evaluation")
 
 
 class Fitted:
@@ -209,13 +263,20 @@ class Fitted:
         return torch.cat(outputs).cpu()
 
     @torch.no_grad()
-    def evaluate(self, data, batch_size: int = 4096) -> Evaluation:
-        """Loss and metrics on (X, y), a Dataset or a DataLoader, as an ``Evaluation``."""
+    def evaluate(self, data, batch_size: int = 4096, metrics=None, dataloader_options=None) -> Evaluation:
+        """Loss and metrics on (X, y), a Dataset or a DataLoader, as an ``Evaluation`` (luz's ``evaluate``).
+
+        ``metrics`` replaces the learner's validation metrics for this call (luz's
+        ``evaluate(metrics=)``); ``dataloader_options`` are for the DataLoader over a Dataset.
+        """
         self.model.eval()
-        source = as_data(data, batch_size, False).to(self.device)
+        source = as_data(data, batch_size, False, loader_options=dataloader_options).to(self.device)
         recorder = cb.MetricsRecorder()
         ctx = self.ctx
-        metrics = [copy.deepcopy(m) for m in self.learner.metrics]
+        if metrics is None:
+            metrics = metrics_module.for_set(self.learner.metrics, "valid")
+        else:
+            metrics = [copy.deepcopy(metrics_module.resolve(m)) for m in metrics]
         recorder._begin(ctx, metrics)
         state = (ctx.pred, ctx.target, ctx.loss, ctx.iter)
         n = 0
@@ -254,6 +315,20 @@ class Fitted:
         ]
         return "\n".join(lines)
 
+    def _repr_html_(self):
+        """Jupyter's view: the module, how it was trained, the last epoch's metrics, the learning curves."""
+        from . import display
+
+        facts = [
+            ("module", type(self.model).__name__),
+            ("parameters", f"{sum(p.numel() for p in self.model.parameters()):,}"),
+            ("epochs", self.epochs_run),
+            ("seconds", round(self.seconds, 2)),
+            ("device", self.device),
+            ("threads", self.threads),
+        ]
+        return display.fitted("nnfit fitted model", facts, self.last_metrics(), self.plot() if self.records else None)
+
 
 def resolve_device(device) -> torch.device:
     """'auto' -> cuda, then mps, then cpu; anything else as torch.device reads it."""
@@ -270,6 +345,70 @@ def resolve_device(device) -> torch.device:
         raise ArgumentError(f"Unknown device {device!r}: {error}") from None
 
 
+def _check_finite(data, what: str) -> None:
+    """In-memory X and a float y must be finite: a NaN would only surface as a diverged loss."""
+    if not isinstance(data, InMemory):
+        return
+    for name, tensor in (("X", data.X), ("y", data.y)):
+        if tensor is None or not tensor.is_floating_point():
+            continue
+        bad = ~torch.isfinite(tensor)
+        if bad.any():  # one check per fit, before training
+            row = int(bad.reshape(len(tensor), -1).any(dim=1).nonzero()[0])
+            raise DataError(
+                f"{name} in the {what} has {int(bad.sum())} NaN or infinite value(s), the first in row {row}; "
+                "remove or impute them before fitting (nf.Design and nf.mlp leave such rows out)."
+            )
+
+
+def _row_weights(train, sample_weight, class_weight):
+    """Each training row's weight from sample_weight and class_weight, or None for neither."""
+    if sample_weight is None and class_weight is None:
+        return None
+    if not isinstance(train, InMemory) or train.y is None:
+        raise ArgumentError(
+            "sample_weight and class_weight need (X, y) data in memory; with a Dataset or DataLoader, "
+            "weight the rows in your own loss function."
+        )
+    weight = torch.ones(len(train))
+    if sample_weight is not None:
+        given = as_tensor(sample_weight, "sample_weight").to(torch.float32).reshape(-1)
+        if len(given) != len(train):
+            raise DataError(f"sample_weight has {len(given)} values but the data has {len(train)} rows; give one per row.")
+        if not (torch.isfinite(given).all() and (given >= 0).all()):
+            raise ArgumentError("sample_weight must hold finite, non-negative numbers.")
+        weight = weight * given
+    if class_weight is not None:
+        weight = weight * _class_weights(train.y, class_weight)
+    return weight.to(train.X.device)
+
+
+def _class_weights(y, class_weight) -> torch.Tensor:
+    codes = y.reshape(-1).cpu()
+    if y.numel() != len(y) or (codes.is_floating_point() and not bool((codes == codes.round()).all())):
+        raise ArgumentError(
+            "class_weight needs class codes: y must hold one whole number per row (0, 1, 2, ...), "
+            "as for nn.CrossEntropyLoss or a 0/1 target."
+        )
+    codes = codes.to(torch.int64)
+    counts = torch.bincount(codes).to(torch.float32)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ArgumentError(f"class_weight must be 'balanced', a dict {{code: weight}} or one weight per class, not {class_weight!r}.")
+        per_class = len(codes) / (int((counts > 0).sum()) * counts.clamp(min=1))  # as scikit-learn's "balanced"
+    elif isinstance(class_weight, dict):
+        per_class = torch.ones(len(counts))
+        for code, value in class_weight.items():
+            if not 0 <= int(code) < len(counts):
+                raise ArgumentError(f"class_weight names the class {code!r}, but y's codes run from 0 to {len(counts) - 1}.")
+            per_class[int(code)] = float(value)
+    else:
+        per_class = as_tensor(class_weight, "class_weight").to(torch.float32).reshape(-1)
+        if len(per_class) < len(counts):
+            raise ArgumentError(f"class_weight has {len(per_class)} weights but y has {len(counts)} classes; give one per class.")
+    return per_class[codes]
+
+
 def _rng_devices(device):
     return [device.index or 0] if device.type == "cuda" else []
 
@@ -283,7 +422,7 @@ def _epochs(epochs):
         return int(epochs[0]), int(epochs[1])
     if not _positive_int(epochs):
         raise ArgumentError(f"epochs must be a positive whole number, not {epochs!r}.")
-    return int(epochs), int(epochs)
+    return 1, int(epochs)  # as in luz: a single number is the most epochs; early stopping may end sooner
 
 
 def _positive_int(value) -> bool:

@@ -6,6 +6,7 @@ device during an epoch; the metrics callback does that once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -42,11 +43,54 @@ class Context:
         self.records = []  # rows: (set, metric, epoch, value)
         self.epoch_seconds = []
         self.hooks = None
+        self.start_epoch = 0
+        self.interruptible = self.interrupted = False
+        self.weight = None  # the batch's sample weights, when fit was given some
+        self.autocast = contextlib.nullcontext  # MixedPrecision swaps in torch.autocast
+        self.scaler = None  # MixedPrecision's gradient scaler (float16 on CUDA)
+        self.backward = torch.Tensor.backward  # setup(backward=) replaces it
+        self.buffers = {}  # scratch space that callbacks may share (luz's ctx$buffers)
 
     @property
     def opt(self):
         """The first (usually only) optimizer."""
         return next(iter(self.optimizers.values()))
+
+    @property
+    def max_epochs(self) -> int:
+        return self.epochs
+
+    @property
+    def batch(self):
+        """The current (input, target) pair."""
+        return self.input, self.target
+
+    @property
+    def data(self):
+        """The data of the current phase: ``train_data`` while training, else ``valid_data``."""
+        return self.train_data if self.training else self.valid_data
+
+    @property
+    def metrics(self) -> dict:
+        """{'train': [...], 'valid': [...]}: the metric objects of each set."""
+        return {"train": self.train_metrics, "valid": self.valid_metrics}
+
+    def call_callbacks(self, hook: str) -> None:
+        """Run a hook on every callback, e.g. from a module's own ``step(ctx)``."""
+        self.hooks(hook, self)
+
+    def log(self, split: str, name: str, value) -> None:
+        """Record a value of this epoch under 'split_name' (a tensor is read now: log once per epoch)."""
+        self.records.append((split, name, self.epoch + 1, float(value)))
+
+    def get_metrics(self, split: str | None = None, epoch: int | None = None) -> dict:
+        """{set: {metric: value}} of an epoch (1-based; default the current), or one set's dict."""
+        epoch = self.epoch + 1 if epoch is None else epoch
+        out = {}
+        for s, name, e, value in self.records:
+            if e == epoch:
+                out.setdefault(s, {})[name] = value
+        return out if split is None else out.get(split, {})
 
     def record(self, split: str, values: dict):
         for name, value in values.items():
@@ -54,38 +98,43 @@ class Context:
 
     def last_records(self) -> dict:
         """{set: {metric: value}} for the current epoch."""
-        out = {}
-        for split, name, epoch, value in self.records:
-            if epoch == self.epoch + 1:
-                out.setdefault(split, {})[name] = value
-        return out
+        return self.get_metrics()
 
-    def monitored(self, monitor: str) -> float:
+    def monitored(self, monitor: str, by: str = "A callback") -> float:
         """The current epoch's value of 'set_metric' ('valid_loss', 'train_mae')."""
         split, _, name = monitor.partition("_")
         values = self.last_records().get(split, {})
         if name not in values:
             existing = [f"{s}_{n}" for s, metrics in self.last_records().items() for n in metrics]
-            raise ArgumentError(f"Nothing records {monitor!r}; the metrics are: {', '.join(existing)}.")
+            raise ArgumentError(
+                f"{by} monitors {monitor!r}, which no metric records; the names recorded are: "
+                f"{', '.join(existing)}. Pass one of them as monitor=."
+            )
         return values[name]
 
 
 def run(ctx: Context, callbacks, start_epoch: int = 0) -> Context:
     """Train ``ctx.model`` for ``ctx.epochs`` epochs, calling the callbacks' hooks."""
     hooks = ctx.hooks = Hooks(callbacks)
-    hooks("on_fit_begin", ctx)
-    for epoch in range(start_epoch, ctx.epochs):
-        ctx.epoch = epoch
-        began = time.perf_counter()
-        hooks("on_epoch_begin", ctx)
-        _train_epoch(ctx, hooks)
-        if ctx.valid_data is not None:
-            _valid_epoch(ctx, hooks)
-        ctx.iter = None
-        hooks("on_epoch_end", ctx)
-        ctx.epoch_seconds.append(time.perf_counter() - began)
-        if ctx.stop_training and epoch + 1 >= ctx.min_epochs:
-            break
+    ctx.start_epoch = start_epoch
+    hooks("on_fit_begin", ctx)  # AutoResume may move ctx.start_epoch on
+    try:
+        for epoch in range(ctx.start_epoch, ctx.epochs):
+            ctx.epoch = epoch
+            began = time.perf_counter()
+            hooks("on_epoch_begin", ctx)
+            _train_epoch(ctx, hooks)
+            if ctx.valid_data is not None:
+                _valid_epoch(ctx, hooks)
+            ctx.iter = None
+            hooks("on_epoch_end", ctx)
+            ctx.epoch_seconds.append(time.perf_counter() - began)
+            if ctx.stop_training and epoch + 1 >= ctx.min_epochs:
+                break
+    except KeyboardInterrupt:
+        if not ctx.interruptible:  # set by the Interrupt callback
+            raise
+        ctx.interrupted = True
     hooks("on_fit_end", ctx)
     return ctx
 
@@ -97,9 +146,10 @@ def _train_epoch(ctx, hooks):
     hooks("on_train_begin", ctx)
     custom_step = getattr(ctx.model, "step", None)
     table = hooks.table
-    for ctx.iter, (ctx.input, ctx.target) in enumerate(
+    for ctx.iter, (ctx.input, ctx.target, *weight) in enumerate(
         ctx.train_data.batches(ctx.batch_size, shuffle=True, generator=ctx.generator, drop_last=ctx.drop_last)
     ):
+        ctx.weight = weight[0] if weight else None
         if table["on_train_batch_begin"]:
             hooks("on_train_batch_begin", ctx)
         if custom_step is not None:
@@ -111,26 +161,31 @@ def _train_epoch(ctx, hooks):
 
 
 def _default_step(ctx, hooks, table):
-    ctx.pred = _call(ctx, f"{type(ctx.model).__name__}.forward", ctx.model, ctx.input)
-    if table["on_train_batch_after_pred"]:
-        hooks("on_train_batch_after_pred", ctx)
-    ctx.loss = _call(ctx, "the loss", ctx.loss_fn, ctx.pred, ctx.target)
-    if table["on_train_batch_after_loss"]:
-        hooks("on_train_batch_after_loss", ctx)
+    with ctx.autocast():
+        ctx.pred = _call(ctx, f"{type(ctx.model).__name__}.forward", ctx.model, ctx.input)
+        if table["on_train_batch_after_pred"]:
+            hooks("on_train_batch_after_pred", ctx)
+        ctx.loss = _loss(ctx)
+        if table["on_train_batch_after_loss"]:
+            hooks("on_train_batch_after_loss", ctx)
     accumulate = ctx.accumulate
     if accumulate == 1 or ctx.iter % accumulate == 0:
         for opt in ctx.optimizers.values():
-            opt.zero_grad(set_to_none=True)
+            _zero_grad(opt)
     if table["on_train_batch_before_backward"]:
         hooks("on_train_batch_before_backward", ctx)
-    loss = ctx.loss if accumulate == 1 else ctx.loss / accumulate
-    _call(ctx, "backward", loss.backward)
+    loss = ctx.loss if accumulate == 1 else ctx.loss / _group_size(ctx)
+    if ctx.scaler is not None:
+        loss = ctx.scaler.scale(loss)
+    _call(ctx, "backward", ctx.backward, loss)
     last = ctx.n_batches is not None and ctx.iter + 1 == ctx.n_batches
     if accumulate == 1 or (ctx.iter + 1) % accumulate == 0 or last:
         if table["on_train_batch_before_step"]:
             hooks("on_train_batch_before_step", ctx)
         for opt in ctx.optimizers.values():
-            opt.step()
+            opt.step() if ctx.scaler is None else ctx.scaler.step(opt)
+        if ctx.scaler is not None:
+            ctx.scaler.update()
         if table["on_train_batch_after_step"]:
             hooks("on_train_batch_after_step", ctx)
 
@@ -141,14 +196,53 @@ def _valid_epoch(ctx, hooks):
     ctx.training = False
     ctx.n_batches = ctx.valid_data.n_batches(ctx.batch_size)
     hooks("on_valid_begin", ctx)
-    for ctx.iter, (ctx.input, ctx.target) in enumerate(ctx.valid_data.batches(ctx.batch_size, shuffle=False)):
+    custom_step = getattr(ctx.model, "step", None)  # luz: a module's step() runs in validation too
+    ctx.weight = None  # validation scores every row alike
+    for ctx.iter, (ctx.input, ctx.target, *_) in enumerate(ctx.valid_data.batches(ctx.batch_size, shuffle=False)):
         hooks("on_valid_batch_begin", ctx)
-        ctx.pred = _call(ctx, f"{type(ctx.model).__name__}.forward", ctx.model, ctx.input)
-        hooks("on_valid_batch_after_pred", ctx)
-        ctx.loss = _call(ctx, "the loss", ctx.loss_fn, ctx.pred, ctx.target)
-        hooks("on_valid_batch_after_loss", ctx)
+        if custom_step is not None:
+            _call(ctx, "the module's step()", custom_step, ctx)
+        else:
+            with ctx.autocast():
+                ctx.pred = _call(ctx, f"{type(ctx.model).__name__}.forward", ctx.model, ctx.input)
+                hooks("on_valid_batch_after_pred", ctx)
+                ctx.loss = _loss(ctx)
+                hooks("on_valid_batch_after_loss", ctx)
         hooks("on_valid_batch_end", ctx)
     hooks("on_valid_end", ctx)
+
+
+def _loss(ctx):
+    """The batch's loss (weighted when fit got sample weights), checked to be one number."""
+    weighted = ctx.weight is not None
+    args = (ctx.pred, ctx.target, ctx.weight) if weighted else (ctx.pred, ctx.target)
+    loss = _call(ctx, "the loss", ctx.loss_fn, *args)
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        shape = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ArgumentError(
+            f"The loss returned {shape} {where(ctx)}; it must return one number (a 0-d tensor). "
+            "Give a torch loss reduction='mean' (its default), or end your loss function with .mean()."
+        )
+    return loss
+
+
+def _group_size(ctx) -> int:
+    """Batches in the current accumulation group (the last group of an epoch may be short)."""
+    if ctx.n_batches is None:
+        return ctx.accumulate
+    first = ctx.iter - ctx.iter % ctx.accumulate
+    return min(ctx.accumulate, ctx.n_batches - first)
+
+
+def _zero_grad(opt):
+    """``opt.zero_grad(set_to_none=True)``; for torch's own, without its per-call profiling and
+    dynamo wrappers (a few percent of a small network's step)."""
+    if type(opt).zero_grad is not torch.optim.Optimizer.zero_grad:
+        opt.zero_grad(set_to_none=True)
+        return
+    for group in opt.param_groups:
+        for param in group["params"]:
+            param.grad = None
 
 
 def _call(ctx, what, function, *args):

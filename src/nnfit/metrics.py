@@ -1,17 +1,37 @@
 """Metrics that accumulate on the device and are read once per epoch.
 
-The protocol (for your own metrics): ``reset()`` clears the state, ``update(pred, target)``
-adds a batch without leaving the device (no ``.item()``), ``compute()`` returns a 0-d tensor.
-``name`` is the key under which the value is reported.
+The protocol (for your own metrics, luz's ``luz_metric``): ``reset()`` clears the state,
+``update(pred, target)`` adds a batch without leaving the device (no ``.item()``, no
+``float()``), ``compute()`` returns a 0-d tensor. ``name`` is the key under which the value
+is reported; ``maximize = True`` tells monitors (early stopping, schedulers) that larger is
+better. Subclass ``Metric`` and use ``self._add(total, count)`` for a running mean.
+
+Classification metrics read logits by default, as the losses want them: (n, k) scores for k
+classes, or one column (n,) / (n, 1) for a binary problem; pass ``from_logits=False`` for
+probabilities. Targets are class codes (n,), or 0/1 values for a binary problem.
+
+``train_only(metric)`` and ``valid_only(metric)`` restrict a metric to one set (luz's
+``luz_metric_set``); every other metric runs in both.
 
 >>> import torch, nnfit as nf
 >>> mae = nf.metrics.MAE()
 >>> mae.update(torch.tensor([[1.0], [2.0]]), torch.tensor([[1.5], [2.0]]))
 >>> round(float(mae.compute()), 4)
 0.25
+>>> class MaxError(nf.metrics.Metric):
+...     name = "max_error"
+...     def reset(self):
+...         self.worst = None
+...     def update(self, pred, target):
+...         batch = (pred - target.reshape(pred.shape)).abs().max().detach()
+...         self.worst = batch if self.worst is None else torch.maximum(self.worst, batch)
+...     def compute(self):
+...         return self.worst
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -19,9 +39,13 @@ from .errors import ArgumentError
 
 
 class Metric:
-    """Base class: subclasses set ``name`` and implement ``update`` and ``compute``."""
+    """Base class: subclasses set ``name`` and implement ``update`` (and ``compute``).
+
+    The default state is a running sum and count (``_add``); ``compute`` returns their ratio.
+    """
 
     name = "metric"
+    maximize = False
 
     def __init__(self):
         self.reset()
@@ -67,7 +91,14 @@ def _regression_pair(pred, target):
 
 
 class MAE(Metric):
-    """Mean absolute error: mean |pred - target| over all elements."""
+    """Mean absolute error: mean |pred - target| over all elements.
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.MAE()
+    >>> metric.update(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 2.0]))
+    >>> float(metric.compute())
+    1.0
+    """
 
     name = "mae"
 
@@ -77,7 +108,14 @@ class MAE(Metric):
 
 
 class MSE(Metric):
-    """Mean squared error: mean (pred - target)^2 over all elements."""
+    """Mean squared error: mean (pred - target)^2 over all elements.
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.MSE()
+    >>> metric.update(torch.tensor([1.0, 4.0]), torch.tensor([2.0, 2.0]))
+    >>> float(metric.compute())
+    2.5
+    """
 
     name = "mse"
 
@@ -87,7 +125,14 @@ class MSE(Metric):
 
 
 class RMSE(MSE):
-    """Root mean squared error: the square root of MSE over the whole epoch."""
+    """Root mean squared error: the square root of MSE over the whole epoch (not a mean of batch RMSEs).
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.RMSE()
+    >>> metric.update(torch.tensor([1.0, 4.0]), torch.tensor([1.0, 2.0]))
+    >>> round(float(metric.compute()), 4)
+    1.4142
+    """
 
     name = "rmse"
 
@@ -96,9 +141,17 @@ class RMSE(MSE):
 
 
 class R2(Metric):
-    """Coefficient of determination 1 - SS_res / SS_tot, averaged over outputs (as scikit-learn)."""
+    """Coefficient of determination 1 - SS_res / SS_tot, averaged over outputs (as scikit-learn).
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.R2()
+    >>> metric.update(torch.tensor([1.0, 2.0, 2.0]), torch.tensor([1.0, 2.0, 3.0]))
+    >>> float(metric.compute())
+    0.5
+    """
 
     name = "r2"
+    maximize = True
 
     def reset(self):
         self._n = self._sy = self._syy = self._sres = None
@@ -128,23 +181,301 @@ class R2(Metric):
         return (1 - self._sres / total).mean()
 
 
-class Accuracy(Metric):
-    """Share of correct classes: multiclass from logits (n, k), binary from one logit (n,) or (n, 1).
+class _Classification(Metric):
+    """Shared reading of classification predictions: logits or probabilities, binary or k classes."""
 
-    Targets are class codes (n,) or, for one logit, 0/1 values.
+    maximize = True
+
+    def __init__(self, from_logits: bool = True, threshold: float = 0.5):
+        self.from_logits = from_logits
+        self.threshold = threshold
+        super().__init__()
+
+    @staticmethod
+    def _binary(pred) -> bool:
+        return not (pred.ndim == 2 and pred.shape[1] > 1)
+
+    def _probabilities(self, pred) -> torch.Tensor:
+        """(n, k) class probabilities, k = 2 for one binary score."""
+        pred = pred.detach().to(torch.float64)
+        if self._binary(pred):
+            positive = pred.reshape(-1).sigmoid() if self.from_logits else pred.reshape(-1)
+            return torch.stack([1 - positive, positive], dim=1)
+        return pred.softmax(dim=1) if self.from_logits else pred
+
+    def _classes(self, pred) -> torch.Tensor:
+        """Predicted class codes (n,): the largest score, or the positive class above ``threshold``."""
+        pred = pred.detach()
+        if not self._binary(pred):
+            return pred.argmax(dim=1)
+        score = pred.reshape(-1).to(torch.float64)
+        return ((score.sigmoid() if self.from_logits else score) > self.threshold).to(torch.int64)
+
+    @staticmethod
+    def _codes(target) -> torch.Tensor:
+        return target.detach().reshape(-1).to(torch.int64)
+
+
+class Accuracy(_Classification):
+    """Share of correct classes: multiclass from scores (n, k), binary from one score (n,) or (n, 1).
+
+    Targets are class codes (n,) or, for one score, 0/1 values.
+
+    >>> import torch, nnfit as nf
+    >>> accuracy = nf.metrics.Accuracy()
+    >>> accuracy.update(torch.tensor([[2.0, 0.1], [0.3, 1.0]]), torch.tensor([0, 0]))
+    >>> float(accuracy.compute())
+    0.5
     """
 
     name = "accuracy"
 
     def update(self, pred, target):
-        pred = pred.detach()
-        target = target.detach()
-        if pred.ndim == 2 and pred.shape[1] > 1:
-            classes = pred.argmax(dim=1)
+        target = self._codes(target)
+        self._add((self._classes(pred) == target).sum(), target.numel())
+
+
+class BinaryAccuracy(Accuracy):
+    """Accuracy of a binary classifier with one score per row: positive when its probability exceeds ``threshold``.
+
+    ``from_logits=True`` (default) reads logits, as ``nn.BCEWithLogitsLoss`` wants them; pass
+    ``from_logits=False`` for probabilities (luz's ``luz_metric_binary_accuracy``).
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.BinaryAccuracy(threshold=0.7, from_logits=False)
+    >>> metric.update(torch.tensor([0.9, 0.6, 0.2]), torch.tensor([1.0, 1.0, 0.0]))
+    >>> round(float(metric.compute()), 4)
+    0.6667
+    """
+
+    name = "binary_accuracy"
+
+    def update(self, pred, target):
+        if not self._binary(pred):
+            raise ArgumentError(
+                f"BinaryAccuracy needs one score per row; the predictions have {pred.shape[1]} columns. "
+                "Use nf.metrics.Accuracy() for several classes."
+            )
+        super().update(pred, target)
+
+
+class TopKAccuracy(_Classification):
+    """Share of rows whose true class is among the ``k`` highest scores (scikit-learn's top_k_accuracy_score).
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.TopKAccuracy(k=2)
+    >>> metric.update(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]]), torch.tensor([1, 0]))
+    >>> float(metric.compute())
+    0.5
+    """
+
+    def __init__(self, k: int = 5):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ArgumentError(f"TopKAccuracy needs k to be a positive whole number, not {k!r}.")
+        self.k = k
+        self.name = f"top{k}_accuracy"
+        super().__init__()
+
+    def update(self, pred, target):
+        if self._binary(pred) or pred.shape[1] <= self.k:
+            columns = 1 if self._binary(pred) else pred.shape[1]
+            raise ArgumentError(
+                f"TopKAccuracy(k={self.k}) needs more than {self.k} class scores per row; the predictions have {columns}."
+            )
+        target = self._codes(target)
+        top = pred.detach().topk(self.k, dim=1).indices
+        self._add((top == target.reshape(-1, 1)).any(dim=1).sum(), target.numel())
+
+
+class LogLoss(_Classification):
+    """Mean negative log-likelihood of the true class (scikit-learn's log_loss), binary or multiclass.
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.LogLoss(from_logits=False)
+    >>> metric.update(torch.tensor([0.8, 0.4]), torch.tensor([1, 0]))
+    >>> round(float(metric.compute()), 4)
+    0.367
+    """
+
+    name = "log_loss"
+    maximize = False
+
+    def update(self, pred, target):
+        target = self._codes(target)
+        pred = pred.detach().to(torch.float64)
+        if self.from_logits:
+            if self._binary(pred):
+                logit = pred.reshape(-1)
+                log_true = torch.where(target == 1, -torch.nn.functional.softplus(-logit), -torch.nn.functional.softplus(logit))
+            else:
+                log_true = pred.log_softmax(dim=1).gather(1, target.reshape(-1, 1)).reshape(-1)
         else:
-            classes = (pred.reshape(-1) > 0).to(torch.int64)
-        target = target.reshape(-1).to(torch.int64)
-        self._add((classes == target).sum(), target.numel())
+            eps = torch.finfo(torch.float64).eps
+            probabilities = self._probabilities(pred).clamp(eps, 1 - eps)
+            log_true = probabilities.gather(1, target.reshape(-1, 1)).reshape(-1).log()
+        self._add(-log_true.sum(), target.numel())
+
+
+class _ClassCounts(_Classification):
+    """Per-class counts on the device: true positives, predicted and true rows of each class."""
+
+    averages = ("binary", "macro", "micro")
+
+    def __init__(self, average: str = "binary", from_logits: bool = True, threshold: float = 0.5):
+        if average not in self.averages:
+            raise ArgumentError(
+                f"{type(self).__name__} takes average='binary', 'macro' or 'micro', not {average!r}."
+            )
+        self.average = average
+        self.name = self.base_name if average == "binary" else f"{self.base_name}_{average}"
+        super().__init__(from_logits=from_logits, threshold=threshold)
+
+    def reset(self):
+        self._tp = self._predicted = self._true = None
+
+    def update(self, pred, target):
+        k = 2 if self._binary(pred) else pred.shape[1]
+        if self.average == "binary" and k != 2:
+            raise ArgumentError(
+                f"{type(self).__name__}(average='binary') needs two classes; the predictions have {k} columns. "
+                "Use average='macro' or average='micro'."
+            )
+        classes, target = self._classes(pred), self._codes(target)
+        if self._tp is None:
+            self._tp, self._predicted, self._true = (
+                torch.zeros(k, dtype=torch.float64, device=target.device) for _ in range(3)
+            )
+        # index_add_ keeps everything on the device (bincount would read the largest code back).
+        ones = torch.ones(len(target), dtype=torch.float64, device=target.device)
+        self._tp.index_add_(0, target, (classes == target).to(torch.float64))
+        self._predicted.index_add_(0, classes, ones)
+        self._true.index_add_(0, target, ones)
+
+    def compute(self):
+        if self._tp is None:
+            return torch.tensor(float("nan"))
+        if self.average == "micro":
+            tp, predicted, true = self._tp.sum(), self._predicted.sum(), self._true.sum()
+            return self._score(tp, predicted, true)
+        per_class = self._score(self._tp, self._predicted, self._true)
+        if self.average == "binary":
+            return per_class[1]
+        present = (self._predicted + self._true) > 0  # scikit-learn averages over classes seen in either
+        return (per_class * present).sum() / present.sum()
+
+    @staticmethod
+    def _ratio(numerator, denominator):
+        # scikit-learn's zero_division: 0 where nothing was predicted (or present)
+        return torch.where(denominator > 0, numerator / denominator.clamp(min=1e-300), torch.zeros_like(numerator))
+
+
+class Precision(_ClassCounts):
+    """Precision tp / (tp + fp): binary (class 1), or averaged over classes ('macro') or rows ('micro').
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.Precision()
+    >>> metric.update(torch.tensor([2.0, 1.0, -1.0]), torch.tensor([1, 0, 0]))
+    >>> float(metric.compute())
+    0.5
+    """
+
+    base_name = "precision"
+
+    def _score(self, tp, predicted, true):
+        return self._ratio(tp, predicted)
+
+
+class Recall(_ClassCounts):
+    """Recall tp / (tp + fn): binary (class 1), or averaged over classes ('macro') or rows ('micro').
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.Recall()
+    >>> metric.update(torch.tensor([2.0, -1.0, -1.0]), torch.tensor([1, 1, 0]))
+    >>> float(metric.compute())
+    0.5
+    """
+
+    base_name = "recall"
+
+    def _score(self, tp, predicted, true):
+        return self._ratio(tp, true)
+
+
+class F1(_ClassCounts):
+    """F1, the harmonic mean of precision and recall: binary, 'macro' or 'micro' (as scikit-learn's f1_score).
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.F1(average="macro")
+    >>> metric.update(torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]), torch.tensor([0, 1, 1]))
+    >>> round(float(metric.compute()), 4)
+    0.6667
+    """
+
+    base_name = "f1"
+
+    def _score(self, tp, predicted, true):
+        return self._ratio(2 * tp, predicted + true)
+
+
+class AUROC(_Classification):
+    """Area under the ROC curve: binary from one score; for k classes one-vs-rest, averaged.
+
+    ``average`` (several classes only): 'macro' (the mean over classes, default), 'weighted'
+    (by each class's share of rows) or 'micro' (one curve over every class-row pair), as
+    scikit-learn's ``roc_auc_score``. Scores are kept on the device through the epoch and ranked
+    exactly once in ``compute``; ties count one half (luz's ``luz_metric_binary_auroc`` and
+    ``luz_metric_multiclass_auroc``, which approximate with thresholds).
+
+    >>> import torch, nnfit as nf
+    >>> metric = nf.metrics.AUROC()
+    >>> metric.update(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]))
+    >>> float(metric.compute())
+    0.75
+    """
+
+    averages = ("macro", "weighted", "micro")
+
+    def __init__(self, average: str = "macro", from_logits: bool = True):
+        if average not in self.averages:
+            raise ArgumentError(f"AUROC takes average='macro', 'weighted' or 'micro', not {average!r}.")
+        self.average = average
+        self.name = "auroc" if average == "macro" else f"auroc_{average}"
+        super().__init__(from_logits=from_logits)
+
+    def reset(self):
+        self._scores, self._targets = [], []
+
+    def update(self, pred, target):
+        self._scores.append(self._probabilities(pred))
+        self._targets.append(self._codes(target))
+
+    def compute(self):
+        if not self._scores:
+            return torch.tensor(float("nan"))
+        scores, target = torch.cat(self._scores), torch.cat(self._targets)
+        if scores.shape[1] == 2:
+            return _auc(scores[:, 1], target == 1)
+        truth = target.reshape(-1, 1) == torch.arange(scores.shape[1], device=target.device)
+        if self.average == "micro":
+            return _auc(scores.reshape(-1), truth.reshape(-1))
+        per_class = torch.stack([_auc(scores[:, c], truth[:, c]) for c in range(scores.shape[1])])
+        if self.average == "weighted":
+            share = truth.to(torch.float64).mean(dim=0)
+            return (per_class * share).sum()
+        return per_class.mean()
+
+
+def _auc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Mann-Whitney AUC with average ranks for ties (equals the trapezoidal ROC area)."""
+    order = scores.argsort()
+    _, group, counts = torch.unique_consecutive(scores[order], return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).to(torch.float64)
+    ranks = torch.empty_like(scores)
+    ranks[order] = (ends - (counts - 1) / 2)[group]
+    positive = positive.to(torch.float64)
+    n_pos = positive.sum()
+    n_neg = len(positive) - n_pos
+    return ((ranks * positive).sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 class Rescaled(Metric):
@@ -153,6 +484,7 @@ class Rescaled(Metric):
     def __init__(self, metric: Metric, center, scale):
         self.metric = metric
         self.name = metric.name
+        self.maximize = getattr(metric, "maximize", False)
         self.center = torch.as_tensor(center, dtype=torch.float32).reshape(1, -1)
         self.scale = torch.as_tensor(scale, dtype=torch.float32).reshape(1, -1)
 
@@ -175,11 +507,20 @@ class Rescaled(Metric):
         return f"Rescaled({self.metric!r})"
 
 
-_NAMES = {"mae": MAE, "mse": MSE, "rmse": RMSE, "r2": R2, "accuracy": Accuracy, "acc": Accuracy}
+_NAMES = {
+    "mae": MAE, "mse": MSE, "rmse": RMSE, "r2": R2, "accuracy": Accuracy, "acc": Accuracy,
+    "binary_accuracy": BinaryAccuracy, "auroc": AUROC, "auc": AUROC, "precision": Precision,
+    "recall": Recall, "f1": F1, "log_loss": LogLoss, "top_k_accuracy": TopKAccuracy, "logloss": LogLoss,
+}
 
 
 def resolve(metric) -> Metric:
-    """A metric instance from an instance, a class or a name ('mae', 'accuracy', ...)."""
+    """A metric instance from an instance, a class or a name ('mae', 'accuracy', 'auroc', ...).
+
+    >>> import nnfit as nf
+    >>> nf.metrics.resolve("f1")
+    F1()
+    """
     if isinstance(metric, str):
         key = metric.lower()
         if key not in _NAMES:
@@ -193,3 +534,32 @@ def resolve(metric) -> Metric:
         f"{metric!r} is not a metric: pass an nnfit metric such as nf.metrics.MAE() or an object "
         "with reset/update/compute."
     )
+
+
+def train_only(metric) -> Metric:
+    """A copy of ``metric`` that runs on the training set only (luz's ``luz_metric_set(train_metrics=)``).
+
+    >>> import nnfit as nf
+    >>> metrics = [nf.metrics.MAE(), nf.metrics.train_only(nf.metrics.RMSE())]
+    """
+    return _only(metric, "train")
+
+
+def valid_only(metric) -> Metric:
+    """A copy of ``metric`` that runs on validation (and ``evaluate``) only, e.g. a costly AUROC.
+
+    >>> import nnfit as nf
+    >>> metrics = [nf.metrics.Accuracy(), nf.metrics.valid_only(nf.metrics.AUROC())]
+    """
+    return _only(metric, "valid")
+
+
+def _only(metric, split: str):
+    metric = copy.copy(resolve(metric))
+    metric.only = split
+    return metric
+
+
+def for_set(metrics, split: str) -> list:
+    """Fresh copies of the metrics that run on ``split`` ('train' or 'valid')."""
+    return [copy.deepcopy(m) for m in metrics if getattr(m, "only", split) == split]

@@ -56,7 +56,9 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     sizes = check_architecture(hidden, activation, dropout)[0]  # before any work starts
     prepared = prepare(formula, data, scale, embed=embed, unknown=unknown)
     design, task, n_outputs, X, y = prepared.design, prepared.task, prepared.n_outputs, prepared.X, prepared.y
-    embeddings = [[len(levels) + (unknown == "other"), embedding_size(len(levels))] for levels in design.embedded_.values()]
+    embeddings = [  # one row per level, and one more for "other"
+        [len(levels) + (unknown == "other"), embedding_size(len(levels))] for levels in design.embedded_.values()
+    ]
     if task == "regression":
         loss = "mse"
         tracked = [metrics.Rescaled(metrics.MAE(), design.response_center_, design.response_scale_)]
@@ -170,7 +172,8 @@ def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prep
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # warn once, below, about the rows left out
-        design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown).fit(data)
+        design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
+        design.fit(data)
     frame = as_pandas(data)
     matrices = design.transform(frame, response=True)
     warn_left_out(matrices, len(frame), stacklevel=4)
@@ -193,6 +196,9 @@ def _optimizer_name(optimizer) -> str:
     return name_of(optimizer)
 
 
+_TASK_NAMES = {"regression": "regression", "binary": "binary classification", "multiclass": "classification"}
+
+
 class Scores(dict):
     """Evaluation metrics (a dict) that also knows how many rows it scored and left out."""
 
@@ -205,6 +211,12 @@ class Scores(dict):
         text = ", ".join(f"{k}: {v:.4g}" for k, v in self.items())
         extra = f", {self.n_left_out} left out (missing values)" if self.n_left_out else ""
         return f"{{{text}}} ({self.n} rows scored{extra})"
+
+    def _repr_html_(self):
+        from . import display
+
+        rows = list(self.items()) + [("rows scored", self.n), ("left out (missing values)", self.n_left_out)]
+        return display.table(rows, title="nnfit evaluation")
 
 
 class MLPFit:
@@ -448,7 +460,7 @@ class MLPFit:
 
     def __repr__(self):
         s = self.settings
-        task = {"regression": "regression", "binary": "binary classification", "multiclass": "classification"}[self.task]
+        task = _TASK_NAMES[self.task]
         lr = f", lr {s['lr']}" if s.get("lr") is not None else ""
         lines = [
             f"nnfit MLP ({task}): {s['formula']}",
@@ -463,6 +475,24 @@ class MLPFit:
             unit = f" ({self.design.response_columns[0]} units)" if self.task == "regression" and len(self.design.response_columns) == 1 else ""
             lines.append("  last epoch: " + _format_last(last) + unit)
         return "\n".join(lines)
+
+    def _repr_html_(self):
+        """Jupyter's view: what was fitted, the last epoch's metrics and the learning curves."""
+        from . import display
+
+        s = self.settings
+        facts = [
+            ("formula", s["formula"]),
+            ("network", self.notation()),
+            ("parameters", f"{self.n_parameters:,}"),
+            ("optimizer", s["optimizer"] + (f", lr {s['lr']}" if s.get("lr") is not None else "")),
+            ("batch size", s["batch_size"]),
+            ("epochs", _epochs_run(self.history)),
+            ("training rows", s["n_train"]),
+            ("left out (missing values)", s.get("n_left_out") or 0),
+        ]
+        curves = self.plot() if self.history else None
+        return display.fitted(f"nnfit MLP ({_TASK_NAMES[self.task]})", facts, _last_epoch(self.history), curves)
 
 
 def score(pred: np.ndarray, truth: np.ndarray, task: str) -> dict:
@@ -486,7 +516,8 @@ def _embedding_rows(model, design):
         labels = [str(level) for level in levels] + ["(other)"] * (n_rows - len(levels))
         for j, label in enumerate(labels):
             for d in range(size):
-                rows.append((f"E({name})_{{{label},{d + 1}}}", f"embedding {name}", d + 1, j + 1, label, float(weight[j, d])))
+                term = f"E({name})_{{{label},{d + 1}}}"
+                rows.append((term, f"embedding {name}", d + 1, j + 1, label, float(weight[j, d])))
         inputs += [f"E({name})_{d}" for d in range(1, size + 1)]
     return rows, inputs
 

@@ -7,6 +7,7 @@ f_t(X) = beta_t0 + sum_m beta_tm A^(H)_m for each outcome t.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .errors import ArgumentError, ArgumentTypeError
@@ -87,14 +88,22 @@ class MLP(nn.Module):
         g: "relu", "sigmoid", "tanh", "identity", "elu", "gelu", "leaky_relu", "silu", "softplus".
     dropout : float or list of float
         Dropout probability after each hidden layer, in [0, 1).
+    embeddings : list of (n_levels, size) pairs, optional
+        One learned embedding per factor (fastai's entity embeddings): the input has
+        ``input_size`` numeric columns, then one column of level codes per factor, and each
+        code is replaced by its ``size``-long vector before the first hidden layer.
 
     >>> import torch, nnfit as nf
     >>> net = nf.MLP(9, hidden=[10, 5], output_size=3, dropout=[0.4, 0.3])
     >>> net(torch.zeros(2, 9)).shape
     torch.Size([2, 3])
+    >>> embedded = nf.MLP(2, hidden=4, embeddings=[(100, 50)])   # 2 numbers, then a code in 0..99
+    >>> embedded(torch.tensor([[0.5, -1.0, 42.0]])).shape
+    torch.Size([1, 1])
     """
 
-    def __init__(self, input_size: int, hidden=50, output_size: int = 1, activation="relu", dropout=0.0):
+    def __init__(self, input_size: int, hidden=50, output_size: int = 1, activation="relu", dropout=0.0,
+                 embeddings=None):
         super().__init__()
         sizes, activations, dropouts = check_architecture(hidden, activation, dropout)
         self.input_size = int(input_size)
@@ -102,23 +111,44 @@ class MLP(nn.Module):
         self.output_size = int(output_size)
         self.activations = activations
         self.dropouts = dropouts
-        widths = [self.input_size] + sizes
+        self.embeddings = [[int(n), int(size)] for n, size in embeddings or []]
+        if self.embeddings:  # only then, so plain networks keep their parameter names
+            self.embed = nn.ModuleList(nn.Embedding(n, size) for n, size in self.embeddings)
+            for table in self.embed:  # small vectors to start, as fastai's entity embeddings
+                nn.init.trunc_normal_(table.weight, std=0.01, a=-0.02, b=0.02)
+        widths = [self.input_size + sum(size for _, size in self.embeddings)] + sizes
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.g = nn.ModuleList(ACTIVATIONS[a]() for a in self.activations)
         self.dropout = nn.ModuleList(nn.Dropout(p) for p in self.dropouts)
         self.output = nn.Linear(widths[-1], self.output_size)
 
     def forward(self, x):
+        if self.embeddings:
+            x = self.embed_inputs(x)
         for linear, g, dropout in zip(self.hidden, self.g, self.dropout):
             x = dropout(g(linear(x)))
         return self.output(x)
 
+    def embed_inputs(self, x):
+        """The numeric columns, then each factor's embedding vector in place of its code column."""
+        codes = x[:, self.input_size:].long()
+        vectors = [table(codes[:, k]) for k, table in enumerate(self.embed)]
+        return torch.cat([x[:, : self.input_size]] + vectors, dim=1)
+
     def architecture(self) -> dict:
         """What it takes to build this network again (JSON-ready)."""
-        return {
+        built = {
             "input_size": self.input_size,
             "hidden": self.sizes,
             "output_size": self.output_size,
             "activation": self.activations,
             "dropout": self.dropouts,
         }
+        if self.embeddings:
+            built["embeddings"] = self.embeddings
+        return built
+
+
+def embedding_size(n_levels: int) -> int:
+    """The length of a factor's embedding vector: min(50, (levels + 1) // 2), the fast.ai course's rule of thumb."""
+    return min(50, (n_levels + 1) // 2)
