@@ -97,6 +97,116 @@ def nnfit_mlp(workload, data, threads):
     return Result(seconds, fit.settings["seconds"], scores[workload.metric], fit.settings["threads"])
 
 
+# ---------------------------------------------------------------- many models at once (R and C)
+ENSEMBLE_SIZE = 32
+FOLDS = 10
+
+
+def _mlp_options(workload, threads):
+    return dict(hidden=list(workload.hidden), dropout=list(workload.dropout), optimizer=workload.optimizer,
+                lr=workload.lr, epochs=workload.epochs, batch_size=workload.batch_size, threads=threads)
+
+
+def _mean_prediction_metric(fits, data, workload) -> float:
+    """The test metric of the models' mean prediction (probabilities for a classifier)."""
+    import numpy as np
+
+    truth = data.test_frame[workload.formula.split("~")[0].strip()]
+    if workload.task == "regression":
+        pred = np.mean([fit.predict(data.test_frame).to_numpy() for fit in fits], axis=0)
+        return float(np.abs(pred - truth.to_numpy()).mean())
+    probs = np.mean([fit.predict(data.test_frame, type="prob").to_numpy() for fit in fits], axis=0)
+    return float((probs.argmax(axis=1) == truth.cat.codes.to_numpy()).mean())
+
+
+def nnfit_ensemble(workload, data, threads):
+    """nf.mlp(n_models=32): 32 networks stacked and trained in one pass."""
+    import warnings
+
+    import nnfit as nf
+
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = nf.mlp(workload.formula, data=data.train_frame, n_models=ENSEMBLE_SIZE, seed=workload.seed, verbose=False,
+                     **_mlp_options(workload, threads))
+    seconds = time.perf_counter() - began
+    return Result(seconds, fit.settings["seconds"], _mean_prediction_metric([fit], data, workload), fit.settings["threads"])
+
+
+def nnfit_ensemble_sequential(workload, data, threads):
+    """The sequential alternative: 32 nf.mlp fits, one after another."""
+    import warnings
+
+    import nnfit as nf
+
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = [nf.mlp(workload.formula, data=data.train_frame, seed=workload.seed + k, verbose=False,
+                       **_mlp_options(workload, threads)) for k in range(ENSEMBLE_SIZE)]
+    seconds = time.perf_counter() - began
+    return Result(seconds, sum(f.settings["seconds"] for f in fits), _mean_prediction_metric(fits, data, workload),
+                  fits[0].settings["threads"])
+
+
+def nnfit_setup_many(workload, data, threads):
+    """nnfit's luz workflow with fit(n_models=32): torch.func over 32 copies of the module."""
+    import torch
+
+    import nnfit as nf
+
+    network = lambda: workload.network(data.X.shape[1], data.n_outputs)  # noqa: E731
+    began = time.perf_counter()
+    fitted = (
+        nf.setup(network(), loss=workload.loss(), optimizer=workload.optimizer_class())
+        .set_opt_hparams(lr=workload.lr)
+        .fit((data.X, data.y), epochs=workload.epochs, batch_size=workload.batch_size, seed=workload.seed,
+             threads=threads, n_models=ENSEMBLE_SIZE)
+    )
+    seconds = time.perf_counter() - began
+    mean = fitted.predict(data.test_X) if workload.task == "regression" else torch.softmax(
+        fitted.predict(data.test_X, type="all"), dim=2).mean(dim=0)
+    return Result(seconds, fitted.seconds, data.score(mean), fitted.threads)
+
+
+def nnfit_cross_validate(workload, data, threads):
+    """nf.cross_validate(folds=10) on the training rows: the folds trained together (metric: CV mean)."""
+    import warnings
+
+    import nnfit as nf
+
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cv = nf.cross_validate(workload.formula, data.train_frame, folds=FOLDS, seed=workload.seed,
+                               **_mlp_options(workload, threads))
+    seconds = time.perf_counter() - began
+    return Result(seconds, seconds, float(cv.folds[workload.metric].mean()), threads or 1)
+
+
+def nnfit_cross_validate_sequential(workload, data, threads):
+    """The sequential alternative: one nf.mlp per fold, each scored on its held-out rows."""
+    import warnings
+
+    import nnfit as nf
+    from nnfit.tuning import _assign_folds
+
+    frame = data.train_frame
+    codes = frame[workload.formula.split("~")[0].strip()].cat.codes.to_numpy() if workload.task != "regression" else None
+    assignment = _assign_folds(codes, len(frame), FOLDS, workload.seed, stratify=codes is not None)
+    began = time.perf_counter()
+    scores = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k in range(FOLDS):
+            fit = nf.mlp(workload.formula, data=frame[assignment != k], seed=workload.seed + k, verbose=False,
+                         **_mlp_options(workload, threads))
+            scores.append(fit.evaluate(frame[assignment == k])[workload.metric])
+    seconds = time.perf_counter() - began
+    return Result(seconds, seconds, sum(scores) / len(scores), fit.settings["threads"])
+
+
 def skorch(workload, data, threads):
     """skorch's NeuralNetRegressor / NeuralNetClassifier."""
     import torch
@@ -182,9 +292,21 @@ CONTENDERS = {
     "DataLoader hand loop": (dataloader, None),
     "nnfit setup().fit()": (nnfit_setup, None),
     "nnfit nf.mlp (fused)": (nnfit_mlp, None),
+    "nf.mlp(n_models=32)": (nnfit_ensemble, None),
+    "32 x nf.mlp in sequence": (nnfit_ensemble_sequential, None),
+    "setup().fit(n_models=32)": (nnfit_setup_many, None),
+    "nf.cross_validate(folds=10)": (nnfit_cross_validate, None),
+    "10 x nf.mlp (one per fold)": (nnfit_cross_validate_sequential, None),
     "skorch": (skorch, "skorch"),
     "Lightning": (lightning, "lightning"),
     "Keras 3 (torch)": (keras, "keras"),
+}
+
+
+# Many-model rows race on the small workloads only: 32 fits of L would take an hour.
+SMALL_WORKLOADS_ONLY = {
+    "nf.mlp(n_models=32)", "32 x nf.mlp in sequence", "setup().fit(n_models=32)",
+    "nf.cross_validate(folds=10)", "10 x nf.mlp (one per fold)",
 }
 
 

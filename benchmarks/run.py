@@ -116,13 +116,15 @@ def race(workload_names, rounds: int, names, everywhere: bool, thread_repeats: i
     runs, thread_checks = [], []
     for workload_name in workload_names:
         racing = names
+        if workload_name == "L":
+            racing = [name for name in names if name not in contenders.SMALL_WORKLOADS_ONLY]
         if workload_name == "L" and not everywhere:
-            racing = [name for name in names if contenders.CONTENDERS[name][1] is None]
+            racing = [name for name in racing if contenders.CONTENDERS[name][1] is None]
         for round_number in range(rounds):
             order = racing if round_number % 2 == 0 else racing[::-1]  # alternate who goes first
             for name in order:
                 print(f"  {workload_name} round {round_number + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
-                runs.append(spawn("work", workload_name, name))
+                runs.append({**spawn("work", workload_name, name), "round": round_number})
             thread_checks.append(spawn("threads", workload_name, thread_repeats))
     return {"runs": runs, "thread_checks": thread_checks}
 
@@ -151,30 +153,43 @@ def summarize(results: dict, workload_names, names) -> dict:
                 "threads": sorted({run["threads"] for run in mine}),
                 "peak_mb": max(run["peak_mb"] for run in mine), "rounds": len(mine),
             }
-        expert = rows["expert hand loop"]
+        experts = [run for run in runs if run["contender"] == "expert hand loop"]
         n_rows = 266 if workload_name != "L" else 1_000_000
-        for row in rows.values():
-            row["fit_ratio"] = row["fit_median"] / expert["fit_median"]
-            row["train_ratio"] = row["train_median"] / expert["train_median"]
-            row["cpu_ratio"] = row["cpu_median"] / expert["cpu_median"]
+        for name, row in rows.items():
+            mine = [run for run in runs if run["contender"] == name]
+            for measure in ("fit", "train", "cpu", "script"):
+                row[f"{measure}_ratio"] = _paired_ratio(mine, experts, f"{measure}_seconds")
             row["rows_per_second"] = n_rows * workload.epochs / row["fit_median"]
             row["train_rows_per_second"] = n_rows * workload.epochs / row["train_median"]
-            row["script_ratio"] = (
-                row["script_median"] / expert["script_median"] if row["script_median"] and expert["script_median"] else None
-            )
         checks = [check for check in results["thread_checks"] if check["workload"] == workload_name]
         threads = {choice: statistics.median(s for check in checks for s in check["seconds"][choice])
                    for choice in map(str, THREAD_CHOICES)}
-        best = min(threads["1"], threads["2"])
+        # each repeat times the three choices back to back: compare within a repeat
+        default_over_best = statistics.median(
+            default / min(one, two)
+            for check in checks
+            for default, one, two in zip(*(check["seconds"][str(choice)] for choice in THREAD_CHOICES))
+        )
         summary[workload_name] = {
             "title": workload.title, "metric": workload.metric, "rows": rows,
             "threads_check": {
-                "median_seconds": threads, "default_over_best": threads["None"] / best,
+                "median_seconds": threads, "default_over_best": default_over_best,
                 "default_threads": sorted({t for check in checks for t in check["default_threads"]}),
                 "rows": workload.thread_check_rows or n_rows, "epochs": min(workload.epochs, THREAD_CHECK_EPOCHS),
             },
         }
     return summary
+
+
+def _paired_ratio(mine, experts, key):
+    """Median over rounds of the contender's value over the expert's in the same round.
+
+    Rounds run close together in time, so pairing them cancels a shared machine's slow spells.
+    """
+    expert_by_round = {run["round"]: run[key] for run in experts}
+    ratios = [run[key] / expert_by_round[run["round"]] for run in mine
+              if run[key] is not None and expert_by_round.get(run["round"])]
+    return statistics.median(ratios) if ratios else None
 
 
 def markdown(summary: dict, meta: dict) -> str:
@@ -213,7 +228,8 @@ def markdown(summary: dict, meta: dict) -> str:
         "fit s: what the user calls to train (nf.mlp includes its formula and design); train s: the training "
         "loop alone. CPU s: the process's CPU time over the fit and its test score (all threads; steadier than "
         "wall time on a shared machine). whole script: from process launch to the test score of one cold fit (R and C). "
-        "rows/s: training rows per second of the training loop.",
+        "rows/s: training rows per second of the training loop. Ratios (/ expert) are medians over rounds of the "
+        "ratio within a round; the threads line's default / best likewise compares within each back-to-back repeat.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -182,7 +182,7 @@ def test_warm_start_continues_from_the_last_fit():
 
 def test_n_models_other_than_one_is_a_clear_error():
     X, y = _data()
-    with pytest.raises(ArgumentError, match="^n_models=3: fitting several networks at once is not available yet; use n_models=1.$"):
+    with pytest.raises(ArgumentError, match=r"^n_models=3: a scikit-learn estimator here fits one network; use n_models=1, or nf\.mlp\(formula, data, n_models=3\) for an ensemble\.$"):
         MLPRegressor(n_models=3).fit(X, y)
 
 

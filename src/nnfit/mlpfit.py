@@ -91,7 +91,8 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     settings = {
         "formula": formula, "optimizer": _optimizer_name(learner.optimizer), "lr": learner.opt_hparams.get("lr"),
         "weight_decay": weight_decay, "epochs": epochs, "batch_size": batch_size, "valid": valid, "seed": seed,
-        "n_train": int(len(X)), "n_left_out": prepared.n_left_out, "seconds": fitted.seconds,
+        "n_train": len(fitted.ctx.train_data), "n_valid": len(fitted.ctx.valid_data) if fitted.ctx.valid_data else 0,
+        "n_left_out": prepared.n_left_out, "seconds": fitted.seconds,
         "threads": fitted.threads,
     }
     model = fitted.model.cpu()
@@ -148,7 +149,8 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
         "formula": formula, "optimizer": name, "lr": lrs[0] if len(set(lrs)) == 1 else lrs,
         "weight_decay": weight_decays[0] if len(set(weight_decays)) == 1 else weight_decays, "epochs": epochs,
         "batch_size": batch_size, "valid": valid, "seed": seeds[0], "n_models": len(seeds),
-        "n_train": int(len(X) if train_rows is None else len(train_rows[0])), "n_left_out": prepared.n_left_out,
+        "n_train": int(len(X) if train_rows is None else len(train_rows[0])),
+        "n_valid": 0 if valid_rows is None else int(len(valid_rows[0])), "n_left_out": prepared.n_left_out,
         "seconds": seconds, "threads": n_threads,
     }
     return MLPFit(prepared.design, net, prepared.task, records, settings)
@@ -468,6 +470,7 @@ class MLPFit:
             f"  {self.n_parameters:,} parameters; {s['optimizer']}{lr}, batch size {s['batch_size']}, "
             f"{_epochs_run(self.history)} epochs",
             f"  trained on {s['n_train']} rows"
+            + (f", {s['n_valid']} held out for validation" if s.get("n_valid") else "")
             + (f" ({s['n_left_out']} left out for missing values)" if s.get("n_left_out") else ""),
         ]
         last = _last_epoch(self.history)

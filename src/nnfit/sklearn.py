@@ -19,8 +19,9 @@ of weight 2 the same as two copies of the row (the shuffled batches differ). sci
 itself skips ``check_array_api_input`` unless SCIPY_ARRAY_API=1 is set; these estimators take
 numpy (and pandas, polars) input, not the array API.
 
-``n_models`` (several networks fitted at once) accepts only 1 for now; any other value is an
-``ArgumentError`` at fit.
+``n_models`` accepts only 1: an estimator here is one network, whose sample weights, class
+weights, ``partial_fit`` and ``warm_start`` the stacked trainer does not carry. Any other value
+is an ``ArgumentError`` at fit that points to ``nf.mlp(..., n_models=K)`` for ensembles.
 
 >>> import numpy as np
 >>> from nnfit.sklearn import MLPRegressor
@@ -107,7 +108,8 @@ class _NetworkEstimator(BaseEstimator):
     def _fit(self, X, y, sample_weight, epochs, keep, classes=None):
         if self.n_models != 1:
             raise ArgumentError(
-                f"n_models={self.n_models!r}: fitting several networks at once is not available yet; use n_models=1."
+                f"n_models={self.n_models!r}: a scikit-learn estimator here fits one network; use n_models=1, "
+                f"or nf.mlp(formula, data, n_models={self.n_models!r}) for an ensemble."
             )
         keep = keep and hasattr(self, "module_")
         if not keep:
@@ -210,6 +212,10 @@ class _NetworkEstimator(BaseEstimator):
         with torch.no_grad():
             return self.module_.eval()(inputs).double().numpy()
 
+    def fitted_model(self) -> MLPFit:
+        """The formula fit as an ``nf.MLPFit``: print, coef, evaluate, save, plot."""
+        return self._fitted_model()
+
     def _fitted_model(self):
         """The formula fit as an ``MLPFit`` (predict, evaluate, coef, save, print)."""
         check_is_fitted(self, "module_")
@@ -264,7 +270,7 @@ class MLPRegressor(RegressorMixin, _NetworkEstimator):
     optimizer : "rmsprop", "adam", "sgd", "adamw", "adagrad" or a torch.optim class.
     lr : learning rate (default: the optimizer's own); ``weight_decay`` its L2 penalty.
     epochs, batch_size : passes over the training data, and rows per step.
-    n_models : 1 (several networks fitted at once is a later release; others raise ArgumentError).
+    n_models : 1 (for ensembles use ``nf.mlp(..., n_models=K)``; others raise ArgumentError).
     random_state : int for reproducible initialization, shuffling and dropout.
     device : "auto" (cuda, then mps, then cpu), "cpu", "cuda", ...; verbose : print each epoch.
     warm_start : fit continues from the previous fit's weights and scaling.
@@ -303,10 +309,6 @@ class MLPRegressor(RegressorMixin, _NetworkEstimator):
         """R^2 of the predictions (with a formula, y defaults to the frame's response)."""
         X, y = self._score_data(X, y)
         return super().score(X, y, sample_weight=sample_weight)
-
-    def fitted_model(self) -> MLPFit:
-        """The formula fit as an ``nf.MLPFit``: print, coef, evaluate, save, plot."""
-        return self._fitted_model()
 
     def _target_options(self):
         return {"multi_output": True, "y_numeric": True}
@@ -389,10 +391,6 @@ class MLPClassifier(ClassifierMixin, _NetworkEstimator):
         """Accuracy (with a formula, y defaults to the frame's response)."""
         X, y = self._score_data(X, y)
         return super().score(X, y, sample_weight=sample_weight)
-
-    def fitted_model(self) -> MLPFit:
-        """The formula fit as an ``nf.MLPFit``: print, coef, evaluate, save, plot."""
-        return self._fitted_model()
 
     def _target_options(self):
         return {}
