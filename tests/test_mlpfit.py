@@ -181,7 +181,8 @@ def test_validation_fraction_records_valid_metrics(lab_split):
     assert set(history["set"]) == {"train", "valid"}
     assert set(history["metric"]) == {"loss", "mae"}
     assert history["epoch"].max() == 4
-    assert fit.settings["n_train"] == len(training)
+    assert (fit.settings["n_train"], fit.settings["n_valid"]) == (213, 53) and 213 + 53 == len(training)
+    assert "trained on 213 rows, 53 held out for validation" in repr(fit)
 
 
 def test_training_mae_is_recorded_in_grams(mass_fit):
