@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["seed_lab.py", "formula_lab.py"])
+@pytest.mark.parametrize("script", ["seed_lab.py", "formula_lab.py", "five_seeds.py"])
 def test_example_runs(script, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
     result = subprocess.run(
