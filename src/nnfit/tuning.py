@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from .design import Design, as_pandas, warn_left_out
+from .design import Design, _column_stats, _scaling, as_pandas, warn_left_out
 from .errors import ArgumentError, DataError
 from .modules import check_architecture
 
@@ -70,13 +70,10 @@ def _assign_folds(codes, n: int, folds: int, seed, stratify: bool) -> np.ndarray
     return assignment
 
 
-def _standardize(values: np.ndarray, rows: np.ndarray):
-    """Values centred and scaled with the mean and sd (n - 1) of ``rows``; constant columns kept."""
+def _standardize(values: np.ndarray, rows: np.ndarray, response: bool = False):
+    """Values scaled with the statistics of ``rows`` only, as a Design fitted on them would scale them."""
     part = values[rows]
-    center = part.mean(axis=0)
-    sd = part.std(axis=0, ddof=1) if len(part) > 1 else np.ones(values.shape[1])
-    keep = np.ptp(part, axis=0) > 0
-    center, sd = np.where(keep, center, 0.0), np.where(keep, sd, 1.0)
+    center, sd = _column_stats(part) if response else _scaling(part, True, [])
     return (values - center) / sd, center, sd
 
 
@@ -139,7 +136,7 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, **mlp_
 
     X = np.stack([_standardize(matrices.X, rows)[0] if scale else matrices.X for rows in train_rows])
     if task == "regression":
-        scaled = [_standardize(matrices.y, rows) for rows in train_rows]
+        scaled = [_standardize(matrices.y, rows, response=True) for rows in train_rows]
         y = torch.as_tensor(np.stack([s[0] for s in scaled]), dtype=torch.float32)
         y_center = np.stack([s[1] for s in scaled])
         y_scale = np.stack([s[2] for s in scaled])
