@@ -256,3 +256,14 @@ def test_no_warning_without_missing_rows(lab_split):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         design.tensors(training)
+
+
+@pytest.mark.parametrize("formula", ["body_mass_g ~ . - year", "species ~ . - year", "log(body_mass_g) + bill_depth_mm ~ island*sex"])
+def test_fit_transform_equals_fit_then_transform(penguins, formula):
+    once = nf.Design(formula, scale=True, scale_response=True)
+    both = once.fit_transform(penguins)
+    separate = nf.Design(formula, scale=True, scale_response=True).fit(penguins).transform(penguins)
+    np.testing.assert_array_equal(both.X, separate.X)
+    np.testing.assert_array_equal(both.y, separate.y)
+    np.testing.assert_array_equal(both.rows, separate.rows)
+    assert (both.n_left_out, both.missing_by_column) == (separate.n_left_out, separate.missing_by_column)

@@ -126,7 +126,22 @@ class Design:
     # ------------------------------------------------------------------ learning
     def fit(self, data) -> "Design":
         """Learn columns, levels and scaling from ``data`` (rows with a missing value are left out)."""
+        self._learn(as_pandas(data))
+        return self
+
+    def fit_transform(self, data) -> Matrices:
+        """``fit(data)`` and then ``transform(data)``, building the training matrices only once."""
         frame = as_pandas(data)
+        rows, missing, complete, X, Y = self._learn(frame)
+        if self.response_kind == "factor":
+            y = complete[self.response[0]].cat.codes.to_numpy().astype(np.int64)
+        else:
+            y = (Y - self.response_center_) / self.response_scale_
+        return Matrices((X - self.center_) / self.scale_, y, rows, int((~rows).sum()), missing, self._codes(complete))
+
+    def _learn(self, frame):
+        """What ``fit`` learns; returns the training rows' mask, missing counts, complete frame,
+        unscaled model matrix and response matrix (None for a factor response)."""
         if len(frame) == 0:
             raise DataError("The training data has no rows.")
         lhs, rhs = _split_formula(self.formula)
@@ -174,6 +189,7 @@ class Design:
             X, self.scale, [_r_name(c) for c in self._factor_columns()], self.columns
         )
 
+        Y = None
         if not factor_response:
             Y, response_spec = _materialize(self.lhs_ + " - 1", complete)
             self.response_spec_ = response_spec
@@ -184,7 +200,7 @@ class Design:
                 self.response_center_ = np.zeros(Y.shape[1])
                 self.response_scale_ = np.ones(Y.shape[1])
         self.fitted_ = True
-        return self
+        return rows, missing, complete, X, Y
 
     @property
     def response_kind(self) -> str:
@@ -233,10 +249,13 @@ class Design:
             else:
                 Y = np.asarray(self.response_spec_.get_model_matrix(complete), dtype=np.float64)
                 y = (Y - self.response_center_) / self.response_scale_
-        codes = None
-        if self.embedded_:
-            codes = np.column_stack([_level_codes(complete[name], levels) for name, levels in self.embedded_.items()])
-        return Matrices(X, y, rows, int((~rows).sum()), missing, codes)
+        return Matrices(X, y, rows, int((~rows).sum()), missing, self._codes(complete))
+
+    def _codes(self, complete):
+        """Level codes (n, k) of the k embedded factors, or None."""
+        if not self.embedded_:
+            return None
+        return np.column_stack([_level_codes(complete[name], levels) for name, levels in self.embedded_.items()])
 
     def tensors(self, data, response: bool | None = None):
         """(X, y) as torch tensors: X float32 (n, p); y float32 (n, k), or int64 codes (n,).

@@ -175,10 +175,8 @@ def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prep
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # warn once, below, about the rows left out
         design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
-        design.fit(data)
-    frame = as_pandas(data)
-    matrices = design.transform(frame, response=True)
-    warn_left_out(matrices, len(frame), stacklevel=4)
+        matrices = design.fit_transform(data)
+    warn_left_out(matrices, len(matrices.rows), stacklevel=4)
     task = _task(design)
     n_outputs = len(design.levels) if task == "multiclass" else 1 if task == "binary" else len(design.response_columns)
     X = torch.as_tensor(matrices.inputs(), dtype=torch.float32)
