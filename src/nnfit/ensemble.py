@@ -225,7 +225,8 @@ def row_losses(pred, target, task: str):
 def row_metric(pred, target, task: str, response_scale=None):
     """Per-row metric (K, n): absolute error in original units (regression) or correctness."""
     if task == "regression":
-        return ((pred - target).abs() * response_scale).mean(dim=2)
+        errors = (pred - target).abs()
+        return (errors if response_scale is None else errors * response_scale).mean(dim=2)
     if task == "binary":
         return ((pred[..., 0] > 0).to(torch.int64) == target).to(pred.dtype)
     return (pred.argmax(dim=2) == target).to(pred.dtype)
@@ -375,11 +376,12 @@ def _closed_form_step(net: StackedMLP, x, target, task, rows_in, counts, respons
 def _autograd_step(net: StackedMLP, x, target, task, rows_in, counts, response_scale):
     """The same step through autograd, for activations without a closed form here."""
     pred = net(x)
-    _, losses, metric = _loss_gradient(pred.detach(), target, task, rows_in, counts, response_scale)
     per_row = row_losses(pred, target, task)
+    metric = row_metric(pred.detach(), target, task, response_scale)
     if rows_in is not None:
-        per_row = per_row * rows_in
+        per_row, metric = per_row * rows_in, metric * rows_in
     (per_row.sum(dim=1) / torch.as_tensor(counts).reshape(-1)).sum().backward()
+    losses = per_row.detach()
     grads = [p.grad for p in net.parameters()]
     for p in net.parameters():
         p.grad = None

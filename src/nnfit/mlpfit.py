@@ -122,7 +122,7 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
     from .data import InMemory, split_valid
     from .learner import _epochs, resolve_device
 
-    _epochs(epochs)
+    max_epochs = _epochs(epochs)[1]
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ArgumentError(f"batch_size must be a positive whole number or None, not {batch_size!r}.")
     name = optimizer.lower() if isinstance(optimizer, str) else _optimizer_name(optimizer)
@@ -142,7 +142,7 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
         scale = prepared.design.response_scale_
     net, records, seconds, n_threads = ensemble.fit(
         X, y, prepared.task, prepared.n_outputs, sizes, activation, dropouts, name, lrs, weight_decays,
-        epochs if isinstance(epochs, int) else epochs[1], batch_size, seeds, train_rows, valid_rows, scale,
+        max_epochs, batch_size, seeds, train_rows, valid_rows, scale,
         resolve_device(device), threads, generators,
     )
     settings = {
