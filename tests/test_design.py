@@ -93,9 +93,15 @@ def test_numeric_response_transform_and_several_responses(lab_split):
     _, y = design.tensors(training)
     np.testing.assert_allclose(y.numpy()[:, 0], np.log(training["body_mass_g"].to_numpy()), rtol=1e-6)
     both = nf.Design("cbind(body_mass_g, flipper_length_mm) ~ bill_length_mm").fit(training)
-    plus = nf.Design("body_mass_g + flipper_length_mm ~ bill_length_mm").fit(training)
-    assert both.response_columns == plus.response_columns == ["body_mass_g", "flipper_length_mm"]
+    assert both.response_columns == ["body_mass_g", "flipper_length_mm"]
     assert both.tensors(training)[1].shape == (len(training), 2)
+    # R reads 'a + b ~' as the sum of a and b; nnfit asks which of the two was meant.
+    with pytest.raises(FormulaError) as error:
+        nf.Design("body_mass_g + flipper_length_mm ~ bill_length_mm")
+    assert str(error.value) == (
+        "The response 'body_mass_g + flipper_length_mm' adds columns, as R would; for several responses write "
+        "cbind(body_mass_g, flipper_length_mm), for their sum I(body_mass_g + flipper_length_mm)."
+    )
 
 
 def test_scale_response_round_trip(lab_split):
@@ -116,7 +122,9 @@ def test_missing_rows_are_left_out_and_reported(penguins):
 
 def test_dot_expands_to_every_other_column_and_minus_drops(penguins):
     design = nf.Design("body_mass_g ~ . - year - island", scale=True).fit(penguins.dropna())
-    assert design.predictors == ["species", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "sex"]
+    assert design.rhs_ == "species + bill_length_mm + bill_depth_mm + flipper_length_mm + sex"
+    # As in R's model frame, the removed columns are still variables: a row missing one is left out.
+    assert design.predictors == ["species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "sex", "year"]
 
 
 def test_state_survives_json_and_applies_to_new_data(lab_split):
@@ -150,7 +158,7 @@ def test_unknown_column_lists_close_names(lab_split):
 
 def test_unknown_column_inside_a_transform(lab_split):
     training, _ = lab_split
-    with pytest.raises(FormulaError, match=r"^The formula uses 'flipper', which is not a column of the data"):
+    with pytest.raises(FormulaError, match=r"^The formula 'body_mass_g ~ scale\(flipper\)' uses 'flipper', which is not a column of the data \(did you mean 'flipper_length_mm'\?\)\.$"):
         nf.Design("body_mass_g ~ scale(flipper)").fit(training)
 
 
@@ -258,7 +266,7 @@ def test_no_warning_without_missing_rows(lab_split):
         design.tensors(training)
 
 
-@pytest.mark.parametrize("formula", ["body_mass_g ~ . - year", "species ~ . - year", "log(body_mass_g) + bill_depth_mm ~ island*sex"])
+@pytest.mark.parametrize("formula", ["body_mass_g ~ . - year", "species ~ . - year", "cbind(log(body_mass_g), bill_depth_mm) ~ island*sex"])
 def test_fit_transform_equals_fit_then_transform(penguins, formula):
     once = nf.Design(formula, scale=True, scale_response=True)
     both = once.fit_transform(penguins)

@@ -57,7 +57,7 @@ def test_explicit_embed_and_its_errors(small):
     assert list(design.embedded_) == ["few"] and design.columns == ["(Intercept)", "x"]
     with pytest.raises(FormulaError) as error:
         nf.Design("y ~ x + city + city:x", embed=["city"]).fit(small)
-    assert str(error.value) == "Column 'city' can be embedded only as a main effect, but the formula also uses it in 'city:x'."
+    assert str(error.value) == "Column 'city' can be embedded only as a main effect, but the formula also uses it in 'x:city'."  # R's label
     assert nf.Design("y ~ x + city + city:x", embed="auto").fit(small).embedded_ == {}  # auto keeps it dummy-coded
     with pytest.raises(DataError) as error:
         nf.Design("y ~ x", embed=["city"]).fit(small)

@@ -54,6 +54,10 @@ class MissingDependencyError(NnfitError, ImportError):
     """An optional package that a feature needs is not installed (the message says how to install it)."""
 
 
+class FormulaWarning(UserWarning):
+    """A formula that R reads with a warning too (the response named on the right, a spline's df too small)."""
+
+
 class MissingValuesWarning(UserWarning):
     """Rows were left out because a variable the formula uses is missing in them."""
 
