@@ -588,10 +588,8 @@ def _column_value(column, info: dict, name: str, embedded: bool = False) -> Valu
             codes = np.where((codes < 0) & ~column.isna().to_numpy(), len(info["levels"]), codes)
         return Value("factor", codes, tuple(info["levels"]), bool(info.get("ordered", False)))
     if info["kind"] == "logical":
-        data = column.astype(object).to_numpy()
-        out = np.array([np.nan if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else float(bool(v))
-                        for v in data], dtype=np.float64)
-        return Value("logical", out)
+        flags = pd.array(column.astype(object).where(column.notna(), None), dtype="boolean")
+        return Value("logical", flags.to_numpy(dtype=np.float64, na_value=np.nan))
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         days = (column - pd.Timestamp("1970-01-01", tz=getattr(column.dtype, "tz", None))) / pd.Timedelta(days=1)
         return Value("numeric", days.to_numpy(dtype=np.float64, na_value=np.nan))

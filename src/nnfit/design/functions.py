@@ -370,27 +370,26 @@ def _finite(values):
 
 
 # ---------------------------------------------------------------------- the functions
-def _elementwise(fn, domain=None, hint=""):
+def _elementwise(fn, domain=None, what="", hint=""):
     def call(node, bound, env):
         value = _data_arg(bound, "x", env, node)
         x = _numbers(value, node, env, node.value)
         if domain is not None:
-            _check_domain(x, domain, node, bound, env, hint)
+            _check_domain(x, domain, node, bound, env, what, hint)
         with np.errstate(all="ignore"):
             return Value("numeric", np.asarray(fn(x), dtype=np.float64), constant=value.constant)
     return call
 
 
-def _check_domain(x, domain, node, bound, env, hint):
-    bad = ~domain(x) & np.isfinite(x)
+def _check_domain(x, domain, node, bound, env, what, hint):
+    """A value a function is not defined for is an error naming the call, the count and the first row."""
+    with np.errstate(invalid="ignore"):
+        bad = ~domain(x) & np.isfinite(x)
     if np.any(bad):
         count, first = int(np.sum(bad)), int(np.flatnonzero(np.atleast_1d(bad))[0])
         values = "value" if count == 1 else "values"
         where = f" (the first in row {env.row_label(first)!r})" if np.ndim(x) else ""
-        raise DataError(
-            f"{deparse(node)}: {deparse(bound['x'])} has {count} {values} outside the domain of {node.value}(){where}; "
-            f"{hint}"
-        )
+        raise DataError(f"{deparse(node)}: {deparse(bound['x'])} has {count} {what} {values}{where}; {hint}")
 
 
 def _log(node, bound, env):
@@ -399,7 +398,8 @@ def _log(node, bound, env):
     base = _number(bound, "base", env, default=math.e)
     if base <= 0 or base == 1:
         raise FormulaError(f"The formula {env.text!r} takes logarithms to the base {r_number(base)}; the base must be positive and not 1.")
-    _check_domain(x, lambda v: v > 0, node, bound, env, "log needs positive values: use log1p() or log(x + 1) for counts with zeros.")
+    _check_domain(x, lambda v: v > 0, node, bound, env, "zero or negative",
+                  "log needs positive values (for counts with zeros use log1p() or log(x + 1)).")
     return Value("numeric", np.log(x) / (1.0 if base == math.e else math.log(base)), constant=value.constant)
 
 
@@ -455,29 +455,34 @@ def _factor(node, bound, env):
     given = _vector(bound, "levels", env, strings=True)
     labels = _vector(bound, "labels", env, strings=True)
     ordered = _flag(bound, "ordered", env, node.value == "ordered" or (value.kind == "factor" and value.ordered and node.value != "as.factor"))
-    if value.kind == "factor":
-        present = sorted(set(value.data[value.data >= 0].tolist()))
-        keys = [str(value.levels[i]) for i in present]
-        labels_of = np.asarray([str(level) for level in value.levels] + [""], dtype=object)[value.data]
-    elif value.kind == "string":
+    if value.kind == "string":
         raise FormulaError(f"The formula {env.text!r} makes a factor of a constant at position {node.pos}.")
+    # Each distinct value's label, and each row's index into them (-1 where missing).
+    if value.kind == "factor":
+        present = np.unique(value.data[value.data >= 0])
+        keys = [str(value.levels[i]) for i in present]
+        inverse = np.full(value.data.shape, -1, dtype=np.int64)
+        inverse[value.data >= 0] = np.searchsorted(present, value.data[value.data >= 0])
     else:
         x = np.asarray(value.data, dtype=np.float64)
-        finite = np.unique(_finite(x))
-        keys = [level_label(v) if value.kind != "logical" else ("TRUE" if v else "FALSE") for v in finite]
-        labels_of = np.array([(level_label(v) if value.kind != "logical" else ("TRUE" if v else "FALSE")) if np.isfinite(v) else "" for v in np.atleast_1d(x)], dtype=object)
-    missing = value.missing()
+        finite = np.isfinite(x)
+        distinct, at = np.unique(x[finite], return_inverse=True)
+        keys = [("TRUE" if v else "FALSE") if value.kind == "logical" else level_label(float(v)) for v in distinct]
+        inverse = np.full(x.shape, -1, dtype=np.int64)
+        inverse[finite] = at
 
     def learn():
         levels = given if given is not None else keys
         if labels is not None and len(labels) != len(levels):
             raise FormulaError(f"The formula {env.text!r} gives {len(labels)} labels for {len(levels)} levels at position {node.pos}.")
+        if len(set(levels)) != len(levels):
+            raise FormulaError(f"The formula {env.text!r} repeats a level in {deparse(node)}.")
         return {"levels": list(levels), "labels": list(labels) if labels is not None else list(levels)}
 
     state = _state(node, env, learn)
     lookup = {level: i for i, level in enumerate(state["levels"])}
-    codes = np.array([lookup.get(v, -2) for v in np.atleast_1d(labels_of).tolist()], dtype=np.int64)
-    codes = np.where(missing, -1, codes)
+    key_codes = np.array([lookup.get(k, -2) for k in keys] + [-1], dtype=np.int64)
+    codes = key_codes[inverse]
     unseen = codes == -2
     if unseen.any():
         if given is not None:  # R: values outside explicit levels become NA
@@ -485,8 +490,8 @@ def _factor(node, bound, env):
         else:
             first = int(np.flatnonzero(unseen)[0])
             raise LevelError(
-                f"{deparse(node)} has the level {labels_of[first]!r} (row {env.row_label(first)!r}), which training never "
-                f"saw (levels: {', '.join(state['levels'][:10])})."
+                f"{deparse(node)} has the level {keys[inverse[first]]!r} (row {env.row_label(first)!r}), which training "
+                f"never saw (levels: {', '.join(state['levels'][:10])})."
             )
     return Value("factor", codes, tuple(state["labels"]), ordered)
 
@@ -760,11 +765,11 @@ def _identity(node, bound, env):
 _CALLS = {
     "I": _identity,
     "log": _log,
-    "log2": _elementwise(np.log2, lambda v: v > 0, "log2 needs positive values."),
-    "log10": _elementwise(np.log10, lambda v: v > 0, "log10 needs positive values."),
-    "log1p": _elementwise(np.log1p, lambda v: v > -1, "log1p needs values above -1."),
+    "log2": _elementwise(np.log2, lambda v: v > 0, "zero or negative", "log2 needs positive values."),
+    "log10": _elementwise(np.log10, lambda v: v > 0, "zero or negative", "log10 needs positive values."),
+    "log1p": _elementwise(np.log1p, lambda v: v > -1, "at or below -1", "log1p needs values above -1."),
     "exp": _elementwise(np.exp), "expm1": _elementwise(np.expm1),
-    "sqrt": _elementwise(np.sqrt, lambda v: v >= 0, "sqrt needs values that are not negative."),
+    "sqrt": _elementwise(np.sqrt, lambda v: v >= 0, "negative", "sqrt needs values of at least 0."),
     "abs": _elementwise(np.abs), "sin": _elementwise(np.sin), "cos": _elementwise(np.cos),
     "tan": _elementwise(np.tan), "tanh": _elementwise(np.tanh), "floor": _elementwise(np.floor),
     "ceiling": _elementwise(np.ceil), "sign": _elementwise(np.sign), "trunc": _elementwise(np.trunc),

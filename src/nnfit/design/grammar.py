@@ -264,6 +264,8 @@ class _Parser:
                 self.index += 2
             args.append(self.expression(0))
             names.append(arg_name)
+            if self.peek()[0] is None:
+                self.take(")")
             kind, token, at = self.take()
             if token == ")":
                 return Node("call", name, tuple(args), tuple(names), pos=pos, end=at + 1)
