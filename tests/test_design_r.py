@@ -176,3 +176,22 @@ def test_the_fixture_covers_what_the_issue_asks():
                      "as.numeric(", "relevel(", "cut(", "poly(", "bs(", "ns(", "scale(", "offset(", "lag(", "%in%",
                      "==", "!=", "<=", ">="]:
         assert function in formulas, function
+
+
+def test_a_network_without_hidden_layers_trained_by_gradient_descent_reaches_r_lm():
+    """hidden=[] is the linear model: full-batch gradient descent on the standardized Carseats
+    design converges to lm()'s coefficients, mapped back to the data's units."""
+    fit_r = FIXTURE["lm"]["carseats_interactions"]
+    carseats = frame(fit_r["data"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = nf.mlp(fit_r["formula"], carseats, hidden=[], optimizer="sgd", lr=0.3, batch_size=len(carseats),
+                     epochs=3000, seed=1, verbose=False)
+    weights = fit.model.state_dict()
+    w, b = weights["output.weight"].double().numpy()[0], float(weights["output.bias"])
+    design = fit.design
+    sy, cy = design.response_scale_[0], design.response_center_[0]
+    beta = sy * w / design.scale_
+    intercept = cy + sy * (b - np.sum(w * design.center_ / design.scale_))
+    assert ["(Intercept)"] + design.columns == fit_r["names"]
+    np.testing.assert_allclose(np.r_[intercept, beta], fit_r["coefficients"], rtol=1e-3)
