@@ -180,3 +180,24 @@ def test_removed_terms_still_leave_out_their_missing_rows(penguins):
     # R: nrow(model.frame(body_mass_g ~ . - sex, penguins)) is 333, not 342.
     design = nf.Design("body_mass_g ~ . - sex").fit(penguins)
     assert design.n_left_out_ == 11 and "sexmale" not in design.columns
+
+
+@pytest.mark.parametrize("key, edit, message", [
+    ("poly(x, 2)", lambda s: s.update(alpha=[1.0]), "The learned state of 'poly(x, 2)' has an invalid 'alpha'"),
+    ("poly(x, 2)", lambda s: s.update(norm2=[1.0, 0.0, -1.0, 2.0]), "The learned state of 'poly(x, 2)' has an invalid 'norm2'"),
+    ("ns(x, 3)", lambda s: s.update(boundary=[5.0, 1.0]), "The learned state of 'ns(x, 3)' has an invalid 'boundary'"),
+    ("ns(x, 3)", lambda s: s.update(knots=[-50.0, 2.0]), "The learned knots of 'ns(x, 3)' are inconsistent"),
+    ("scale(z)", lambda s: s.update(scale=0.0), "The learned state of 'scale(z)' has an invalid 'scale'"),
+    ("scale(z)", lambda s: s.update(center="0"), "The learned state of 'scale(z)' has an invalid 'center'"),
+    ("cut(z, 2)", lambda s: s.update(breaks=[1.0, 0.0, 2.0]), "The learned state of 'cut(z, 2)' has an invalid 'breaks'"),
+    ("factor(k)", lambda s: s.update(labels=["2000"]), "The learned levels of 'factor(k)' are inconsistent"),
+    ("factor(k)", lambda s: s.clear(), "The design has no valid learned state for 'factor(k)'"),
+])
+def test_a_saved_learned_state_that_does_not_fit_its_function_is_refused(data, key, edit, message):
+    from nnfit.errors import ModelFileError
+
+    state = nf.Design("y ~ poly(x, 2) + ns(x, 3) + scale(z) + cut(z, 2) + factor(k)").fit(data).to_dict()
+    edit(state["state"][key])
+    with pytest.raises(ModelFileError) as error:
+        nf.Design.from_dict(state)
+    assert str(error.value).startswith("The saved design is not valid: " + message)

@@ -352,16 +352,37 @@ def _vector(bound, key, env, strings=False):
     return values.astype(np.float64)
 
 
-def _state(node: Node, env: Environment, learn):
-    """The learned state of a call: computed now (training) or read back (new data)."""
+def _state(node: Node, env: Environment, learn, shape: dict):
+    """The learned state of a call: computed now (training) or read back (new data).
+
+    ``shape`` maps each field to what it must be: "number", "positive", "numbers", "sorted"
+    (strictly increasing numbers), "texts", or an int (the length of a list of numbers); a
+    state read back that does not fit is an error before it is used.
+    """
     key = deparse(node)
     if env.learn:
         if key not in env.state:
             env.state[key] = learn()
         return env.state[key]
-    if key not in env.state:
-        raise DataError(f"The design has no learned state for {key!r}; the model file may be corrupted.")
-    return env.state[key]
+    state = env.state.get(key)
+    if not isinstance(state, dict) or sorted(state) != sorted(shape):
+        raise DataError(f"The design has no valid learned state for {key!r}; the model file may be corrupted.")
+    for field_name, kind in shape.items():
+        value = state[field_name]
+        if kind in ("number", "positive"):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = ok and (kind == "number" or value > 0)
+        elif kind == "texts":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:
+            ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+            if ok and kind == "sorted":
+                ok = all(a < b for a, b in zip(value, value[1:]))
+            if ok and isinstance(kind, int):
+                ok = len(value) == kind
+        if not ok:
+            raise DataError(f"The learned state of {key!r} has an invalid {field_name!r}; the model file may be corrupted.")
+    return state
 
 
 def _finite(values):
@@ -479,7 +500,9 @@ def _factor(node, bound, env):
             raise FormulaError(f"The formula {env.text!r} repeats a level in {deparse(node)}.")
         return {"levels": list(levels), "labels": list(labels) if labels is not None else list(levels)}
 
-    state = _state(node, env, learn)
+    state = _state(node, env, learn, {"levels": "texts", "labels": "texts"})
+    if len(state["labels"]) != len(state["levels"]) or len(set(state["levels"])) != len(state["levels"]):
+        raise DataError(f"The learned levels of {deparse(node)!r} are inconsistent; the model file may be corrupted.")
     lookup = {level: i for i, level in enumerate(state["levels"])}
     key_codes = np.array([lookup.get(k, -2) for k in keys] + [-1], dtype=np.int64)
     codes = key_codes[inverse]
@@ -563,7 +586,9 @@ def _cut(node, bound, env):
             raise FormulaError(f"The formula {env.text!r} gives cut() {len(names)} labels for {nb - 1} intervals.")
         return {"breaks": points.tolist(), "labels": names}
 
-    state = _state(node, env, learn)
+    state = _state(node, env, learn, {"breaks": "sorted", "labels": "texts"})
+    if len(state["labels"]) != len(state["breaks"]) - 1 or len(state["breaks"]) < 2:
+        raise DataError(f"The learned breaks of {deparse(node)!r} are inconsistent; the model file may be corrupted.")
     points = np.asarray(state["breaks"], dtype=np.float64)
     side = "left" if right else "right"
     codes = np.searchsorted(points, x, side=side) - 1
@@ -601,8 +626,10 @@ def _poly(node, bound, env):
         alpha = ((v - center)[:, None] * Z ** 2).sum(axis=0) / norm2 + center
         return {"alpha": alpha[:degree].tolist(), "norm2": [1.0] + norm2.tolist()}
 
-    state = _state(node, env, learn)
+    state = _state(node, env, learn, {"alpha": degree, "norm2": degree + 2})
     alpha, norm2 = np.asarray(state["alpha"]), np.asarray(state["norm2"])
+    if not (norm2 > 0).all():
+        raise DataError(f"The learned state of {deparse(node)!r} has an invalid 'norm2'; the model file may be corrupted.")
     Z = np.empty((np.size(x), degree + 1))
     Z[:, 0] = 1.0
     Z[:, 1] = x - alpha[0]
@@ -671,8 +698,8 @@ def _bs(node, bound, env):
         knots, boundary = _spline_knots(node, bound, env, x, degree, intercept, natural=False)
         return {"knots": knots.tolist(), "boundary": boundary.tolist()}
 
-    state = _state(node, env, learn)
-    knots, boundary = np.asarray(state["knots"]), np.asarray(state["boundary"])
+    state = _state(node, env, learn, {"knots": "numbers", "boundary": "sorted"})
+    knots, boundary = _checked_knots(node, state)
     order = degree + 1
     all_knots = np.sort(np.concatenate([np.repeat(boundary, order), knots]))
     basis = _extended(all_knots, x, order, boundary, degree)
@@ -705,6 +732,14 @@ def _extended(all_knots, x, order, boundary, degree, linear=False):
     return basis
 
 
+def _checked_knots(node, state):
+    knots, boundary = np.asarray(state["knots"], dtype=np.float64), np.asarray(state["boundary"], dtype=np.float64)
+    inside = (np.diff(knots) >= 0).all() and (not len(knots) or (knots[0] >= boundary[0] and knots[-1] <= boundary[1]))
+    if len(boundary) != 2 or len(knots) > MAX_BASIS or not inside:
+        raise DataError(f"The learned knots of {deparse(node)!r} are inconsistent; the model file may be corrupted.")
+    return knots, boundary
+
+
 def _ns(node, bound, env):
     value = _data_arg(bound, "x", env, node)
     x = _numbers(value, node, env, node.value)
@@ -714,8 +749,8 @@ def _ns(node, bound, env):
         knots, boundary = _spline_knots(node, bound, env, x, 3, intercept, natural=True)
         return {"knots": knots.tolist(), "boundary": boundary.tolist()}
 
-    state = _state(node, env, learn)
-    knots, boundary = np.asarray(state["knots"]), np.asarray(state["boundary"])
+    state = _state(node, env, learn, {"knots": "numbers", "boundary": "sorted"})
+    knots, boundary = _checked_knots(node, state)
     all_knots = np.sort(np.concatenate([np.repeat(boundary, 4), knots]))
     basis = _extended(all_knots, x, 4, boundary, 3, linear=True)
     const = np.vstack([spline_design(all_knots, [b], 4, 2) for b in boundary])
@@ -741,7 +776,7 @@ def _scale(node, bound, env):
             s = 1.0
         return {"center": m, "scale": s if s > 0 else 1.0}
 
-    state = _state(node, env, learn)
+    state = _state(node, env, learn, {"center": "number", "scale": "positive"})
     return Value("numeric", (x - state["center"]) / state["scale"])
 
 
