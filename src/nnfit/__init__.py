@@ -36,6 +36,11 @@ _EXPORTS = {
     "errors": ("nnfit.errors", None),
     "sklearn": ("nnfit.sklearn", None),  # scikit-learn estimators; imports scikit-learn on first use
     "lr_finder": ("nnfit.rate_finder", "lr_finder"),  # the module may not share the function's name
+    "modules": ("nnfit.modules", None),  # MLP, and the ready RNN, LSTM, CNN and Spectrogram
+    "lags": ("nnfit.sequences", "lags"),
+    "sequences": ("nnfit.sequences", None),
+    "text": ("nnfit.text", None),  # the text Vectorizer
+    "labs": ("nnfit.labs", None),  # ISLR chapter 10's labs and the penguin labs; `nnfit lab NAME`
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
