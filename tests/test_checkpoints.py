@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
@@ -247,13 +246,22 @@ def test_auto_resume_after_a_crash_is_bit_identical(tmp_path):
     assert os.listdir(tmp_path / "state") == []  # deleted after the fit ended normally
 
 
-def test_auto_resume_trains_on_when_epochs_grow_and_removes_stale_temporaries(tmp_path):
+def test_auto_resume_trains_on_when_epochs_grow_with_extend_and_removes_stale_temporaries(tmp_path):
     reference = fit(epochs=6)
     with pytest.raises(TrainingError):
         fit([AutoResume(tmp_path), Crash(epoch=4)], epochs=4)
+    before = (tmp_path / "checkpoint.nnfit").read_bytes()
+    with pytest.raises(ModelFileError) as error:
+        fit([AutoResume(tmp_path)], epochs=6)
+    assert str(error.value) == (
+        f"The checkpoint {str(tmp_path / 'checkpoint.nnfit')!r} belongs to another run: epochs changed from 4 to 6; "
+        "delete it, give AutoResume another folder, or pass AutoResume(..., on_mismatch='restart') to set it aside "
+        "and start afresh."
+    )
+    assert (tmp_path / "checkpoint.nnfit").read_bytes() == before
     stale = tmp_path / ".checkpoint.nnfit.abc123.tmp"
     stale.write_bytes(b"half a file")
-    resumed = fit([AutoResume(tmp_path)], epochs=6)
+    resumed = fit([AutoResume(tmp_path, extend=True)], epochs=6)
     assert same(weights(resumed.model), weights(reference.model))
     assert os.listdir(tmp_path) == []
 
@@ -276,15 +284,16 @@ def test_auto_resume_keeps_its_checkpoint_after_ctrl_c(tmp_path):
 def test_auto_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     with pytest.raises(TrainingError):
         fit([AutoResume(tmp_path), Crash(epoch=1)], epochs=3)
-    wide = nf.setup(Net, loss="mse").set_hparams(width=8)
+    before = (tmp_path / "checkpoint.nnfit").read_bytes()
+    wide = nf.setup(Net, loss="mse", optimizer="adam").set_hparams(width=8).set_opt_hparams(lr=0.01)
     with pytest.raises(ModelFileError) as error:
-        wide.fit((X, Y), epochs=3, seed=3, verbose=False, callbacks=[AutoResume(tmp_path)])
-    message = str(error.value)
-    assert message.startswith(
-        f"The checkpoint {str(tmp_path / 'checkpoint.nnfit')!r} does not match this fit (it was written for "
-        f"{Net.__module__}.Net): Error(s) in loading state_dict for Net:"
+        wide.fit((X, Y), epochs=3, seed=3, valid_data=0.25, verbose=False, callbacks=[AutoResume(tmp_path)])
+    assert str(error.value) == (
+        f"The checkpoint {str(tmp_path / 'checkpoint.nnfit')!r} belongs to another run: width changed from (none) "
+        "to 8, parameter shapes from 16x5, 16, 1x16, 1 to 8x5, 8, 1x8, 1; delete it, give AutoResume another folder, "
+        "or pass AutoResume(..., on_mismatch='restart') to set it aside and start afresh."
     )
-    assert message.endswith("Delete it, or resume with the same module, optimizer and callbacks.")
+    assert (tmp_path / "checkpoint.nnfit").read_bytes() == before  # the other run's checkpoint is untouched
 
 
 def test_auto_resume_needs_a_folder(tmp_path):
@@ -323,29 +332,66 @@ class BatchLosses(Callback):
         self.losses.append((ctx.epoch + 1, ctx.iter + 1, float(ctx.loss.detach())))
 
 
-def test_a_diverging_fit_stops_naming_where_and_keeps_finite_weights():
+def test_a_fit_whose_loss_grows_ten_thousand_fold_stops_naming_where_and_keeps_its_weights():
     starts, losses = EpochStart(), BatchLosses()
     big = Y * 1000
     diverging = nf.setup(nn.Linear, loss="mse", optimizer="sgd").set_hparams(in_features=5, out_features=1)
     with pytest.raises(DivergenceError) as error:
         diverging.set_opt_hparams(lr=2.0).fit((X, big), epochs=20, seed=1, verbose=False, callbacks=[starts, losses])
-    bad = next(i for i, (_, _, loss) in enumerate(losses.losses) if not torch.isfinite(torch.tensor(loss)))
+    untrained = losses.losses[0][2]
+    bad = next(i for i, (_, _, loss) in enumerate(losses.losses) if loss > checkpoints.GROWTH * untrained)
     epoch, batch, value = losses.losses[bad]
-    last = losses.losses[bad - 1][2]
-    assert isinstance(error.value, TrainingError)
-    assert (error.value.epoch, error.value.batch) == (epoch, batch)
-    assert error.value.last_finite_loss == pytest.approx(last, rel=1e-6)
     before = losses.losses[bad - 1]
-    assert str(error.value).startswith(
-        f"The training loss became {value} in epoch {epoch}, batch {batch}; the last finite loss was {last:.6g}, in epoch"
-    )
-    assert str(error.value).endswith(
-        f"Training stopped and the model keeps its weights from the start of epoch {epoch}. Try a lower learning "
-        "rate (e.g. lr=0.2 instead of 2), or scale the response (standardize y, e.g. "
+    assert all(torch.isfinite(torch.tensor(loss)) for _, _, loss in losses.losses)  # grew, never went non-finite
+    assert (error.value.epoch, error.value.batch) == (epoch, batch)
+    assert error.value.last_finite_loss == pytest.approx(before[2], rel=1e-6)
+    assert str(error.value) == (
+        f"The training loss grew to {value:.4g} in epoch {epoch}, batch {batch}, more than 10,000 times the untrained "
+        f"network's loss ({untrained:.4g}); the loss before it was {before[2]:.6g}, in epoch {before[0]}, batch "
+        f"{before[1]}. Training stopped and the model keeps its weights from the start of epoch {epoch}. Try a lower "
+        "learning rate (e.g. lr=0.2 instead of 2), or scale the response (standardize y, e.g. "
         "nf.Design(..., scale_response=True)) and the predictors."
     )
-    assert f"in epoch {before[0]}, batch {before[1]}. Training stopped" in str(error.value)
     assert same(weights(error.value.model), starts.by_epoch[epoch])
+
+
+class PoisonBatch(Callback):
+    """Makes one batch's input infinite, so its loss is NaN and the step breaks the weights."""
+
+    def __init__(self, epoch, batch):
+        self.at = (epoch, batch)
+
+    def on_train_batch_begin(self, ctx):
+        if (ctx.epoch + 1, ctx.iter + 1) == self.at:
+            ctx.input = ctx.input * float("inf")
+
+
+def test_a_fit_whose_loss_becomes_nan_stops_naming_where_and_keeps_finite_weights():
+    starts, losses = EpochStart(), BatchLosses()
+    with pytest.raises(DivergenceError) as error:
+        fit([starts, losses, PoisonBatch(epoch=2, batch=3)], epochs=5)
+    at = [(epoch, batch) for epoch, batch, _ in losses.losses].index((2, 3))
+    last = losses.losses[at - 1]
+    assert last[:2] == (2, 2) and torch.isnan(torch.tensor(losses.losses[at][2]))
+    assert isinstance(error.value, TrainingError)
+    assert (error.value.epoch, error.value.batch) == (2, 3)
+    assert error.value.last_finite_loss == pytest.approx(last[2], rel=1e-6)
+    assert str(error.value) == (
+        f"The training loss became nan in epoch 2, batch 3; the last finite loss was {last[2]:.6g}, in epoch 2, "
+        "batch 2. Training stopped and the model keeps its weights from the start of epoch 2. Try a lower learning "
+        "rate (e.g. lr=0.001 instead of 0.01), or scale the response (standardize y, e.g. "
+        "nf.Design(..., scale_response=True)) and the predictors."
+    )
+    assert same(weights(error.value.model), starts.by_epoch[2])
+
+
+def test_the_growth_threshold_is_ten_thousand_times_the_untrained_loss():
+    rule = checkpoints.Divergence(n_models=3)
+    rule.first(torch.tensor([2.0, 0.0, -1.0]))
+    assert rule.check([2e4, 1e9, 1e9]) == []  # 10,000 x 2 is not past it; a reference <= 0 checks finiteness only
+    assert rule.check([2.0001e4, float("nan"), float("inf")]) == [0, 1, 2]
+    assert rule.reference == [2.0, 0.0, -1.0]
+    assert checkpoints.GROWTH == 1e4
 
 
 def test_non_finite_training_data_is_refused_before_training():
@@ -363,21 +409,23 @@ def test_non_finite_training_data_is_refused_before_training():
         learner().fit((X, y), epochs=1, verbose=False)
 
 
-def test_the_guard_reads_nothing_from_the_device(monkeypatch):
-    """The guard adds no device-to-host read: a fit makes as many as one without it."""
+def test_the_guard_reads_from_the_device_once_per_fit(monkeypatch):
+    """The guard's one device-to-host read is the untrained loss, at the end of the first
+    epoch; it adds none per epoch or per batch."""
 
-    def reads(guarded):
+    def reads(guarded, epochs):
         calls = []
         if not guarded:
             monkeypatch.setattr(nf.learner, "DivergenceGuard", Callback)
         for name in ("item", "tolist", "__bool__", "__float__", "cpu"):
             real = getattr(torch.Tensor, name)
             monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, **k: calls.append(1) or _real(self, *a, **k))
-        learner().fit((X, Y), epochs=4, seed=1, threads=1, verbose=False)
+        learner().fit((X, Y), epochs=epochs, seed=1, threads=1, verbose=False)
         monkeypatch.undo()
         return len(calls)
 
-    assert reads(guarded=True) == reads(guarded=False)
+    assert reads(guarded=True, epochs=4) == reads(guarded=False, epochs=4) + 1
+    assert reads(guarded=True, epochs=8) == reads(guarded=False, epochs=8) + 1
 
 
 def test_auto_resume_restores_a_learning_rate_scheduler(tmp_path):
@@ -442,3 +490,171 @@ def test_the_guard_goes_back_past_weights_that_broke_without_a_bad_loss():
     assert "the last finite loss was" in str(error.value) and "in epoch 2, batch 5." in str(error.value)
     assert "the model keeps its weights from the start of epoch 2." in str(error.value)
     assert same(weights(error.value.model), starts.by_epoch[2])
+
+
+# ---------------------------------------------------------------------- AutoResume: only its own run
+def crashed_run(folder, **kwargs):
+    """A fit that crashes after epoch 2, leaving its checkpoint; returns the checkpoint's bytes."""
+    with pytest.raises(TrainingError, match="power cut"):
+        fit([AutoResume(folder), Crash(epoch=2)], **kwargs)
+    return (folder / "checkpoint.nnfit").read_bytes()
+
+
+def refusal(path, changes):
+    return (
+        f"The checkpoint {str(path / 'checkpoint.nnfit')!r} belongs to another run: {changes}; delete it, give "
+        "AutoResume another folder, or pass AutoResume(..., on_mismatch='restart') to set it aside and start afresh."
+    )
+
+
+def edited(tensor, row, by):
+    out = tensor.clone()
+    out[row] += by
+    return out
+
+
+@pytest.mark.parametrize(
+    "rerun, changes",
+    [
+        (lambda folder: fit([AutoResume(folder)], seed=4), "seed changed from 3 to 4"),
+        (lambda folder: learner(lr=0.001).fit((X, Y), epochs=6, seed=3, valid_data=0.25, verbose=False,
+                                               callbacks=[AutoResume(folder)]), "lr changed from 0.01 to 0.001"),
+        (lambda folder: fit([AutoResume(folder)], batch_size=16), "batch_size changed from 32 to 16"),
+        (lambda folder: fit([AutoResume(folder)], valid_data=0.5), "valid_data changed from 0.25 to 0.5"),
+        (lambda folder: fit([AutoResume(folder)], epochs=(3, 6)), "min_epochs changed from 1 to 3"),
+        (lambda folder: learner().fit((X, edited(Y, 17, 0.5)), epochs=6, seed=3, valid_data=0.25, verbose=False,
+                                      callbacks=[AutoResume(folder)]),
+         "data hash changed from {old} to {new}"),
+        (lambda folder: learner().fit((X[:150], Y[:150]), epochs=6, seed=3, valid_data=0.25, verbose=False,
+                                      callbacks=[AutoResume(folder)]),
+         "data shape changed from X float32 (200, 5), y float32 (200, 1) to X float32 (150, 5), y float32 (150, 1), "
+         "data hash from {old} to {new}"),
+        (lambda folder: nf.setup(Net, loss="mse", optimizer="rmsprop").set_opt_hparams(lr=0.01).fit(
+            (X, Y), epochs=6, seed=3, valid_data=0.25, verbose=False, callbacks=[AutoResume(folder)]),
+         "optimizer changed from Adam to RMSprop"),
+    ],
+    ids=["seed", "lr", "batch_size", "valid_data", "min_epochs", "one_value_of_y", "rows", "optimizer"],
+)
+def test_auto_resume_refuses_another_runs_checkpoint_naming_what_changed(tmp_path, rerun, changes):
+    before = crashed_run(tmp_path)
+    with pytest.raises(ModelFileError) as error:
+        rerun(tmp_path)
+    if "{old}" in changes:
+        old = checkpoints.read_checkpoint(tmp_path / "checkpoint.nnfit")["run"]["data hash"]
+        new = str(error.value).split(f"from {old} to ")[1][:16]
+        changes = changes.format(old=old, new=new)
+    assert str(error.value) == refusal(tmp_path, changes)
+    assert (tmp_path / "checkpoint.nnfit").read_bytes() == before  # the other run's checkpoint is untouched
+    assert os.listdir(tmp_path) == ["checkpoint.nnfit"]
+
+
+def test_auto_resume_of_the_same_run_with_a_new_data_object_resumes(tmp_path):
+    reference = fit(epochs=6)
+    crashed_run(tmp_path)
+    resume = AutoResume(tmp_path)
+    resumed = learner().fit((X.clone(), Y.clone()), epochs=6, seed=3, valid_data=0.25, verbose=False, callbacks=[resume])
+    assert resume.resumed_from == 2
+    assert same(weights(resumed.model), weights(reference.model))
+
+
+def test_auto_resume_restart_sets_another_runs_checkpoint_aside_and_starts_afresh(tmp_path):
+    before = crashed_run(tmp_path)
+    fresh = fit(seed=4)
+    resume = AutoResume(tmp_path, on_mismatch="restart")
+    with pytest.warns(UserWarning) as caught:
+        restarted = fit([resume], seed=4)
+    aside = tmp_path / "checkpoint-other-run-1.nnfit"
+    assert [str(w.message) for w in caught] == [
+        f"The checkpoint {str(tmp_path / 'checkpoint.nnfit')!r} belongs to another run (seed changed from 3 to 4); "
+        f"it was set aside as {str(aside)!r} and this fit starts afresh."
+    ]
+    assert resume.set_aside == aside and resume.resumed_from is None
+    assert aside.read_bytes() == before  # renamed, never deleted
+    assert os.listdir(tmp_path) == ["checkpoint-other-run-1.nnfit"]
+    assert same(weights(restarted.model), weights(fresh.model))
+
+
+def test_auto_resume_refuses_a_checkpoint_without_a_record_of_its_run(tmp_path):
+    crashed_run(tmp_path)
+    path = tmp_path / "checkpoint.nnfit"
+    tensors, metadata = files.read(path)
+    del metadata["state"]["run"]
+    files.write(path, tensors, metadata)
+    with pytest.raises(ModelFileError) as error:
+        fit([AutoResume(tmp_path)])
+    assert str(error.value) == refusal(
+        tmp_path, "it was written without a record of its run (by an older nnfit), so it cannot be told from another run's"
+    )
+
+
+def test_auto_resume_refuses_a_formula_change_in_nf_mlp(penguins, tmp_path):
+    data = penguins.dropna()
+
+    def mass(formula, callbacks):
+        return nf.mlp(formula, data=data, hidden=4, epochs=4, seed=2, verbose=False, callbacks=callbacks)
+
+    with pytest.raises(TrainingError):
+        mass("body_mass_g ~ . - year", [AutoResume(tmp_path), Crash(epoch=2)])
+    before = (tmp_path / "checkpoint.nnfit").read_bytes()
+    with pytest.raises(ModelFileError) as error:
+        mass("body_mass_g ~ . - year - sex", [AutoResume(tmp_path)])
+    old, new = (checkpoints.read_checkpoint(tmp_path / "checkpoint.nnfit")["run"]["data hash"],
+                str(error.value).split(" data hash from ")[1].split(" to ")[1][:16])
+    assert str(error.value) == refusal(
+        tmp_path,
+        "input_size changed from 8 to 7, parameter shapes from 4x8, 4, 1x4, 1 to 4x7, 4, 1x4, 1, formula from "
+        "'body_mass_g ~ . - year' to 'body_mass_g ~ . - year - sex', data shape from X float32 (333, 8), "
+        f"y float32 (333, 1) to X float32 (333, 7), y float32 (333, 1), data hash from {old} to {new}",
+    )
+    assert (tmp_path / "checkpoint.nnfit").read_bytes() == before
+
+
+def test_auto_resume_options_are_checked():
+    with pytest.raises(ArgumentError) as error:
+        AutoResume("state", on_mismatch="ignore")
+    assert str(error.value) == (
+        "on_mismatch must be 'error' (refuse another run's checkpoint) or 'restart' (set it aside and start "
+        "afresh), not 'ignore'."
+    )
+    with pytest.raises(nf.errors.ArgumentTypeError) as error:
+        AutoResume(3)
+    assert str(error.value) == "path must be a folder name such as 'mass-run', not 3."
+
+
+def test_the_default_folder_belongs_to_the_script(tmp_path, monkeypatch):
+    """Two scripts (even of one name) get two folders; the second never touches the first's checkpoint."""
+    import hashlib
+
+    monkeypatch.chdir(tmp_path)
+    main = sys.modules["__main__"]
+    first, second = tmp_path / "a" / "train.py", tmp_path / "b" / "train.py"
+    monkeypatch.setattr(main, "__file__", str(first), raising=False)
+    folder = checkpoints.default_folder()
+    assert folder == checkpoints.Path("nnfit-resume") / f"train-{hashlib.sha256(str(first).encode()).hexdigest()[:8]}"
+    with pytest.raises(TrainingError):
+        fit([AutoResume(), Crash(epoch=2)])
+    before = (folder / "checkpoint.nnfit").read_bytes()
+    monkeypatch.setattr(main, "__file__", str(second))
+    other = AutoResume()
+    assert other.path != folder and other.path.parent == folder.parent
+    fit([other])
+    assert other.resumed_from is None
+    assert (folder / "checkpoint.nnfit").read_bytes() == before
+    assert sorted(os.listdir("nnfit-resume")) == [folder.name]  # the second's own folder is gone, empty
+    monkeypatch.setattr(main, "__file__", str(first))
+    resume = AutoResume()
+    fit([resume])
+    assert resume.resumed_from == 2
+    assert not os.path.exists("nnfit-resume")  # emptied and removed at the end
+    monkeypatch.delattr(main, "__file__")
+    assert checkpoints.default_folder() == checkpoints.Path("nnfit-resume") / "interactive"
+
+
+@pytest.mark.parametrize("module", ["nnfit.checkpoints", "nnfit.learner"])
+def test_docstring_examples_run(module, tmp_path, monkeypatch):
+    import doctest
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 5

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,14 +19,17 @@ def run(*args, cwd=None):
 
 def test_datasets_command(capsys):
     assert cli.main(["datasets"]) == 0
-    assert capsys.readouterr().out.startswith("penguins     Palmer Archipelago penguins (palmerpenguins, CC0): 344 rows")
+    lines = capsys.readouterr().out.splitlines()
+    penguins = [line for line in lines if line.startswith("penguins ")]
+    assert len(penguins) == 1 and "344 rows" in penguins[0]
 
 
 def test_fit_predict_evaluate_round_trip(tmp_path, capsys):
     out = tmp_path / "mass"
     assert cli.main(["fit", "penguins", "body_mass_g ~ . - year", "--out", str(out), "--hidden", "20",
                      "--dropout", "0.1", "--epochs", "20", "--seed", "1"]) == 0
-    assert sorted(os.listdir(out)) == ["learning_curves.png", "metrics.csv", "model.nnfit", "truth_vs_predicted.png"]
+    assert sorted(os.listdir(out)) == [".nnfit-manifest.json", "learning_curves.png", "metrics.csv", "model.nnfit",
+                                       "truth_vs_predicted.png"]
     assert capsys.readouterr().out.splitlines()[0] == "nnfit MLP (regression): body_mass_g ~ . - year"
     history = pd.read_csv(out / "metrics.csv")
     assert list(history.columns) == ["set", "metric", "epoch", "value"] and history["epoch"].max() == 20
@@ -61,7 +65,8 @@ def test_classifier_predictions_have_class_and_probabilities(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["fit", "missing.csv", "y ~ x"], "nnfit: error: No data file 'missing.csv', and no bundled data set of that name (penguins).\n"),
+        (["fit", "missing.csv", "y ~ x"], "nnfit: error: No data file 'missing.csv', and no bundled data set of that name "
+                                          f"({', '.join(nf.datasets.names())}).\n"),
         (["fit", "penguins", "mass ~ ."], "nnfit: error: The response 'mass' is not a column of the data (did you mean 'body_mass_g'?).\n"),
         (["fit", "penguins", "body_mass_g ~ .", "--dropout", "2"], "nnfit: error: dropout must lie in [0, 1), not 2.0.\n"),
         (["fit", "penguins", "body_mass_g ~ .", "--hidden", "ten"], "nnfit: error: --hidden takes comma-separated numbers, not 'ten'.\n"),
@@ -89,3 +94,148 @@ def test_predict_with_missing_model(tmp_path):
     result = run("predict", str(tmp_path / "nothing"), "penguins")
     assert result.returncode == 1
     assert result.stderr == f"nnfit: error: No model file at {str(tmp_path / 'nothing')!r}.\n"
+
+
+# ---------------------------------------------------------------------- what `nnfit fit` writes, and rewrites
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fit(out, formula="body_mass_g ~ . - year", *extra):
+    return cli.main(["fit", "penguins", formula, "--out", str(out), "--hidden", "2", "--epochs", "1", "--seed", "1",
+                     *extra])
+
+
+def test_fit_writes_a_manifest_of_its_files_with_their_hashes(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "m"
+    assert _fit(out) == 0
+    manifest = json.loads((out / ".nnfit-manifest.json").read_text())
+    assert manifest["format"] == "nnfit-manifest" and manifest["version"] == 1
+    assert manifest["files"] == {name: [_sha256(out / name)] for name in
+                                 ["learning_curves.png", "metrics.csv", "model.nnfit", "truth_vs_predicted.png"]}
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # no staging folder left beside it
+
+
+def test_overwrite_replaces_an_earlier_fit_and_removes_its_stale_plots(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "m"
+    assert _fit(out) == 0  # a regression: it has a truth-vs-predicted plot
+    first_model = (out / "model.nnfit").read_bytes()
+    assert _fit(out, "species ~ . - year") == 1
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert _fit(out, "species ~ . - year", "--overwrite") == 0
+    assert sorted(os.listdir(out)) == [".nnfit-manifest.json", "learning_curves.png", "metrics.csv", "model.nnfit"]
+    assert (out / "model.nnfit").read_bytes() != first_model
+    assert nf.load(out / "model.nnfit").task == "multiclass"
+    listed = json.loads((out / ".nnfit-manifest.json").read_text())["files"]
+    assert sorted(listed) == ["learning_curves.png", "metrics.csv", "model.nnfit"]
+
+
+def test_fit_files_get_the_users_umask_and_nested_folders_are_made(tmp_path, capsys):
+    previous = os.umask(0o022)
+    try:
+        out = tmp_path / "runs" / "2026" / "m"
+        assert _fit(out) == 0
+    finally:
+        os.umask(previous)
+    assert {name: os.stat(out / name).st_mode & 0o777 for name in os.listdir(out)} == {
+        name: 0o644 for name in [".nnfit-manifest.json", "learning_curves.png", "metrics.csv", "model.nnfit",
+                                 "truth_vs_predicted.png"]}
+    assert os.stat(out).st_mode & 0o777 == 0o755
+    assert sorted(os.listdir(tmp_path / "runs" / "2026")) == ["m"]
+
+
+def test_predict_overwrite_replaces_a_file_and_keeps_its_mode(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert _fit(out) == 0
+    predictions = tmp_path / "pred.csv"
+    predictions.write_text("old\n")
+    os.chmod(predictions, 0o640)
+    assert cli.main(["predict", str(out), "penguins", "--out", str(predictions), "--overwrite"]) == 0
+    assert pd.read_csv(predictions).columns[-1] == ".pred" and os.stat(predictions).st_mode & 0o777 == 0o640
+
+
+# ---------------------------------------------------------------------- nnfit lab
+@pytest.fixture()
+def fake_labs(monkeypatch):
+    """A stand-in for nnfit.labs, so these tests pin the command line alone: its run writes one
+    plot per lab into ``out`` and says so, as the labs do."""
+    import types
+
+    import nnfit
+
+    labs = types.ModuleType("nnfit.labs")
+    labs.LABS = {"penguins": "the R course's two penguin labs", "hitters": "ISLR Table 10.2: network vs lasso"}
+    labs.calls = []
+
+    def run(name, out, seed, epochs, stream):
+        labs.calls.append({"name": name, "seed": seed, "epochs": epochs})
+        (Path(out) / f"{name}.png").write_bytes(f"{name} {seed} {epochs}".encode())
+        print(f"Plots written to {out}/: {name}.png", file=stream)
+
+    labs.run = run
+    monkeypatch.setitem(sys.modules, "nnfit.labs", labs)
+    monkeypatch.setattr(nnfit, "labs", labs, raising=False)
+    return labs
+
+
+def test_lab_without_a_name_runs_the_penguins(fake_labs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["lab"]) == 0
+    assert fake_labs.calls == [{"name": "penguins", "seed": 1, "epochs": None}]
+    assert capsys.readouterr().out == "Plots written to nnfit-lab/: penguins.png\n"
+    assert sorted(os.listdir(tmp_path / "nnfit-lab")) == [".nnfit-manifest.json", "penguins.png"]
+    assert os.listdir(tmp_path) == ["nnfit-lab"]
+
+
+def test_lab_passes_its_options_and_keeps_the_other_labs_plots(fake_labs, tmp_path, capsys):
+    out = tmp_path / "labs"
+    assert cli.main(["lab", "penguins", "--out", str(out)]) == 0
+    assert cli.main(["lab", "hitters", "--out", str(out), "--seed", "7", "--epochs", "3"]) == 0
+    assert cli.main(["lab", "hitters", "--out", str(out), "--seed", "8"]) == 0  # a rerun replaces its own plot
+    assert fake_labs.calls[1:] == [{"name": "hitters", "seed": 7, "epochs": 3}, {"name": "hitters", "seed": 8, "epochs": None}]
+    assert sorted(os.listdir(out)) == [".nnfit-manifest.json", "hitters.png", "penguins.png"]
+    assert (out / "hitters.png").read_bytes() == b"hitters 8 None"
+
+
+def test_lab_refuses_a_folder_with_a_users_file(fake_labs, tmp_path, capsys):
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "labs" / "penguins.png").write_bytes(b"my own drawing")
+    assert cli.main(["lab", "--out", str(tmp_path / "labs")]) == 1
+    assert capsys.readouterr().err == (f"nnfit: error: --out {str(tmp_path / 'labs')!r} holds files nnfit did not write "
+                                       "(penguins.png); nnfit never replaces them: choose another folder, or move them away.\n")
+    assert fake_labs.calls == [] and (tmp_path / "labs" / "penguins.png").read_bytes() == b"my own drawing"
+
+
+def test_lab_list_prints_names_and_descriptions_in_order(fake_labs, capsys):
+    assert cli.main(["lab", "--list"]) == 0
+    assert capsys.readouterr().out == ("penguins     the R course's two penguin labs\n"
+                                       "hitters      ISLR Table 10.2: network vs lasso\n")
+    assert fake_labs.calls == []
+
+
+def test_a_fit_killed_with_sigkill_leaves_a_staging_folder_the_next_fit_removes(tmp_path, capsys):
+    import signal
+    import time
+
+    child = subprocess.Popen([sys.executable, "-m", "nnfit.cli", "fit", "penguins", "body_mass_g ~ . - year", "--out", "m",
+                              "--hidden", "2", "--epochs", "100000"], cwd=tmp_path, env=dict(os.environ, MPLBACKEND="Agg"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(name.startswith(".nnfit-") for name in os.listdir(tmp_path)):
+            assert child.poll() is None and time.monotonic() < deadline, "the fit never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # training
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    leftovers = os.listdir(tmp_path)
+    assert len(leftovers) == 1 and leftovers[0] == f".nnfit-{child.pid}-{leftovers[0].rsplit('-', 1)[1]}"
+    assert _fit(tmp_path / "m") == 0
+    assert sorted(os.listdir(tmp_path)) == ["m"]

@@ -275,3 +275,10 @@ def test_fit_transform_equals_fit_then_transform(penguins, formula):
     np.testing.assert_array_equal(both.y, separate.y)
     np.testing.assert_array_equal(both.rows, separate.rows)
     assert (both.n_left_out, both.missing_by_column) == (separate.n_left_out, separate.missing_by_column)
+
+
+def test_new_data_without_a_complete_row_gives_empty_matrices(lab_split):
+    training, testing = lab_split
+    design = nf.Design("body_mass_g ~ . - 1").fit(training)
+    m = design.transform(testing.assign(bill_length_mm=np.nan))
+    assert m.X.shape == (0, 9) and m.n_left_out == len(testing) and not m.rows.any()

@@ -173,3 +173,47 @@ def test_activation_without_closed_form_falls_back_to_autograd(lab_split):
     together = nf.mlp("body_mass_g ~ .", training, seed=2, n_models=2, **common)
     alone = nf.mlp("body_mass_g ~ .", training, seed=3, **common)
     assert _max_difference(together.models()[1], alone.model) < 1e-5
+
+
+def test_train_drops_only_the_models_that_diverge_and_they_never_touch_the_others(lab_split):
+    from nnfit import ensemble
+    from nnfit.mlpfit import prepare
+
+    prepared = prepare("body_mass_g ~ .", lab_split[0])
+    common = dict(X=prepared.X, y=prepared.y, task="regression", n_outputs=1, hidden=[6], activation="relu",
+                  optimizer="rmsprop", epochs=3, batch_size=32, device="cpu", threads=1)
+    net, records, _, _, diverged = ensemble.fit(dropouts=[[0.0]] * 3, lr=[0.01, 1e6, 0.01], weight_decay=[0.0] * 3,
+                                                seeds=[1, 2, 3], on_divergence="drop", **common)
+    assert list(diverged) == [1]
+    assert str(diverged[1]).startswith("The training loss of model 2 of 3 grew to ")
+    assert diverged[1].epoch == 1
+    assert len({row[2] for row in records}) == 3  # the others trained on to the end
+    kept, kept_records = ensemble.keep_models(net, records, [0, 2])
+    assert kept.n_models == 2 and sorted({row[4] for row in kept_records}) == [1, 2]
+    alone, *_ = ensemble.fit(dropouts=[[0.0]] * 2, lr=[0.01, 0.01], weight_decay=[0.0] * 2, seeds=[1, 3], **common)
+    assert _max_difference(kept, alone) == 0.0  # stacked models never mix: bit for bit the same
+
+
+def test_train_raises_for_the_first_model_that_diverges_by_default(lab_split):
+    from nnfit import ensemble
+    from nnfit.errors import DivergenceError
+    from nnfit.mlpfit import prepare
+
+    prepared = prepare("body_mass_g ~ .", lab_split[0])
+    with pytest.raises(DivergenceError) as error:
+        ensemble.fit(prepared.X, prepared.y, "regression", 1, [6], "relu", [[0.0]] * 2, "rmsprop", [0.01, 1e6],
+                     [0.0] * 2, 3, 32, [1, 2], names=["the first", "the second"], device="cpu", threads=1)
+    assert str(error.value).startswith("The training loss of the second grew to ")
+    assert str(error.value).endswith(
+        "Try a lower learning rate (e.g. lr=100000 instead of 1e+06), or scale the response (standardize y, e.g. "
+        "nf.Design(..., scale_response=True)) and the predictors. To keep the other models and drop the ones that "
+        "diverge, pass on_divergence='drop'."
+    )
+
+
+def test_ensemble_predictions_are_the_same_alone_and_among_other_rows(lab_split):
+    training, testing = lab_split
+    fit = nf.mlp("species ~ .", training, hidden=5, epochs=2, seed=1, n_models=4, verbose=False)
+    full = fit._outputs(fit.design.transform(testing, response=False).inputs())
+    some = fit._outputs(fit.design.transform(testing.iloc[[3, 1]], response=False).inputs())
+    assert full.shape[0] == 4 and np.array_equal(some, full[:, [3, 1]])

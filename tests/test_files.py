@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -254,3 +255,154 @@ def test_pack_round_trips_optimizer_and_generator_states_exactly():
 def test_pack_refuses_what_only_pickle_could_store():
     with pytest.raises(TypeError, match="cannot store a value of type function"):
         files.pack({"f": lambda x: x}, {})
+
+
+# ---------------------------------------------------------------------- modes: the user's umask, kept on replace
+@pytest.fixture()
+def umask():
+    """Sets the process umask for one test (and restores it)."""
+    previous = os.umask(0o022)
+    os.umask(previous)
+    values = []
+
+    def set_umask(value):
+        values.append(os.umask(value))
+
+    yield set_umask
+    os.umask(previous)
+
+
+def _mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_get_the_users_umask(tmp_path, umask, mass, mask, expected):
+    umask(mask)
+    fit, _ = mass
+    files.atomic_write(tmp_path / "notes.txt", b"hello")
+    fit.save(tmp_path / "mass.nnfit")
+    nf.plot.save(fit.plot(), tmp_path / "curves.png")
+    assert [_mode(tmp_path / name) for name in ("notes.txt", "mass.nnfit", "curves.png")] == [expected] * 3
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o755])
+def test_replacing_a_file_keeps_its_mode(tmp_path, umask, mass, mode):
+    umask(0o077)  # would give 0600 to a new file
+    fit, _ = mass
+    path = tmp_path / "mass.nnfit"
+    fit.save(path)
+    os.chmod(path, mode)
+    fit.save(path)
+    assert _mode(path) == mode and os.listdir(tmp_path) == ["mass.nnfit"]
+
+
+# ---------------------------------------------------------------------- temporaries of killed writers
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_write_removes_temporaries_of_ended_writers_only(tmp_path):
+    dead = _dead_pid()
+    leftovers = [f".out.bin.{dead}-0123abcd.tmp", ".out.bin.x1y2.tmp"]  # a killed run's; an older nnfit's
+    kept = [f".out.bin.{os.getpid()}-89abcdef.tmp",  # a write still going in this process
+            f".other.bin.{dead}-0123abcd.tmp", "out.bin.tmp", "notes.txt"]
+    for name in leftovers + kept:
+        (tmp_path / name).write_bytes(b"half")
+    (tmp_path / f".out.bin.{dead}-fedcba98.tmp").mkdir()  # not a file: never touched
+    files.atomic_write(tmp_path / "out.bin", b"whole")
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + ["out.bin", f".out.bin.{dead}-fedcba98.tmp"])
+    assert (tmp_path / "out.bin").read_bytes() == b"whole"
+
+
+def test_a_day_old_temporary_is_a_leftover_whatever_its_process_id(tmp_path):
+    old = tmp_path / f".state.nnfit.{os.getpid()}-0123abcd.tmp"
+    old.write_bytes(b"half")
+    os.utime(old, (0, 0))
+    files.remove_temporaries(tmp_path / "state.nnfit")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_write_names_the_file(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(OSError) as error:
+        files.atomic_write(tmp_path / "out.bin", b"x")
+    assert (error.value.errno, error.value.strerror, error.value.filename) == (28, "No space left on device",
+                                                                              str(tmp_path / "out.bin"))
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------- signed files
+@pytest.mark.parametrize("key", [b"\x00\xffbinary secret", "a text secret", "ünïcode"])
+def test_a_signed_file_loads_with_its_key(mass, tmp_path, key):
+    from safetensors import safe_open
+
+    fit, testing = mass
+    fit.save(tmp_path / "signed.nnfit", key=key)
+    with safe_open(tmp_path / "signed.nnfit", "pt") as handle:
+        signature = handle.metadata()["signature"]
+    assert signature.startswith("hmac-sha256:") and len(signature) == len("hmac-sha256:") + 64
+    same = nf.load(tmp_path / "signed.nnfit", key=key)
+    assert same.predict(testing).equals(fit.predict(testing))
+
+
+def test_the_signature_is_an_hmac_of_the_checksum_under_the_key(mass, tmp_path):
+    """An independent computation with the standard library's hmac."""
+    import hashlib
+    import hmac
+
+    from safetensors import safe_open
+
+    fit, _ = mass
+    fit.save(tmp_path / "signed.nnfit", key=b"k")
+    with safe_open(tmp_path / "signed.nnfit", "pt") as handle:
+        header = handle.metadata()
+    expected = hmac.new(b"k", b"nnfit-model-signature\x00" + header["checksum"].encode(), hashlib.sha256).hexdigest()
+    assert header["signature"] == "hmac-sha256:" + expected
+
+
+def test_checkpoints_and_luz_style_files_can_be_signed(tmp_path):
+    X = torch.randn(20, 3)
+    fitted = nf.setup(nn.Linear, loss="mse").set_hparams(in_features=3, out_features=1).fit(
+        (X, X.sum(dim=1, keepdim=True)), epochs=1, seed=1, verbose=False)
+    files.save_module(tmp_path / "linear.nnfit", fitted, key="k")
+    module = nf.load(tmp_path / "linear.nnfit", module=nn.Linear, key="k")
+    assert torch.equal(module.weight, fitted.model.weight)
+    with pytest.raises(ModelFileError, match="is signed; load it with the key"):
+        nf.load(tmp_path / "linear.nnfit", module=nn.Linear)
+
+
+# ---------------------------------------------------------------------- what read accepts
+def test_a_link_to_a_model_file_loads(mass, tmp_path):
+    fit, testing = mass
+    fit.save(tmp_path / "mass.nnfit")
+    os.symlink(tmp_path / "mass.nnfit", tmp_path / "latest.nnfit")
+    assert nf.load(tmp_path / "latest.nnfit").predict(testing).equals(fit.predict(testing))
+
+
+def test_an_ensemble_and_an_embedding_pass_the_schema(penguins, tmp_path):
+    with pytest.warns(MissingValuesWarning):
+        ensemble = nf.mlp("species ~ . - year", data=penguins, hidden=[3, 2], epochs=1, seed=1, n_models=3,
+                          dropout=0.1, verbose=False)
+    ensemble.save(tmp_path / "ensemble.nnfit")
+    assert nf.load(tmp_path / "ensemble.nnfit").predict(penguins, type="prob").equals(ensemble.predict(penguins, type="prob"))
+    many = penguins.dropna().assign(label=lambda f: pd.Categorical([f"l{i % 12}" for i in range(len(f))]))
+    embedded = nf.mlp("body_mass_g ~ label + flipper_length_mm", data=many, hidden=3, epochs=1, seed=1, embed="auto",
+                      verbose=False)
+    embedded.save(tmp_path / "embedded.nnfit")
+    assert nf.load(tmp_path / "embedded.nnfit").predict(many).equals(embedded.predict(many))
+
+
+def test_the_depth_check_agrees_with_json_on_nesting(tmp_path):
+    from nnfit import schema
+
+    for depth in (1, 2, 63, 64):
+        schema.check_depth('{"a": ' * (depth - 1) + "[" + "]" + "}" * (depth - 1))
+    with pytest.raises(schema.Refusal, match="more than 64 levels deep"):
+        schema.check_depth("[[], " * 70 + "]" * 70)  # 70 levels, never more than 2 openers in a row
+    schema.check_depth('["]]]]", "[[[[", "\\"[", {"k]": "{"}]')  # brackets in strings, escaped quotes

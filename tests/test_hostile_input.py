@@ -8,10 +8,10 @@ result.
 """
 
 import errno
+import json
 import os
 import pickle
 import re
-import tempfile
 import warnings
 
 import numpy as np
@@ -411,20 +411,22 @@ def test_load_an_edited_header(env):
             "'mass.nnfit' is corrupted: its checksum does not match its contents.")
 
 
-@pytest.mark.parametrize("rhs, culprit", [
-    ("bill_length_mm + I(__import__('os').system('touch pwned'))", "'__import__'"),
-    ("bill_length_mm + I(open('pwned', 'w'))", "'open'"),
-    ('bill_length_mm + I(f"{open(chr(112), chr(119))}")', """'f"{open(chr(112), chr(119))}"'"""),
+@pytest.mark.parametrize("rhs", [
+    "bill_length_mm + I(__import__('os').system('touch pwned'))",
+    "bill_length_mm + I(open('pwned', 'w'))",
+    'bill_length_mm + I(f"{open(chr(112), chr(119))}")',
 ])
-def test_load_a_file_whose_formula_would_run_code(env, rhs, culprit):
-    """The checksum guards against accidents, not against someone who rewrites the file."""
+def test_load_a_file_whose_formula_would_run_code(env, rhs):
+    """The checksum guards against accidents, not against someone who rewrites the file.
+
+    What the design says about such a formula is the design's to word (its own tests pin
+    it); here: a ModelFileError naming the file and the saved design, and no code ran."""
     env.mass.save("mass.nnfit")
     tensors, metadata = files.read(env.tmp / "mass.nnfit")
-    metadata["design"]["rhs"] = rhs
+    metadata["design"]["formula"] = f"body_mass_g ~ {rhs}"
     files.write(env.tmp / "mass.nnfit", tensors, metadata)
     refuses(env, lambda: nf.load("mass.nnfit"), ModelFileError,
-            f"The model file's contents are inconsistent: The saved formula {rhs!r} uses {culprit}, which nnfit "
-            "does not evaluate when it loads a file (it could run code).")
+            re.compile(r"'mass\.nnfit' is not a valid nnfit model file: The saved design('s field 'parsed')? .+\."))
     assert not (env.tmp / "pwned").exists() and not (env.tmp / "p").exists()
 
 
@@ -453,10 +455,14 @@ def test_save_into_a_read_only_folder(env, monkeypatch):
     folder.chmod(0o555)
     if os.geteuid() == 0:  # root ignores permissions: make the folder refuse as it would refuse a user
 
-        def refused(*args, **kwargs):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        real_open = os.open
 
-        monkeypatch.setattr(tempfile, "mkstemp", refused)
+        def refused(path, *args, **kwargs):
+            if str(folder) in os.path.abspath(path):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(files.os, "open", refused)
     try:
         refuses(env, lambda: env.mass.save("locked/mass.nnfit"), ArgumentError,
                 "Cannot write 'locked/mass.nnfit': Permission denied.")
@@ -484,13 +490,17 @@ def cli_refuses(env, capsys, argv, message):
     before = listing(env.tmp)
     assert cli.main(argv) == 1
     captured = capsys.readouterr()
-    assert captured.err == f"nnfit: error: {message}\n"
+    if isinstance(message, re.Pattern):
+        assert captured.err.startswith("nnfit: error: ") and captured.err.endswith("\n"), captured.err
+        assert message.fullmatch(captured.err[len("nnfit: error: "):-1]), captured.err
+    else:
+        assert captured.err == f"nnfit: error: {message}\n"
     assert listing(env.tmp) == before
 
 
 def test_cli_missing_data_file(env, capsys):
     cli_refuses(env, capsys, ["fit", "nosuch.csv", "y ~ x", "--out", "m"],
-                "No data file 'nosuch.csv', and no bundled data set of that name (penguins).")
+                f"No data file 'nosuch.csv', and no bundled data set of that name ({', '.join(nf.datasets.names())}).")
 
 
 def test_cli_response_that_is_not_a_column(env, capsys):
@@ -505,7 +515,7 @@ def test_cli_hidden_that_is_not_numbers(env, capsys):
 
 def test_cli_zero_epochs(env, capsys):
     cli_refuses(env, capsys, ["fit", "penguins", "body_mass_g ~ . - year", "--out", "m", "--epochs", "0"],
-                "epochs must be a positive whole number, not 0.")
+                "--epochs must be a positive whole number, not 0.")
 
 
 def test_cli_csv_with_a_repeated_column(env, capsys):
@@ -551,6 +561,907 @@ def test_cli_evaluate_data_without_the_response(env, capsys):
     (env.tmp / "new.csv").write_text("species,island\nAdelie,Dream\n")
     cli_refuses(env, capsys, ["evaluate", "mass.nnfit", "new.csv"],
                 "evaluate needs the response: the data has no column 'body_mass_g'.")
+
+
+# ====================================================================== model files that lie
+# A lying file is refused for the price of reading its header: each case measures the peak
+# memory (Python's allocations, and the process's resident high-water mark) and the time of
+# the refusal against loading the honest file it was made from.
+MB = 2**20
+
+
+def _cost(call):
+    """(peak traced bytes, growth of the resident high-water mark in bytes, seconds) of call()."""
+    import resource
+    import time
+    import tracemalloc
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        call()
+    except ModelFileError:
+        pass
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    return peak, grown, seconds
+
+
+def refuses_cheaply(env, honest, lying, message):
+    """nf.load(lying) is refused with ``message`` (as ``refuses`` checks), for no more than ten
+    times the memory and time of loading ``honest``, plus a few MB (and a little time).
+
+    Reading a file costs memory in proportion to its size (parsing JSON does), so a lying file
+    may also use up to 64 bytes per byte it holds; what it must never get is memory in
+    proportion to the sizes it declares (1.6 GB for two layers of 20,000 units)."""
+    nf.load(honest)  # warm the imports both loads use
+    honest_peak, honest_grown, honest_seconds = _cost(lambda: nf.load(honest))
+    refuses(env, lambda: nf.load(lying), ModelFileError, message)
+    peak, grown, seconds = _cost(lambda: nf.load(lying))
+    size = os.stat(lying).st_size if os.path.isfile(lying) and not os.path.islink(lying) else 0
+    assert peak < 10 * honest_peak + 4 * MB + 64 * size, (peak, honest_peak, size)
+    assert grown < 10 * honest_grown + 64 * MB, (grown, honest_grown)
+    assert seconds < 10 * honest_seconds + 0.5, (seconds, honest_seconds)
+
+
+def _honest(env, name="mass"):
+    getattr(env, name).save(f"{name}.nnfit")
+    return files.read(f"{name}.nnfit")
+
+
+def honest_file(env, name="mass"):
+    getattr(env, name).save(f"{name}.nnfit")
+    return f"{name}.nnfit"
+
+
+def lie(env, edit, name="mass"):
+    """An honest file, its metadata changed by ``edit`` and its checksum made right again
+    (as anyone who edits a file on purpose would); returns (honest path, lying path)."""
+    tensors, metadata = _honest(env, name)
+    edit(metadata, tensors)
+    files.write("lying.nnfit", tensors, metadata)
+    return f"{name}.nnfit", "lying.nnfit"
+
+
+def lie_in_text(env, old, new, name="mass"):
+    """As ``lie``, but on the metadata's JSON text (for JSON that Python could not even dump)."""
+    from safetensors.torch import save
+
+    tensors, metadata = _honest(env, name)
+    text = json.dumps(metadata, sort_keys=True)
+    assert old in text
+    text = text.replace(old, new, 1)
+    (env.tmp / "lying.nnfit").write_bytes(save(tensors, metadata={"nnfit": text, "checksum": files._checksum(tensors, text)}))
+    return f"{name}.nnfit", "lying.nnfit"
+
+
+def raw_file(path, header, data=b"", length=None):
+    """A safetensors file written by hand: 8 bytes of header length, the header, the data."""
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    size = len(text) if length is None else length
+    path.write_bytes(size.to_bytes(8, "little") + text + data)
+
+
+def _meta(text="{}"):
+    return {"nnfit": text, "checksum": "0"}
+
+
+def _p(env, name="mass"):
+    return len(getattr(env, name).design.columns)
+
+
+def test_a_file_declaring_two_layers_of_20000_units_is_refused_without_building_them(env):
+    def edit(metadata, tensors):
+        metadata["architecture"].update(hidden=[20000, 20000], activation=["relu", "relu"], dropout=[0.0, 0.0])
+
+    honest, lying = lie(env, edit)
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: architecture needs the tensor "
+                                        "'hidden.1.weight', which the file does not hold.")
+
+
+def test_a_layer_wider_than_its_tensor_is_refused_naming_the_field(env):
+    honest, lying = lie(env, lambda m, t: m["architecture"].update(hidden=[20000]))
+    p = _p(env)
+    refuses_cheaply(env, honest, lying, f"'lying.nnfit' is not a valid nnfit model file: architecture.hidden[0] is "
+                                        f"20000, but the tensor 'hidden.0.weight' has the shape [4, {p}] (expected [20000, {p}]).")
+
+
+def test_20000_dropout_entries_are_refused_by_their_count(env):
+    honest, lying = lie(env, lambda m, t: m["architecture"].update(dropout=[0.1] * 20000))
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: architecture.dropout has 20000 "
+                                        "values, but architecture.hidden has 1 layers.")
+
+
+def test_20000_layers_are_refused_by_the_layer_cap(env):
+    def edit(metadata, tensors):
+        metadata["architecture"].update(hidden=[1] * 20000, activation=["relu"] * 20000, dropout=[0.0] * 20000)
+
+    honest, lying = lie(env, edit)
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: architecture.hidden must be a "
+                                        "list of at most 256 layer sizes, not [" + "1, " * 18 + "1,....")
+
+
+def test_20000_activations_are_refused_by_their_count(env):
+    honest, lying = lie(env, lambda m, t: m["architecture"].update(activation=["relu"] * 20000))
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: architecture.activation has "
+                                        "20000 values, but architecture.hidden has 1 layers.")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("input_size", 20000, "architecture.input_size is 20000, but the tensor 'hidden.0.weight' has the shape [4, P] "
+                          "(expected [4, 20000])"),
+    ("output_size", 20000, "architecture.output_size is 20000, but the tensor 'output.weight' has the shape [1, 4] "
+                           "(expected [20000, 4])"),
+    ("input_size", -1, "architecture.input_size is -1, not a whole number from 0 to 16777216"),
+    ("output_size", 2**40, "architecture.output_size is 1099511627776, not a whole number from 1 to 16777216"),
+    ("hidden", [True], "architecture.hidden[0] is True, not a whole number from 1 to 16777216"),
+    ("hidden", "4", "architecture.hidden must be a list of at most 256 layer sizes, not '4'"),
+    ("activation", ["evil"], "architecture.activation[0] is 'evil', not one of relu, sigmoid, tanh, identity, linear, "
+                             "elu, gelu, leaky_relu, silu, softplus"),
+    ("activation", ["x" * 10**6], "architecture.activation[0] is '" + "x" * 56 + "..., not the name of an activation"),
+    ("dropout", [1.5], "architecture.dropout[0] is 1.5, not a probability in [0, 1)"),
+    ("dropout", [float("nan")], "architecture.dropout[0] is nan, not a probability in [0, 1)"),
+    ("embeddings", [[10**7, 50]], "architecture needs the tensor 'embed.0.weight', which the file does not hold"),
+    ("n_models", 10**6, "architecture.n_models is 1000000, not a whole number from 1 to 10000"),
+    ("n_models", 2, "architecture.dropout has 1 values, but architecture.n_models is 2"),
+    ("code", "__import__('os')", "architecture has the unknown field 'code'"),
+])
+def test_each_architecture_field_is_checked_against_caps_and_tensors(env, field, value, message):
+    honest, lying = lie(env, lambda m, t: m["architecture"].__setitem__(field, value))
+    message = message.replace("[4, P]", f"[4, {_p(env)}]")
+    refuses_cheaply(env, honest, lying, f"'lying.nnfit' is not a valid nnfit model file: {message}.")
+
+
+def test_a_stacked_file_with_more_models_than_its_tensors_is_refused(env, penguins):
+    ensemble = nf.mlp("body_mass_g ~ bill_length_mm", data=penguins.dropna().head(40), hidden=3, epochs=1, seed=1,
+                      n_models=2, verbose=False)
+    ensemble.save("ensemble.nnfit")
+    tensors, metadata = files.read("ensemble.nnfit")
+    metadata["architecture"].update(n_models=3, dropout=[[0.0]] * 3)
+    files.write("lying.nnfit", tensors, metadata)
+    refuses_cheaply(env, "ensemble.nnfit", "lying.nnfit", "'lying.nnfit' is not a valid nnfit model file: "
+                    "architecture.n_models is 3, but the tensor 'weights.0' has the shape [2, 1, 3] (expected [3, 1, 3]).")
+
+
+def test_a_file_with_nan_weights_is_refused(env):
+    honest, lying = lie(env, lambda m, t: t["output.bias"].fill_(float("nan")))
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: the tensor 'output.bias' holds "
+                                        "NaN or infinite values (a fit that diverged, or a damaged file).")
+
+
+def test_a_stacked_file_whose_dropout_tensor_differs_from_its_architecture_is_refused(env, penguins):
+    ensemble = nf.mlp("body_mass_g ~ bill_length_mm", data=penguins.dropna().head(40), hidden=3, epochs=1, seed=1,
+                      n_models=2, dropout=0.2, verbose=False)
+    ensemble.save("ensemble.nnfit")
+    tensors, metadata = files.read("ensemble.nnfit")
+    tensors["dropout"] = torch.full((2, 1), 1.5)
+    files.write("lying.nnfit", tensors, metadata)
+    refuses_cheaply(env, "ensemble.nnfit", "lying.nnfit", "'lying.nnfit' is not a valid nnfit model file: the tensor "
+                    "'dropout' does not hold the rates of architecture.dropout.")
+
+
+def test_an_embedding_table_with_more_rows_than_levels_is_refused(env, penguins):
+    embedded = nf.mlp("body_mass_g ~ island + flipper_length_mm", data=penguins.dropna(), hidden=2, epochs=1, seed=1,
+                      embed=["island"], verbose=False)
+    embedded.save("embedded.nnfit")
+    tensors, metadata = files.read("embedded.nnfit")
+    size = metadata["architecture"]["embeddings"][0][1]
+    metadata["architecture"]["embeddings"] = [[10, size]]
+    tensors["embed.0.weight"] = torch.zeros(10, size)
+    files.write("lying.nnfit", tensors, metadata)
+    refuses_cheaply(env, "embedded.nnfit", "lying.nnfit", "'lying.nnfit' is not a valid nnfit model file: "
+                    "architecture.embeddings[0][0] is 10 rows, but the embedded factor 'island' has 3 levels.")
+
+
+def test_a_tensor_the_architecture_has_no_place_for_is_refused(env):
+    honest, lying = lie(env, lambda m, t: t.__setitem__("extra.weight", torch.zeros(3)))
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: the file holds the tensor "
+                                        "'extra.weight', which architecture has no place for.")
+
+
+@pytest.mark.parametrize("field", ["task", "design", "architecture", "settings", "history"])
+def test_a_missing_top_level_field_is_named(env, field):
+    honest, lying = lie(env, lambda m, t: m.pop(field))
+    refuses_cheaply(env, honest, lying, f"'lying.nnfit' is not a valid nnfit model file: the field {field!r} is missing.")
+
+
+@pytest.mark.parametrize("field", ["formula", "optimizer", "batch_size", "n_train"])
+def test_a_missing_setting_is_named(env, field):
+    honest, lying = lie(env, lambda m, t: m["settings"].pop(field))
+    refuses_cheaply(env, honest, lying,
+                    f"'lying.nnfit' is not a valid nnfit model file: the field 'settings.{field}' is missing.")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(task="regresion"), "task is 'regresion', not one of regression, binary, multiclass"),
+    (lambda m: m.update(design=["a", "list"]), "design is a list, not an object"),
+    (lambda m: m.update(settings="fast"), "settings is a text, not an object"),
+    (lambda m: m.update(history={"rows": 3}), "history is an object, not a list of rows"),
+    (lambda m: m["history"].__setitem__(0, ["train", "loss"]),
+     "history[0] is ['train', 'loss'], not a row [set, metric, epoch, value] or [set, metric, epoch, value, model]"),
+    (lambda m: m["history"].__setitem__(1, ["train", "loss", -1, 0.5]),
+     "history[1] is ['train', 'loss', -1, 0.5], not a row [set, metric, epoch, value] or [set, metric, epoch, value, model]"),
+    (lambda m: m["history"].__setitem__(0, ["train", "loss", 1, None]),
+     "history[0] is ['train', 'loss', 1, None], not a row [set, metric, epoch, value] or [set, metric, epoch, value, model]"),
+    (lambda m: m["settings"].update(batch_size=-32), "settings.batch_size is -32, not a positive whole number or null"),
+    (lambda m: m["settings"].update(n_train="all"), "settings.n_train is 'all', not a whole number of rows"),
+    (lambda m: m["settings"].update(formula=["y", "x"]), "settings.formula is ['y', 'x'], not a text"),
+    (lambda m: m["settings"].update(lr=-0.01), "settings.lr is -0.01, not a learning rate (or a list of them)"),
+])
+def test_each_setting_and_history_row_is_checked(env, edit, message):
+    honest, lying = lie(env, lambda m, t: edit(m))
+    refuses_cheaply(env, honest, lying, f"'lying.nnfit' is not a valid nnfit model file: {message}.")
+
+
+def test_a_scaling_centre_shorter_than_the_columns_is_refused(env):
+    honest, lying = lie(env, lambda m, t: m["design"].update(center=[0.0]))
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: The saved design's field "
+                                        f"'center' must hold {_p(env)} numbers, one per column.")
+
+
+def test_scale_values_longer_than_the_columns_are_refused(env):
+    honest, lying = lie(env, lambda m, t: m["design"].update(scale_values=[1.0] * 50))
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: The saved design's field "
+                                        f"'scale_values' must hold {_p(env)} numbers, one per column.")
+
+
+def test_a_response_scale_of_the_wrong_length_is_refused(env):
+    honest, lying = lie(env, lambda m, t: m["design"].update(response_scale=[1.0, 2.0]))
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: The saved design's field "
+                                        "'response_scale' must hold 1 numbers, one per column.")
+
+
+def test_a_levels_list_shorter_than_the_outputs_is_refused(env):
+    def edit(metadata, tensors):
+        metadata["design"]["levels"] = ["Adelie", "Gentoo"]
+        metadata["design"]["variables"]["species"]["levels"] = ["Adelie", "Gentoo"]
+
+    honest, lying = lie(env, edit, name="species")
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: design.levels has 2 levels, "
+                                        "but architecture.output_size is 3.")
+
+
+def test_a_classifier_file_claiming_to_be_a_regression_is_refused(env):
+    honest, lying = lie(env, lambda m, t: m.update(task="regression"), name="species")
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: task is 'regression', but the "
+                                        "design's response is a factor.")
+
+
+def test_a_regression_file_claiming_to_be_a_classifier_is_refused(env):
+    honest, lying = lie(env, lambda m, t: m.update(task="multiclass"))
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: task is 'multiclass', but the "
+                                        "design's response is numeric.")
+
+
+@pytest.mark.parametrize("dtype", ["U500000000", "<U500000000", "S1000000000", "object", "V99999999", "O", "float128"])
+def test_a_stored_array_with_a_text_or_huge_dtype_is_refused_before_numpy_sees_it(env, dtype):
+    def edit(metadata, tensors):
+        metadata["design"]["transform_state"] = {"poly(x)": {"__array__": ["a", "b"], "dtype": dtype}}
+
+    honest, lying = lie(env, edit)
+    refuses_cheaply(env, honest, lying, f"'lying.nnfit' is not a valid nnfit model file: design.transform_state.poly(x) "
+                                        f"has the array dtype {dtype!r}; stored arrays hold only numbers (bool, float16, "
+                                        "float32, float64, int16, int32, int64, int8, uint16, uint32, uint64, uint8).")
+
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("old, new", [
+    ('"history": [', '"history": [' + _DEEP + ", "),
+    ('"settings": {', '"settings": {"deep": ' + _DEEP + ", "),
+    ('"design": {', '"design": {"deep": ' + "{\"a\": " * 100_000 + "1" + "}" * 100_000 + ", "),
+])
+def test_json_nested_100000_deep_is_refused_before_it_is_parsed(env, old, new):
+    honest, lying = lie_in_text(env, old, new)
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: the metadata nests lists and "
+                                        "objects more than 64 levels deep.")
+
+
+def test_a_million_empty_lists_are_refused_before_they_are_parsed(env):
+    honest, lying = lie_in_text(env, '"settings": {', '"settings": {"rows": [' + "[], " * 1_000_000 + "[]], ")
+    refuses_cheaply(env, honest, lying, "'lying.nnfit' is not a valid nnfit model file: the metadata holds more than "
+                                        "1000000 lists and objects.")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(env):
+    honest, lying = lie(env, lambda m, t: m["settings"].update(note="[" * 1000 + "{" * 1000))
+    assert nf.load(lying).settings["note"] == "[" * 1000 + "{" * 1000
+
+
+# ---------------------------------------------------------------------- headers written by hand
+_NNFIT = {"nnfit": json.dumps({"format": "nnfit-model", "format_version": 1, "kind": "mlp"}), "checksum": "0"}
+
+
+def _tensor(dtype="F32", shape=(2,), offsets=(0, 8)):
+    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
+
+
+@pytest.mark.parametrize("header, data, message", [
+    ({"w": _tensor(dtype="U500000000")}, bytes(8),
+     "the tensor 'w' has the dtype 'U500000000'; a model file holds only numbers (F64, F32, F16, BF16, I64, I32, I16, "
+     "I8, U8, BOOL)"),
+    ({"w": _tensor(dtype="STR")}, bytes(8),
+     "the tensor 'w' has the dtype 'STR'; a model file holds only numbers (F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)"),
+    ({"w": _tensor(shape=(10**9,))}, bytes(8),
+     "the tensor 'w' declares the shape [1000000000] of F32 (4000000000 bytes) but spans 8 bytes"),
+    ({"w": _tensor(shape=(1,) * 9, offsets=(0, 4))}, bytes(4),
+     "the tensor 'w' has the shape [1, 1, 1, 1, 1, 1, 1, 1, 1]; a shape is at most 8 whole numbers"),
+    ({"w": _tensor(shape=(-2,))}, bytes(8), "the tensor 'w' has the shape [-2]; a shape is at most 8 whole numbers"),
+    ({"w": _tensor(offsets=(8, 0))}, bytes(8), "the tensor 'w' has the byte offsets [8, 0], not [start, end]"),
+    ({"w": _tensor(), "v": _tensor()}, bytes(8), "the tensors' byte offsets overlap or leave gaps"),
+    ({"w": dict(_tensor(), code="print(1)")}, bytes(8),
+     "the tensor 'w' is not described by exactly a dtype, a shape and data_offsets"),
+    ({f"t{i}": _tensor(shape=(0,), offsets=(0, 0)) for i in range(10_001)}, b"",
+     "the file declares 10001 tensors, more than the 10000 a model file may hold"),
+])
+def test_a_hand_written_header_that_lies_is_refused_before_any_tensor_is_read(env, header, data, message):
+    raw_file(env.tmp / "lying.nnfit", dict(header, __metadata__=_NNFIT), data)
+    refuses_cheaply(env, honest_file(env), "lying.nnfit",
+                    f"'lying.nnfit' is not a valid nnfit model file: {message}.")
+
+
+@pytest.mark.parametrize("data, message", [
+    (bytes(4), "its tensors declare 8 bytes of data, but the file holds 4"),
+    (bytes(108), "its tensors declare 8 bytes of data, but the file holds 108"),
+])
+def test_tensor_data_shorter_or_longer_than_declared_reads_as_corruption(env, data, message):
+    raw_file(env.tmp / "lying.nnfit", {"w": _tensor(), "__metadata__": _NNFIT}, data)
+    refuses(env, lambda: nf.load("lying.nnfit"), ModelFileError,
+            f"'lying.nnfit' is not an nnfit model file or is corrupted ({message}).")
+
+
+def test_a_header_length_of_a_terabyte_is_refused_without_reading(env):
+    raw_file(env.tmp / "lying.nnfit", {"w": _tensor(), "__metadata__": _NNFIT}, bytes(8), length=2**40)
+    size = (env.tmp / "lying.nnfit").stat().st_size
+    refuses_cheaply(env, honest_file(env), "lying.nnfit", "'lying.nnfit' is not an nnfit model file or is "
+                    f"corrupted (its header declares {2**40} bytes, but the file has {size}).")
+
+
+def test_a_header_over_the_cap_is_refused_before_it_is_read(env, monkeypatch):
+    from nnfit import schema
+
+    raw_file(env.tmp / "big.nnfit", {"w": _tensor(), "__metadata__": _NNFIT}, bytes(8))
+    declared = int.from_bytes((env.tmp / "big.nnfit").read_bytes()[:8], "little")
+    monkeypatch.setattr(schema, "MAX_HEADER_BYTES", 64)
+    refuses(env, lambda: nf.load("big.nnfit"), ModelFileError, f"'big.nnfit' is not a valid nnfit model file: its "
+            f"header declares {declared} bytes, more than the 64 nnfit reads.")
+
+
+def test_a_safetensors_header_nested_100000_deep_is_refused_before_it_is_parsed(env):
+    raw_file(env.tmp / "lying.nnfit", b'{"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    refuses_cheaply(env, honest_file(env), "lying.nnfit", "'lying.nnfit' is not a valid nnfit model "
+                    "file: the safetensors header nests lists and objects more than 64 levels deep.")
+
+
+def test_a_header_that_is_not_an_object_is_refused(env):
+    raw_file(env.tmp / "lying.nnfit", ["not", "an", "object"])
+    refuses(env, lambda: nf.load("lying.nnfit"), ModelFileError,
+            "'lying.nnfit' is not an nnfit model file or is corrupted (its header is not a JSON object).")
+
+
+def test_an_unterminated_string_of_escaped_quotes_is_refused_in_linear_time(env):
+    """A naive string pattern backtracks quadratically on '"' followed by a million '\\"'."""
+    raw_file(env.tmp / "lying.nnfit", b'{"w": "' + b'\\"' * 1_000_000)
+    refuses_cheaply(env, honest_file(env), "lying.nnfit", re.compile(
+        r"'lying\.nnfit' is not an nnfit model file or is corrupted \(Unterminated string starting at: .+\)\."))
+
+
+def test_metadata_with_an_unterminated_string_is_refused_in_linear_time(env):
+    raw_file(env.tmp / "lying.nnfit", {"__metadata__": {"nnfit": '{"format": "' + '\\"' * 1_000_000, "checksum": "0"}})
+    refuses_cheaply(env, honest_file(env), "lying.nnfit", re.compile(
+        r"'lying\.nnfit' is not an nnfit model file or is corrupted \(Unterminated string starting at: .+\)\."))
+
+
+def test_brackets_that_do_not_pair_up_are_refused(env):
+    raw_file(env.tmp / "lying.nnfit", b'{"w": [}' + b" " * 8)
+    refuses(env, lambda: nf.load("lying.nnfit"), ModelFileError,
+            "'lying.nnfit' is not an nnfit model file or is corrupted (Expecting value: line 1 column 8 (char 7)).")
+
+
+@pytest.mark.parametrize("payload, detail", [(b"", "it is 0 bytes long"), (b"\x01\x00\x00\x00\x00\x00\x00", "it is 7 bytes long")])
+def test_files_too_short_to_hold_a_header(env, payload, detail):
+    (env.tmp / "short.nnfit").write_bytes(payload)
+    refuses(env, lambda: nf.load("short.nnfit"), ModelFileError,
+            f"'short.nnfit' is not an nnfit model file or is corrupted ({detail}).")
+
+
+def test_a_format_version_of_5000_digits_is_refused(env):
+    honest, lying = lie_in_text(env, '"format_version": 1', '"format_version": ' + "9" * 5000)
+    refuses(env, lambda: nf.load(lying), ModelFileError,
+            re.compile(r"'lying\.nnfit' is not an nnfit model file or is corrupted \(Exceeds the limit \(4300 digits\) "
+                       r"for integer string conversion.*\)\."))
+
+
+# ---------------------------------------------------------------------- only regular files
+def _within(seconds, call):
+    """call() in a thread; fails if it has not returned in ``seconds`` (it would block forever)."""
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the test below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "nf.load blocked"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def test_a_named_pipe_is_refused_without_blocking(env):
+    os.mkfifo(env.tmp / "pipe.nnfit")
+    refuses(env, lambda: _within(10, lambda: nf.load("pipe.nnfit")), ModelFileError,
+            "'pipe.nnfit' is a named pipe, not a regular file; nnfit reads model files only from regular files.")
+
+
+def test_a_link_to_dev_zero_is_refused_without_reading(env):
+    os.symlink("/dev/zero", env.tmp / "zero.nnfit")
+    honest = honest_file(env)
+    refuses_cheaply(env, honest, "zero.nnfit", "'zero.nnfit' is a character device, not a regular file; nnfit reads "
+                    "model files only from regular files.")
+
+
+def test_dev_urandom_is_refused_without_reading(env):
+    refuses(env, lambda: nf.load("/dev/urandom"), ModelFileError,
+            "'/dev/urandom' is a character device, not a regular file; nnfit reads model files only from regular files.")
+
+
+def test_a_unix_socket_is_refused(env):
+    import socket
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind("model.sock")
+    try:
+        refuses(env, lambda: nf.load("model.sock"), ModelFileError,
+                "'model.sock' is a socket, not a regular file; nnfit reads model files only from regular files.")
+    finally:
+        server.close()
+
+
+def test_a_dangling_link_is_no_model_file(env):
+    os.symlink("nowhere.nnfit", env.tmp / "dangling.nnfit")
+    refuses(env, lambda: nf.load("dangling.nnfit"), ModelFileError, "No model file at 'dangling.nnfit'.")
+
+
+# ---------------------------------------------------------------------- signed files
+KEY = b"our team's secret"
+
+
+def test_a_signed_file_without_the_key_is_refused(env):
+    env.mass.save("signed.nnfit", key=KEY)
+    refuses(env, lambda: nf.load("signed.nnfit"), ModelFileError,
+            "'signed.nnfit' is signed; load it with the key it was signed with: nf.load(path, key=...).")
+
+
+def test_an_unsigned_file_with_a_key_is_refused(env):
+    env.mass.save("mass.nnfit")
+    refuses(env, lambda: nf.load("mass.nnfit", key=KEY), ModelFileError,
+            "'mass.nnfit' is not signed, so the key cannot vouch for it; load it without key= only if you trust where "
+            "it came from, or sign it: fit.save(path, key=...).")
+
+
+def test_a_signed_file_with_another_key_is_refused(env):
+    env.mass.save("signed.nnfit", key=KEY)
+    refuses(env, lambda: nf.load("signed.nnfit", key="another secret"), ModelFileError,
+            "'signed.nnfit' was not signed with this key: it was changed after it was signed, or signed with another key.")
+
+
+def test_a_signed_file_edited_with_a_recomputed_checksum_is_refused(env):
+    """The checksum catches accidents; only the signature catches an edit made on purpose."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    env.mass.save("signed.nnfit", key=KEY)
+    tensors, metadata = files.read("signed.nnfit", key=KEY)
+    with safe_open("signed.nnfit", "pt") as handle:
+        signature = handle.metadata()["signature"]
+    metadata["settings"]["formula"] = "body_mass_g ~ . + year"
+    text = json.dumps(metadata, sort_keys=True)
+    (env.tmp / "signed.nnfit").write_bytes(save(tensors, metadata={
+        "nnfit": text, "checksum": files._checksum(tensors, text), "signature": signature}))
+    refuses(env, lambda: nf.load("signed.nnfit", key=KEY), ModelFileError,
+            "'signed.nnfit' was not signed with this key: it was changed after it was signed, or signed with another key.")
+
+
+def test_a_signed_file_with_its_signature_stripped_is_refused_with_the_key(env):
+    env.mass.save("signed.nnfit", key=KEY)
+    tensors, metadata = files.read("signed.nnfit", key=KEY)
+    files.write("signed.nnfit", tensors, metadata)  # rewritten without a signature
+    refuses(env, lambda: nf.load("signed.nnfit", key=KEY), ModelFileError,
+            "'signed.nnfit' is not signed, so the key cannot vouch for it; load it without key= only if you trust where "
+            "it came from, or sign it: fit.save(path, key=...).")
+
+
+@pytest.mark.parametrize("key, error, message", [
+    (12345, ArgumentTypeError, "key must be bytes or a str (a secret your team shares), not int."),
+    ("", ArgumentError, "key must not be empty; use a secret your team shares, e.g. secrets.token_hex(32)."),
+    (b"", ArgumentError, "key must not be empty; use a secret your team shares, e.g. secrets.token_hex(32)."),
+])
+def test_a_bad_key_is_refused_before_anything_is_written(env, key, error, message):
+    refuses(env, lambda: env.mass.save("signed.nnfit", key=key), error, message)
+
+
+def test_a_bad_key_at_load_is_refused(env):
+    env.mass.save("signed.nnfit", key=KEY)
+    refuses(env, lambda: nf.load("signed.nnfit", key=3.5), ArgumentTypeError,
+            "key must be bytes or a str (a secret your team shares), not float.")
+
+
+# ---------------------------------------------------------------------- checkpoints and luz-style files
+def test_a_checkpoint_with_a_text_dtype_is_refused(env):
+    from nnfit import checkpoints
+
+    files.write("ck.nnfit", {}, {"kind": "checkpoint", "module": "Net", "state": {"rng": {"__array__": ["a"],
+                                                                                            "dtype": "U500000000"}}})
+    refuses(env, lambda: checkpoints.read_checkpoint("ck.nnfit"), ModelFileError,
+            "'ck.nnfit' is not a valid nnfit model file: state.rng has the array dtype 'U500000000'; stored arrays hold "
+            "only numbers (bool, float16, float32, float64, int16, int32, int64, int8, uint16, uint32, uint64, uint8).")
+
+
+def test_unpack_refuses_a_text_dtype_on_its_own(env):
+    with pytest.raises(ValueError) as caught:
+        files.unpack({"__array__": ["a"], "dtype": "U500000000"}, {})
+    assert str(caught.value) == "a stored array has the dtype 'U500000000', not a numeric one"
+
+
+def test_a_module_file_whose_hparams_ask_for_a_huge_network_is_refused_before_it_is_built(env):
+    env.linear.save("linear.nnfit")
+    tensors, metadata = files.read("linear.nnfit")
+    metadata["hparams"] = {"in_features": 3, "out_features": 10**5}  # 1.2 MB of weights beside 16 bytes
+    files.write("lying.nnfit", tensors, metadata)
+    refuses(env, lambda: nf.load("lying.nnfit", module=nn.Linear), ModelFileError,
+            "'lying.nnfit' is not a valid nnfit model file: its hparams {'in_features': 3, 'out_features': 100000} make "
+            "Linear with 'weight' of shape [100000, 3], but the file holds [1, 3].")
+    metadata["hparams"] = {"in_features": 10**6, "out_features": 10**6}  # 4 TB if it were built
+    files.write("lying.nnfit", tensors, metadata)
+    peak, grown, seconds = _cost(lambda: nf.load("lying.nnfit", module=nn.Linear))
+    assert peak < 4 * MB and grown < 64 * MB
+
+
+def test_a_checksum_that_is_not_ascii_reads_as_corruption(env):
+    from safetensors.torch import save
+
+    tensors, metadata = _honest(env)
+    (env.tmp / "lying.nnfit").write_bytes(save(tensors, metadata={"nnfit": json.dumps(metadata), "checksum": "ü" * 64}))
+    refuses(env, lambda: nf.load("lying.nnfit"), ModelFileError,
+            "'lying.nnfit' is corrupted: its checksum does not match its contents.")
+
+
+def test_a_checkpoint_whose_weights_name_missing_tensors_is_refused(env):
+    files.write("ck.nnfit", {}, {"kind": "checkpoint", "module": "Linear", "state": {"model": {"weight": {"__tensor__": "w"}}}})
+    refuses(env, lambda: nf.load("ck.nnfit", module=nn.Linear(3, 1)), ModelFileError,
+            "'ck.nnfit' is not a valid nnfit model file: state.model ('w').")
+
+
+def test_a_module_file_whose_hparams_are_not_an_object_is_refused(env):
+    env.linear.save("linear.nnfit")
+    tensors, metadata = files.read("linear.nnfit")
+    metadata["hparams"] = ["in_features", 10**9]
+    files.write("linear.nnfit", tensors, metadata)
+    refuses(env, lambda: nf.load("linear.nnfit", module=nn.Linear), ModelFileError,
+            "'linear.nnfit' is not a valid nnfit model file: hparams is not an object.")
+
+
+# ====================================================================== the command line never destroys work
+@pytest.fixture(scope="module")
+def fitted_folder(tmp_path_factory):
+    """What `nnfit fit` writes for a regression (copied into each test that needs an earlier fit)."""
+    folder = tmp_path_factory.mktemp("cli") / "m"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(["fit", "penguins", "body_mass_g ~ . - year", "--out", str(folder), "--hidden", "2",
+                         "--epochs", "1", "--seed", "1"]) == 0
+    return folder
+
+
+def earlier_fit(env, fitted_folder, name="m"):
+    import shutil
+
+    shutil.copytree(fitted_folder, env.tmp / name)
+    return env.tmp / name
+
+
+@pytest.fixture()
+def no_training(monkeypatch):
+    """Fails the test if training starts: every argument must be checked before."""
+    from nnfit import mlpfit
+
+    def trained(*args, **kwargs):
+        raise AssertionError("training started before the arguments were checked")
+
+    monkeypatch.setattr(mlpfit, "mlp", trained)
+
+
+def dead_pid():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+FIT = ["fit", "penguins", "body_mass_g ~ . - year", "--out", "m", "--hidden", "2", "--epochs", "1"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--lr", "-0.01"], "--lr must be a positive, finite number, not -0.01."),
+    (["--lr", "nan"], "--lr must be a positive, finite number, not nan."),
+    (["--lr", "inf"], "--lr must be a positive, finite number, not inf."),
+    (["--lr", "0"], "--lr must be a positive, finite number, not 0.0."),
+    (["--epochs", "-3"], "--epochs must be a positive whole number, not -3."),
+    (["--batch-size", "0"], "--batch-size must be a positive whole number, not 0."),
+    (["--valid", "1.5"], "--valid must lie strictly between 0 and 1, not 1.5."),
+    (["--valid", "0"], "--valid must lie strictly between 0 and 1, not 0.0."),
+    (["--dropout", "1"], "dropout must lie in [0, 1), not 1.0."),
+    (["--dropout", "0.1,0.2"], "dropout has 2 values but there are 1 hidden layers."),
+    (["--hidden", "0"], "hidden layer sizes must be positive whole numbers, not 0."),
+    (["--activation", "nope"], "Unknown activation 'nope'; choose one of: elu, gelu, identity, leaky_relu, linear, relu, "
+                               "sigmoid, silu, softplus, tanh."),
+    (["--optimizer", "nope"], "Unknown optimizer 'nope'; choose one of: adagrad, adam, adamw, rmsprop, sgd."),
+])
+def test_cli_fit_checks_every_option_before_training(env, capsys, no_training, options, message):
+    cli_refuses(env, capsys, FIT + options, message)
+
+
+def test_cli_fit_refuses_a_folder_holding_a_users_file(env, capsys, no_training):
+    (env.tmp / "m").mkdir()
+    (env.tmp / "m" / "notes.txt").write_text("my notes")
+    for overwrite in ([], ["--overwrite"]):
+        cli_refuses(env, capsys, FIT + overwrite, "--out 'm' holds files nnfit did not write (notes.txt); nnfit never "
+                    "replaces them: choose another folder, or move them away.")
+    assert (env.tmp / "m" / "notes.txt").read_text() == "my notes"
+
+
+def test_cli_fit_refuses_a_folder_with_the_users_own_model_file(env, capsys, no_training):
+    (env.tmp / "m").mkdir()
+    (env.tmp / "m" / "model.nnfit").write_bytes(b"the user's model")
+    (env.tmp / "m" / "metrics.csv").write_text("a,b\n1,2\n")
+    cli_refuses(env, capsys, FIT + ["--overwrite"], "--out 'm' holds files nnfit did not write (metrics.csv, "
+                "model.nnfit); nnfit never replaces them: choose another folder, or move them away.")
+
+
+def test_cli_fit_refuses_a_folder_named_model_nnfit_inside_out(env, capsys, no_training):
+    (env.tmp / "m" / "model.nnfit").mkdir(parents=True)
+    cli_refuses(env, capsys, FIT, "--out 'm' holds files nnfit did not write (model.nnfit); nnfit never replaces them: "
+                "choose another folder, or move them away.")
+
+
+def test_cli_fit_refuses_an_earlier_fit_without_overwrite(env, capsys, no_training, fitted_folder):
+    earlier_fit(env, fitted_folder)
+    cli_refuses(env, capsys, FIT, "--out 'm' holds an earlier fit (learning_curves.png, metrics.csv, model.nnfit, "
+                "truth_vs_predicted.png); pass --overwrite to replace it, or choose another folder.")
+
+
+def test_cli_fit_refuses_nnfit_files_the_user_changed(env, capsys, no_training, fitted_folder):
+    folder = earlier_fit(env, fitted_folder)
+    (folder / "metrics.csv").write_text("my edited metrics\n")
+    cli_refuses(env, capsys, FIT + ["--overwrite"], "--out 'm' holds files changed since nnfit wrote them "
+                "(metrics.csv); nnfit never replaces them: choose another folder, or move them away.")
+    assert (folder / "metrics.csv").read_text() == "my edited metrics\n"
+
+
+def test_cli_fit_refuses_a_listed_file_replaced_by_a_folder(env, capsys, no_training, fitted_folder):
+    folder = earlier_fit(env, fitted_folder)
+    (folder / "learning_curves.png").unlink()
+    (folder / "learning_curves.png").mkdir()
+    cli_refuses(env, capsys, FIT + ["--overwrite"], "--out 'm' holds files changed since nnfit wrote them "
+                "(learning_curves.png); nnfit never replaces them: choose another folder, or move them away.")
+
+
+def test_cli_fit_treats_a_broken_manifest_as_the_users_file(env, capsys, no_training, fitted_folder):
+    folder = earlier_fit(env, fitted_folder)
+    (folder / ".nnfit-manifest.json").write_text("{")
+    cli_refuses(env, capsys, FIT + ["--overwrite"], "--out 'm' holds files nnfit did not write (.nnfit-manifest.json, "
+                "learning_curves.png, metrics.csv, model.nnfit, truth_vs_predicted.png); nnfit never replaces them: "
+                "choose another folder, or move them away.")
+
+
+def test_cli_fit_does_not_take_a_users_file_named_like_a_temporary_for_its_own(env, capsys, no_training):
+    (env.tmp / "m").mkdir()
+    (env.tmp / "m" / f".notes.txt.{dead_pid()}-0123abcd.tmp").write_text("mine")
+    cli_refuses(env, capsys, FIT, re.compile(r"--out 'm' holds files nnfit did not write \(\.notes\.txt\.\d+-0123abcd"
+                                             r"\.tmp\); nnfit never replaces them: choose another folder, or move them away\."))
+
+
+def test_cli_fit_keeps_a_dead_staging_folder_that_holds_a_users_folder(env, capsys, no_training):
+    staging = env.tmp / "m" / f".nnfit-{dead_pid()}-0123abcd"
+    (staging / "photos").mkdir(parents=True)
+    cli_refuses(env, capsys, FIT, re.compile(r"--out 'm' holds files nnfit did not write \(\.nnfit-\d+-0123abcd\); "
+                                             r"nnfit never replaces them: choose another folder, or move them away\."))
+
+
+def test_cli_fit_out_that_is_the_data_file(env, capsys, no_training):
+    env.penguins.to_csv(env.tmp / "data.csv", index=False)
+    cli_refuses(env, capsys, ["fit", "data.csv", "body_mass_g ~ .", "--out", "data.csv"],
+                "--out 'data.csv' is the data file; choose a folder for the model and plots.")
+
+
+def test_cli_fit_out_below_a_file(env, capsys, no_training):
+    (env.tmp / "data.csv").write_text("a,b\n1,2\n")
+    cli_refuses(env, capsys, FIT[:3] + ["--out", "data.csv/m"],
+                "--out 'data.csv/m' cannot be made: 'data.csv' is a file, not a folder.")
+
+
+def test_cli_fit_into_a_read_only_folder(env, capsys, monkeypatch, no_training):
+    def refused(path, mode=0o777):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    monkeypatch.setattr(cli.os, "mkdir", refused)  # what a read-only folder does (root ignores permissions)
+    cli_refuses(env, capsys, FIT, "Cannot write to --out 'm': Permission denied.")
+
+
+def test_cli_fit_on_a_full_disk_leaves_nothing_and_keeps_the_earlier_fit(env, capsys, monkeypatch, fitted_folder):
+    folder = earlier_fit(env, fitted_folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    cli_refuses(env, capsys, FIT + ["--overwrite"], "Cannot write 'm/model.nnfit': No space left on device.")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_cli_predict_refuses_to_write_over_its_data(env, capsys):
+    env.mass.save("mass.nnfit")
+    env.penguins.head(5).to_csv(env.tmp / "data.csv", index=False)
+    before = (env.tmp / "data.csv").read_bytes()
+    for out in ("data.csv", "./data.csv", str(env.tmp / "data.csv")):
+        cli_refuses(env, capsys, ["predict", "mass.nnfit", "data.csv", "--out", out, "--overwrite"],
+                    f"--out {out!r} is the data file; nnfit never writes over its input: choose another file.")
+    os.link(env.tmp / "data.csv", env.tmp / "same.csv")
+    cli_refuses(env, capsys, ["predict", "mass.nnfit", "data.csv", "--out", "same.csv", "--overwrite"],
+                "--out 'same.csv' is the data file; nnfit never writes over its input: choose another file.")
+    assert (env.tmp / "data.csv").read_bytes() == before
+
+
+def test_cli_predict_refuses_to_write_over_the_model(env, capsys):
+    env.mass.save("mass.nnfit")
+    cli_refuses(env, capsys, ["predict", "mass.nnfit", "penguins", "--out", "mass.nnfit", "--overwrite"],
+                "--out 'mass.nnfit' is the model file; choose another file for the predictions.")
+
+
+def test_cli_predict_refuses_an_existing_file_without_overwrite(env, capsys):
+    env.mass.save("mass.nnfit")
+    (env.tmp / "old.csv").write_text("keep me\n")
+    cli_refuses(env, capsys, ["predict", "mass.nnfit", "penguins", "--out", "old.csv"],
+                "--out 'old.csv' exists; pass --overwrite to replace it, or choose another file.")
+    assert (env.tmp / "old.csv").read_text() == "keep me\n"
+
+
+def test_cli_predict_into_a_missing_folder(env, capsys):
+    env.mass.save("mass.nnfit")
+    cli_refuses(env, capsys, ["predict", "mass.nnfit", "penguins", "--out", "no/p.csv"],
+                "Cannot write 'no/p.csv': the folder 'no' does not exist.")
+
+
+def test_cli_predict_on_data_that_has_a_pred_column(env, capsys):
+    """A second `nnfit predict` on the first one's output: refused, naming the column."""
+    env.mass.save("mass.nnfit")
+    env.penguins.head(5).to_csv(env.tmp / "data.csv", index=False)
+    assert cli.main(["predict", "mass.nnfit", "data.csv", "--out", "pred.csv"]) == 0
+    cli_refuses(env, capsys, ["predict", "mass.nnfit", "pred.csv", "--out", "again.csv"],
+                "The data already has the column '.pred', where nnfit puts its predictions (is it the output of an "
+                "earlier 'nnfit predict'?); drop or rename that column first.")
+
+
+def test_cli_predict_a_classifier_on_data_that_has_its_columns(env, capsys):
+    env.species.save("species.nnfit")
+    env.penguins.head(5).assign(**{".pred_Gentoo": 1.0}).to_csv(env.tmp / "data.csv", index=False)
+    cli_refuses(env, capsys, ["predict", "species.nnfit", "data.csv"],
+                "The data already has the column '.pred_Gentoo', where nnfit puts its predictions (is it the output of "
+                "an earlier 'nnfit predict'?); drop or rename that column first.")
+
+
+def test_cli_predict_on_a_full_disk(env, capsys, monkeypatch):
+    env.mass.save("mass.nnfit")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    cli_refuses(env, capsys, ["predict", "mass.nnfit", "penguins", "--out", "p.csv"],
+                "Cannot write 'p.csv': No space left on device.")
+
+
+def test_cli_predict_into_a_read_only_folder(env, capsys, monkeypatch):
+    env.mass.save("mass.nnfit")
+    (env.tmp / "locked").mkdir()
+    real_open = os.open
+
+    def refused(path, *args, **kwargs):
+        if "locked" in str(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(files.os, "open", refused)
+    cli_refuses(env, capsys, ["predict", "mass.nnfit", "penguins", "--out", "locked/p.csv"],
+                "Cannot write 'locked/p.csv': Permission denied.")
+
+
+def test_cli_predict_from_a_folder_whose_model_is_a_folder(env, capsys):
+    (env.tmp / "m" / "model.nnfit").mkdir(parents=True)
+    cli_refuses(env, capsys, ["predict", "m", "penguins"], "'m/model.nnfit' is a directory, not a model file.")
+    cli_refuses(env, capsys, ["evaluate", "m", "penguins"], "'m/model.nnfit' is a directory, not a model file.")
+
+
+def test_cli_predict_with_a_lying_model_file(env, capsys):
+    honest, lying = lie(env, lambda m, t: m["architecture"].update(hidden=[20000]))
+    p = _p(env)
+    cli_refuses(env, capsys, ["predict", lying, "penguins"], f"'lying.nnfit' is not a valid nnfit model file: "
+                f"architecture.hidden[0] is 20000, but the tensor 'hidden.0.weight' has the shape [4, {p}] "
+                f"(expected [20000, {p}]).")
+
+
+# ---------------------------------------------------------------------- leftovers of killed runs
+def test_cli_fit_removes_leftovers_of_killed_runs_and_keeps_live_ones(env, capsys, fitted_folder):
+    folder = earlier_fit(env, fitted_folder)
+    dead = dead_pid()
+    stale = folder / f".nnfit-{dead}-0123abcd"
+    stale.mkdir()
+    (stale / "model.nnfit").write_bytes(b"half a model")
+    (folder / f".model.nnfit.{dead}-89abcdef.tmp").write_bytes(b"half a model")
+    (env.tmp / f".nnfit-{dead}-00000000").mkdir()  # beside --out, where a first fit stages
+    live = folder / f".metrics.csv.{os.getpid()}-0123abcd.tmp"  # a write still going (this process)
+    live.write_bytes(b"being written")
+    assert cli.main(FIT + ["--overwrite"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [".nnfit-manifest.json", "learning_curves.png", "metrics.csv", "model.nnfit", "truth_vs_predicted.png", live.name])
+    assert sorted(p.name for p in env.tmp.iterdir()) == ["m"]
+
+
+def test_cli_fit_ignores_manifest_entries_outside_its_folder(env, capsys, fitted_folder):
+    folder = earlier_fit(env, fitted_folder)
+    victim = env.tmp / "victim.txt"
+    victim.write_text("the user's file")
+    manifest = json.loads((folder / ".nnfit-manifest.json").read_text())
+    digest = __import__("hashlib").sha256(victim.read_bytes()).hexdigest()
+    manifest["files"]["../victim.txt"] = [digest]
+    manifest["files"][str(victim)] = [digest]
+    (folder / ".nnfit-manifest.json").write_text(json.dumps(manifest))
+    # The manifest's own hash is not checked (nnfit rewrites it); its outside entries are dropped.
+    assert cli.main(FIT + ["--overwrite"]) == 0
+    assert victim.read_text() == "the user's file"
+    listed = json.loads((folder / ".nnfit-manifest.json").read_text())["files"]
+    assert sorted(listed) == ["learning_curves.png", "metrics.csv", "model.nnfit", "truth_vs_predicted.png"]
+
+
+# ---------------------------------------------------------------------- nnfit lab
+@pytest.fixture()
+def fake_labs(monkeypatch):
+    import sys
+    import types
+
+    import nnfit
+
+    labs = types.ModuleType("nnfit.labs")
+    labs.LABS = {"penguins": "the R course's two penguin labs", "hitters": "ISLR Table 10.2"}
+    labs.calls = []
+    labs.run = lambda **kwargs: labs.calls.append(kwargs)
+    monkeypatch.setitem(sys.modules, "nnfit.labs", labs)
+    monkeypatch.setattr(nnfit, "labs", labs, raising=False)
+    return labs
+
+
+def test_cli_lab_with_an_unknown_name(env, capsys, fake_labs):
+    cli_refuses(env, capsys, ["lab", "mars"], "Unknown lab 'mars'; choose one of: penguins, hitters.")
+    assert fake_labs.calls == []
+
+
+def test_cli_lab_with_zero_epochs(env, capsys, fake_labs):
+    cli_refuses(env, capsys, ["lab", "hitters", "--epochs", "0"], "--epochs must be a positive whole number, not 0.")
+    assert fake_labs.calls == []
 
 
 # ====================================================================== handled, not refused

@@ -161,7 +161,7 @@ def test_documents_bag_of_words_network_and_lasso():
 
     version = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
     l1 = {"l1_ratio": 1.0} if version >= (1, 8) else {"penalty": "l1"}
-    independent = OneVsRestClassifier(LogisticRegression(C=C, solver="liblinear", **l1))
+    independent = OneVsRestClassifier(LogisticRegression(C=C, solver="liblinear", random_state=0, **l1))
     np.testing.assert_array_equal(predicted, independent.fit(X, y.numpy()).predict(Xt))
     coefficients = documents_lab._l1_logistic(C).fit(X, y.numpy()).estimators_[0].coef_
     assert 0 < np.count_nonzero(coefficients) < X.shape[1]  # the L1 penalty zeroes words

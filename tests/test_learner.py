@@ -410,3 +410,48 @@ def test_the_luz_parity_table_is_complete_and_its_tests_exist():
     assert [name for name in callbacks + metrics + checkpoint if f"nf.callbacks.{name}" not in doc
             and f"nf.metrics.{name}" not in doc and f"`{name}`" not in doc and f", `{name}`" not in doc
             and f"{name}," not in doc] == []
+
+
+def test_predict_in_blocks_gives_each_row_the_same_bits_whatever_comes_with_it():
+    from nnfit.learner import predict_in_blocks
+
+    torch.manual_seed(0)
+    net = nf.MLP(7, [50], 3).eval()
+    X = torch.randn(2500, 7)
+    with torch.no_grad():
+        full = predict_in_blocks(net, X)
+        assert full.shape == (2500, 3)
+        for rows in ([0], [1, 2, 3], list(range(10)), list(range(1023, 1030)), torch.randperm(2500).tolist()):
+            assert torch.equal(predict_in_blocks(net, X[rows]), full[rows])
+        pieces = [X[:5], X[5:1500], X[1500:1501], X[1501:]]  # a stream of batches of any sizes
+        assert torch.equal(predict_in_blocks(net, iter(pieces)), full)
+        assert predict_in_blocks(net, X[:0]).shape == (0, 3)
+
+
+def test_predict_in_blocks_reports_errors_for_the_rows_given(data):
+    X, y = data
+    fitted = linear().fit((X, y), epochs=1, verbose=False)
+    with pytest.raises(nf.errors.TrainingError) as error:
+        fitted.predict(torch.zeros(2, 5))
+    assert str(error.value) == (
+        "Linear failed while predicting: RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x5 and 3x1)"
+    )
+
+
+def test_a_rejected_optimizer_setting_is_an_argument_error(data):
+    with pytest.raises(ArgumentError) as error:
+        linear(lr=-0.5).fit(data, epochs=1, verbose=False)
+    assert str(error.value) == "The optimizer sgd cannot be built with set_opt_hparams(lr=-0.5): Invalid learning rate: -0.5."
+
+
+def test_a_luz_style_fit_saves_signed_and_loads_only_with_its_key(data, tmp_path):
+    from nnfit.errors import ModelFileError
+
+    X, y = data
+    fitted = linear().fit((X, y), epochs=2, verbose=False, seed=1)
+    fitted.save(tmp_path / "signed.nnfit", key=b"team key")
+    same = nf.load(tmp_path / "signed.nnfit", module=nn.Linear, key=b"team key")
+    with torch.no_grad():
+        assert torch.allclose(same(X), fitted.predict(X))
+    with pytest.raises(ModelFileError, match="signed"):
+        nf.load(tmp_path / "signed.nnfit", module=nn.Linear)

@@ -313,3 +313,17 @@ def test_fit_warns_once_about_left_out_rows(raw_split):
         "Left out 10 of 275 rows with a missing value (body_mass_g: 1, bill_length_mm: 1, bill_depth_mm: 1, "
         "flipper_length_mm: 1, sex: 10)."
     ]
+
+
+def test_an_offset_is_added_to_the_network_output_as_glm_adds_it(lab_split, quiet):
+    """y2 = y + 20 * flipper with offset(20 * flipper) trains exactly the network of y, and
+    its predictions are that network's plus the offset, in training and on new data."""
+    training, testing = lab_split
+    shifted_train = training.assign(shifted=training["body_mass_g"] + 20 * training["flipper_length_mm"])
+    shifted_test = testing.assign(shifted=testing["body_mass_g"] + 20 * testing["flipper_length_mm"])
+    plain = nf.mlp("body_mass_g ~ species + bill_length_mm", training, hidden=4, epochs=3, seed=1, verbose=False)
+    offset = nf.mlp("shifted ~ species + bill_length_mm + offset(20 * flipper_length_mm)", shifted_train,
+                    hidden=4, epochs=3, seed=1, verbose=False)
+    np.testing.assert_allclose(offset.predict(shifted_test), plain.predict(testing) + 20 * testing["flipper_length_mm"],
+                               rtol=1e-12)
+    assert offset.evaluate(shifted_test)["mae"] == pytest.approx(plain.evaluate(testing)["mae"], rel=1e-9)

@@ -177,3 +177,54 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
         assert torch.equal(got[name], expected[name]), name
     assert got_meta["history"] == expected_meta["history"]
     assert max(row[2] for row in got_meta["history"]) == EPOCHS
+
+
+TWO_SCRIPTS = textwrap.dedent(
+    """
+    import sys
+    import torch
+    torch.set_num_threads(1)
+    import nnfit as nf
+
+    class Crash(nf.callbacks.Callback):
+        weight = 5000  # after AutoResume has saved the epoch
+        def on_epoch_end(self, ctx):
+            if ctx.epoch + 1 == 2 and sys.argv[1] == "crash":
+                raise SystemExit(3)
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 3, generator=g)
+    y = X.sum(dim=1, keepdim=True)
+    resume = nf.callbacks.AutoResume()
+    nf.setup(torch.nn.Linear, loss="mse").set_hparams(in_features=3, out_features=1).fit(
+        (X, y), epochs=4, seed=int(sys.argv[2]), verbose=False, callbacks=[Crash(), resume])
+    print(resume.path, resume.resumed_from)
+    """
+)
+
+
+def test_two_scripts_with_the_default_folder_never_touch_each_others_checkpoint(tmp_path):
+    """Two scripts of one name, run from one folder: each has its own checkpoint folder."""
+    scripts = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        scripts.append(tmp_path / name / "train.py")
+        scripts[-1].write_text(TWO_SCRIPTS)
+
+    def run(script, *args):
+        return subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True)
+
+    crashed = run(scripts[0], "crash", "1")
+    assert crashed.returncode == 3, crashed.stderr
+    (first,) = (tmp_path / "nnfit-resume").iterdir()
+    assert first.name.startswith("train-") and len(first.name) == len("train-") + 8
+    before = (first / CHECKPOINT_FILE).read_bytes()
+    other = run(scripts[1], "finish", "2")  # another script, another seed: starts afresh, elsewhere
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.split()[1] == "None" and other.stdout.split()[0] != f"nnfit-resume/{first.name}"
+    assert (first / CHECKPOINT_FILE).read_bytes() == before
+    assert [p.name for p in (tmp_path / "nnfit-resume").iterdir()] == [first.name]
+    resumed = run(scripts[0], "finish", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.split() == [f"nnfit-resume/{first.name}", "2"]
+    assert not (tmp_path / "nnfit-resume").exists()

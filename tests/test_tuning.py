@@ -104,3 +104,35 @@ def test_empty_grid(penguins333):
     with pytest.raises(ArgumentError) as error:
         nf.grid("body_mass_g ~ .", penguins333, lr=[])
     assert str(error.value) == "The grid is empty: give at least one value for each of hidden, lr, dropout, weight_decay."
+
+
+def test_cross_validation_names_the_fold_that_diverges(penguins333):
+    from nnfit.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match=r"^The training loss of fold 1 of 2 grew to .* in epoch 1, more than "
+                                              r"10,000 times the untrained network's loss"):
+        nf.cross_validate("body_mass_g ~ .", penguins333, folds=2, lr=1e6, epochs=2, seed=1)
+
+
+def test_grid_results_leave_out_diverged_models_and_say_so(penguins333):
+    with pytest.warns(UserWarning, match=r"^1 of 2 models diverged and were left out \(grid cell hidden=\[4\], "
+                                         r"lr=1e\+06\); the results hold the others, and \.dropped says why\.$"):
+        result = nf.grid("body_mass_g ~ .", penguins333, hidden=[4], lr=[0.01, 1e6], epochs=2, seed=1, refit=False,
+                         on_divergence="drop")
+    assert list(result.dropped) == ["grid cell hidden=[4], lr=1e+06"]
+    assert result.results[["lr", "mae"]].shape == (1, 2) and result.best["lr"] == 0.01
+
+
+def test_grid_cell_names_show_lr_and_the_axes_that_vary():
+    from nnfit.tuning import _cell_name
+
+    assert _cell_name([20], "relu", (1e6, 0.0, 0.0), [], None) == "grid cell hidden=[20], lr=1e+06"
+    assert _cell_name([4, 2], "tanh", (None, 0.4, 0.01), ["activation", "dropout"], 1) == (
+        "grid cell hidden=[4, 2], activation='tanh', dropout=0.4, seed 2"
+    )
+
+
+def test_cv_result_prints_the_folds_it_left_out():
+    result = nf.tuning.CVResult(pd.DataFrame({"fold": [1], "n": [10], "mae": [2.0]}), "y ~ x", 0.1, None,
+                                dropped={"fold 2 of 2": "The training loss of fold 2 of 2 became nan in epoch 1."})
+    assert repr(result).splitlines()[-1] == "  left out, their training diverged: fold 2 of 2"

@@ -110,3 +110,24 @@ def test_luz_style_cross_validation(data):
     assert list(cv.folds.columns) == ["fold", "n", "loss", "mae"]
     assert cv.folds["n"].tolist() == [30, 30, 30, 30]
     assert cv.summary.set_index("metric").loc["mae", "mean"] < 1.0
+
+
+def test_a_member_that_diverges_is_dropped_when_asked(data):
+    from nnfit.vectorized import fit_many
+
+    X, y = data
+    y = y.clone()
+    y[0] = 999.0
+
+    def poisoned(pred, target):  # infinite for a batch holding row 0, which only model 2 trains on
+        mse = ((pred - target) ** 2).mean()
+        return torch.where((target > 900).any(), torch.full_like(mse, float("inf")), mse)
+
+    learner = nf.setup(nn.Linear, loss=poisoned, optimizer="sgd").set_hparams(in_features=X.shape[1], out_features=1)
+    rows = [torch.arange(1, 33), torch.arange(0, 32), torch.arange(2, 34)]
+    fitted = fit_many(learner, (X, y), 3, 2, 8, 1, torch.device("cpu"), 1, train_rows=rows, on_divergence="drop")
+    assert fitted.n_models == 2
+    assert list(fitted.dropped) == ["model 2 of 3"]
+    assert fitted.dropped["model 2 of 3"].startswith("The training loss of model 2 of 3 became inf in epoch 1.")
+    assert sorted(fitted.metrics["model"].unique()) == [1, 2]
+    assert torch.isfinite(fitted.predict(X)).all()

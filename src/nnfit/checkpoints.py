@@ -15,8 +15,11 @@ from the same generator states, so the result is bit for bit that of an uninterr
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import random
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,17 +29,18 @@ import torch
 
 from . import files
 from .callbacks import Callback, direction, where
-from .errors import ArgumentError, DivergenceError, InterruptedWarning, ModelFileError, TrainingError
+from .errors import ArgumentError, ArgumentTypeError, DivergenceError, InterruptedWarning, ModelFileError, TrainingError
 
 CHECKPOINT_FILE = "checkpoint.nnfit"
 KIND = "checkpoint"
 
 
 # ---------------------------------------------------------------------- saving and loading
-def save_checkpoint(path, ctx, epoch_seconds: float = 0.0) -> None:
+def save_checkpoint(path, ctx, epoch_seconds: float = 0.0, run: dict | None = None) -> None:
     """Write the state of ``ctx``'s fit at the end of its current epoch to ``path``, atomically.
 
-    ``epoch_seconds`` is how long the epoch took (the loop records it after the epoch's hooks).
+    ``epoch_seconds`` is how long the epoch took (the loop records it after the epoch's hooks);
+    ``run`` is the fit's ``run_fingerprint``, which AutoResume compares before resuming.
     Call it from a callback's ``on_epoch_end``, as ``ModelCheckpoint`` and ``AutoResume`` do:
 
     >>> import nnfit as nf
@@ -57,6 +61,8 @@ def save_checkpoint(path, ctx, epoch_seconds: float = 0.0) -> None:
         "epoch_seconds": list(ctx.epoch_seconds) + [float(epoch_seconds)],
         "callbacks": {},
     }
+    if run is not None:
+        state["run"] = dict(run)
     for key, callback in _keyed(ctx.hooks.callbacks):
         state["callbacks"][key] = callback.state_dict()
     tensors = {}
@@ -94,15 +100,17 @@ def read_checkpoint(path) -> dict:
         raise ModelFileError(f"The checkpoint {str(path)!r} is inconsistent ({error}).") from None
 
 
-def load_checkpoint(path, ctx) -> None:
+def load_checkpoint(path, ctx, state: dict | None = None) -> None:
     """Restore the fit in ``ctx`` to the state saved in ``path``; training continues after its epoch.
 
     What ``AutoResume`` does when a fit begins; a callback's ``on_fit_begin`` may do the same:
 
     >>> from nnfit.checkpoints import load_checkpoint
     >>> # load_checkpoint("run/epoch-10.nnfit", ctx); ctx.start_epoch  -> 10
+
+    ``state`` is the file's contents when they were read already (``read_checkpoint(path)``).
     """
-    state = read_checkpoint(path)
+    state = read_checkpoint(path) if state is None else state
     if state.get("batch", 0) != 0:
         raise ModelFileError(
             f"The checkpoint {str(path)!r} was taken in the middle of an epoch, which this nnfit cannot resume; "
@@ -342,7 +350,22 @@ class AutoResume(Callback):
     generators, history and callback states are restored and training goes on after that
     epoch, so with the same ``seed`` the result is bit-identical to an uninterrupted run. The
     checkpoint is deleted when the fit ends normally (kept after Ctrl-C with ``Interrupt``).
-    A larger ``epochs`` on the rerun trains on; a fit that early stopping ended stays ended.
+    A fit that early stopping ended stays ended.
+
+    A checkpoint continues only its own run. Each one records what makes the run (see
+    ``run_fingerprint``): the module and its hyperparameters, the optimizer and its options,
+    the seed, epochs, batch size, the formula when ``nf.mlp`` drives the fit, and the data's
+    shape and a hash of its contents. A checkpoint of another run is refused with a
+    ``ModelFileError`` naming what changed; with ``on_mismatch="restart"`` it is set aside
+    (renamed ``checkpoint-other-run-N.nnfit`` in the same folder, never deleted) with a
+    warning, and the fit starts afresh. ``extend=True`` lets a rerun with a larger ``epochs``
+    train on from the checkpoint.
+
+    ``path`` defaults to a folder of the running script's own, ``nnfit-resume/<script
+    name>-<8 hex digits of a hash of its absolute path>`` (relative to the working directory),
+    so two scripts never share one; in an interactive session (a notebook, ``python -c``, the
+    REPL) it is ``nnfit-resume/interactive``. The default folders are removed at the end of the
+    fit when they are empty.
 
     >>> import nnfit as nf
     >>> resume = nf.callbacks.AutoResume("mass-run")
@@ -351,12 +374,24 @@ class AutoResume(Callback):
 
     weight = 950  # restores after other callbacks began, saves after they ended the epoch
 
-    def __init__(self, path="nnfit-resume", every: int = 1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ArgumentError(f"every must be a positive whole number of epochs, not {every!r}.")
-        self.path = Path(path)
+    def __init__(self, path=None, every: int = 1, on_mismatch: str = "error", extend: bool = False):
+        from .errors import check_positive_int
+
+        every = check_positive_int("every", every, unit="epochs")
+        if on_mismatch not in ("error", "restart"):
+            raise ArgumentError(
+                f"on_mismatch must be 'error' (refuse another run's checkpoint) or 'restart' (set it aside and "
+                f"start afresh), not {on_mismatch!r}."
+            )
+        if path is not None and not isinstance(path, (str, Path)):
+            raise ArgumentTypeError(f"path must be a folder name such as 'mass-run', not {path!r}.")
+        self._own_folder = path is None
+        self.path = default_folder() if path is None else Path(path)
         self.every = every
+        self.on_mismatch = on_mismatch
+        self.extend = bool(extend)
         self.resumed_from = None
+        self.set_aside = None  # where another run's checkpoint went (on_mismatch="restart")
 
     @property
     def file(self) -> Path:
@@ -367,34 +402,283 @@ class AutoResume(Callback):
             raise ArgumentError(f"AutoResume needs a folder, but {str(self.path)!r} is a file.")
         self.path.mkdir(parents=True, exist_ok=True)
         files.remove_temporaries(self.file)  # a write that a crash cut short
-        self.resumed_from = None
-        if self.file.exists():
-            load_checkpoint(self.file, ctx)
+        self.resumed_from = self.set_aside = None
+        self._run = run_fingerprint(ctx)
+        if not self.file.exists():
+            return
+        state = read_checkpoint(self.file)
+        changes = _changes(state.get("run"), self._run, self.extend)
+        if not changes:
+            load_checkpoint(self.file, ctx, state)
             self.resumed_from = ctx.start_epoch
+            return
+        if self.on_mismatch == "error":
+            raise ModelFileError(
+                f"The checkpoint {str(self.file)!r} belongs to another run: {changes}; delete it, give AutoResume "
+                "another folder, or pass AutoResume(..., on_mismatch='restart') to set it aside and start afresh."
+            )
+        self.set_aside = _free_name(self.path, "checkpoint-other-run-{}.nnfit")
+        os.replace(self.file, self.set_aside)
+        warnings.warn(
+            f"The checkpoint {str(self.file)!r} belongs to another run ({changes}); it was set aside as "
+            f"{str(self.set_aside)!r} and this fit starts afresh.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def on_epoch_begin(self, ctx):
         self._began = time.perf_counter()
 
     def on_epoch_end(self, ctx):
         if (ctx.epoch + 1) % self.every == 0 or ctx.epoch + 1 == ctx.epochs or ctx.stop_training:
-            save_checkpoint(self.file, ctx, time.perf_counter() - self._began)
+            save_checkpoint(self.file, ctx, time.perf_counter() - self._began, run=self._run)
 
     def on_fit_end(self, ctx):
-        if not ctx.interrupted and self.file.exists():
+        if ctx.interrupted:
+            return
+        if self.file.exists():
             self.file.unlink()
+        for folder in (self.path, self.path.parent) if self._own_folder else ():
+            try:
+                folder.rmdir()  # only when empty: never anything in it
+            except OSError:
+                break
 
     def __repr__(self):
         return f"AutoResume({str(self.path)!r})"
 
 
-class DivergenceGuard(Callback):
-    """Stops a fit whose training loss becomes NaN or infinite; the model keeps finite weights.
+def default_folder() -> Path:
+    """AutoResume's folder: ``nnfit-resume/<script>-<hash of its absolute path>``, or
+    ``nnfit-resume/interactive`` in a session without a script file.
 
-    Every fit has one. It reads nothing from the device during an epoch: it keeps each batch's
-    loss on the device and checks the epoch's loss once the metrics are recorded. At the start
-    of each epoch whose weights are all finite it copies them, on the device (one copy, chosen
-    there with ``torch.where``, so that no read is needed), to go back to. The
-    ``DivergenceError`` names the epoch and batch and holds the model with those weights:
+    >>> from nnfit.checkpoints import default_folder
+    >>> default_folder().parent.name
+    'nnfit-resume'
+    """
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if not script:
+        return Path("nnfit-resume") / "interactive"
+    script = Path(script).resolve()
+    digest = hashlib.sha256(str(script).encode()).hexdigest()[:8]
+    return Path("nnfit-resume") / f"{script.stem}-{digest}"
+
+
+def run_fingerprint(ctx) -> dict:
+    """What identifies a fit, as {field: text}: AutoResume resumes only a checkpoint whose run matches.
+
+    The fields are those ``Learner.fit`` puts in ``ctx.description`` (module, each of its
+    hyperparameters, parameter shapes, optimizer, each of its options, seed, epochs,
+    batch size, validation fraction, and what ``nf.mlp`` adds: formula and scaling), then the
+    data as fit was given it (before a validation fraction is split off, so that a change of
+    seed is not also reported as a change of data) and separate validation data: each
+    tensor's dtype and shape, and a BLAKE2b hash of all their bytes.
+    All the bytes, not a sample of rows: an edit to any row (a corrected outlier) makes another
+    run, and hashing reads the data once, less than the one pass every epoch makes anyway
+    (about 1 s per GB, once per fit and only with AutoResume). A Dataset or DataLoader is
+    known by its class and length only.
+    """
+    from .data import InMemory
+
+    run = dict(getattr(ctx, "description", None) or {})
+    given = getattr(ctx, "data_given", None) or {"data": ctx.train_data, "validation data": ctx.valid_data}
+    for label, data in given.items():
+        if data is None:
+            continue
+        if isinstance(data, InMemory):
+            tensors = [(name, t) for name, t in (("X", data.X), ("y", data.y), ("weights", data.weight)) if t is not None]
+            run[f"{label} shape"] = ", ".join(f"{name} {str(t.dtype).replace('torch.', '')} {tuple(t.shape)}" for name, t in tensors)
+            run[f"{label} hash"] = _hash_tensors([t for _, t in tensors])
+        else:
+            inner = getattr(data, "loader", data)
+            source = getattr(inner, "dataset", inner)
+            try:
+                size = len(source)
+            except TypeError:
+                size = "unknown"
+            run[f"{label} shape"] = f"{type(source).__name__} of {size} rows"
+    return run
+
+
+def _hash_tensors(tensors, chunk: int = 1 << 24) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for tensor in tensors:
+        flat = tensor.detach().reshape(-1)
+        for start in range(0, flat.numel(), chunk):  # in pieces: a device tensor is copied 16M values at a time
+            piece = flat[start : start + chunk].contiguous().cpu()
+            digest.update(piece.view(torch.uint8).numpy().tobytes() if piece.dtype != torch.uint8 else piece.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _changes(saved, current: dict, extend: bool) -> str:
+    """'lr changed from 0.01 to 0.001, seed from 1 to 2', or '' when the runs match."""
+    if saved is None:
+        return "it was written without a record of its run (by an older nnfit), so it cannot be told from another run's"
+    parts = []
+    for name in list(current) + [name for name in saved if name not in current]:
+        old, new = saved.get(name, "(none)"), current.get(name, "(none)")
+        if old == new:
+            continue
+        if extend and name == "epochs" and old.isdigit() and new.isdigit() and int(new) >= int(old):
+            continue
+        parts.append(f"{name} {'changed ' if not parts else ''}from {old} to {new}")
+    return ", ".join(parts)
+
+
+def _free_name(folder: Path, template: str) -> Path:
+    n = 1
+    while (folder / template.format(n)).exists():
+        n += 1
+    return folder / template.format(n)
+
+
+def describe_value(value) -> str:
+    """A value as a fingerprint shows it: repr for plain data, a qualified name for classes and
+    functions, class and shape for tensors, never a memory address (that differs every run)."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor {str(value.dtype).replace('torch.', '')} {tuple(value.shape)} {_hash_tensors([value])}"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(describe_value(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {describe_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    text = repr(value)
+    return type(value).__name__ if " at 0x" in text else text
+
+
+GROWTH = 1e4
+"""An epoch whose training loss exceeds GROWTH times the untrained network's loss has diverged."""
+
+
+class Divergence:
+    """The one rule for a training loss that diverged, applied once per epoch by every engine.
+
+    An epoch's training loss has diverged when it is NaN or infinite, or when it is more than
+    ``GROWTH`` (10,000) times the loss of the untrained network: the loss of the first batch,
+    computed before any step. The untrained loss is the reference because it is where every
+    fit starts and what every useful fit improves on: a mean-squared error, cross-entropy or
+    binary loss that training brings down never ends an epoch 10,000 times above it, while a
+    learning rate too large for the problem multiplies it by 1e10 and more within a few
+    batches (RMSprop at lr=1e6 on the penguins: 1e31 times, in the second batch). A reference taken after the
+    first epoch would miss a fit that blew up in its first epoch and stayed there; one taken
+    from the best loss so far would stop a fit that came close to zero loss and then moved a
+    little. A loss that can be negative or is zero at the start (a reference <= 0) is checked
+    only for NaN and infinity.
+
+    ``n_models`` losses are checked at once (a stack of networks); ``first(losses)`` takes the
+    first batch's loss of each (a device tensor, kept there), and ``check(values)`` the epoch's
+    losses already read to the host; it reads the first batch's losses once per fit.
+
+    >>> from nnfit.checkpoints import Divergence
+    >>> rule = Divergence(n_models=2)
+    >>> rule.reference = [1.0, 1.0]
+    >>> rule.check([0.5, 3e4])
+    [1]
+    """
+
+    def __init__(self, n_models: int = 1):
+        self.n_models = n_models
+        self.reference = None  # one float per model, once read
+        self._first = None
+
+    def first(self, losses) -> None:
+        """Offer a batch's loss (one per model); the first one offered in a fit is the reference."""
+        if self.reference is None and self._first is None:
+            self._first = losses.detach().reshape(-1)
+
+    def _read_reference(self) -> None:
+        if self.reference is None and self._first is not None:
+            self.reference = self._first.to("cpu", torch.float64).tolist()  # once per fit
+
+    def reason(self, value: float, k: int = 0):
+        """'non-finite', 'growth' or None for model k's epoch loss ``value``."""
+        if not math.isfinite(value):
+            return "non-finite"
+        self._read_reference()
+        if self.reference is not None and self.reference[k] > 0 and value > GROWTH * self.reference[k]:
+            return "growth"
+        return None
+
+    def check(self, values) -> list:
+        """The models (0-based) whose epoch losses ``values`` have diverged."""
+        return [k for k, value in enumerate(values) if self.reason(value, k) is not None]
+
+    def describe(self, value: float, at: str, k: int = 0, of: str = "") -> str:
+        """'The training loss{of} became nan in {at}', or '... grew to 3e+29 in {at}, more than ...'."""
+        if self.reason(value, k) == "growth":
+            return (
+                f"The training loss{of} grew to {value:.4g} in {at}, more than {GROWTH:,.0f} times the untrained "
+                f"network's loss ({self.reference[k]:.4g})"
+            )
+        return f"The training loss{of} became {value} in {at}"
+
+    def state_dict(self) -> dict:
+        self._read_reference()
+        return {"reference": self.reference}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reference, self._first = state.get("reference"), None
+
+
+def lower_rate(lr) -> str:
+    """' (e.g. lr=0.001 instead of 0.01)' for a learning rate, or ''."""
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0:
+        return f" (e.g. lr={lr / 10:g} instead of {lr:g})"
+    return ""
+
+
+SCALE_HINT = (
+    "or scale the response (standardize y, e.g. nf.Design(..., scale_response=True)) and the predictors."
+)
+
+
+def divergence_error(rule: Divergence, k: int, value: float, epoch: int, name: str, lr=None,
+                     can_drop: bool = True) -> DivergenceError:
+    """The DivergenceError for model k of a stack (named ``name``: 'model 3 of 5', 'fold 2', ...)."""
+    drop = " To keep the other models and drop the ones that diverge, pass on_divergence='drop'." if can_drop else ""
+    return DivergenceError(
+        f"{rule.describe(value, f'epoch {epoch}', k, of=f' of {name}')}. Training stopped. "
+        f"Try a lower learning rate{lower_rate(lr)}, {SCALE_HINT}{drop}",
+        epoch=epoch, last_finite_loss=None,
+    )
+
+
+def all_diverged_error(errors) -> DivergenceError:
+    """The error when every one of several models diverged: it quotes the first one's."""
+    errors = list(errors)
+    first = errors[0]
+    if len(errors) == 1:
+        return first
+    return DivergenceError(
+        f"Every one of the {len(errors)} models diverged, so none is left to keep; the first: {first}", epoch=first.epoch
+    )
+
+
+def check_on_divergence(value) -> str:
+    """'error' or 'drop', else an ArgumentError."""
+    if value not in ("error", "drop"):
+        raise ArgumentError(
+            f"on_divergence must be 'error' (raise DivergenceError) or 'drop' (keep the models that did not "
+            f"diverge), not {value!r}."
+        )
+    return value
+
+
+class DivergenceGuard(Callback):
+    """Stops a fit whose training loss diverges; the model keeps its last finite weights.
+
+    The rule is ``Divergence``'s, the same for every engine: an epoch's training loss that is
+    NaN or infinite, or more than ``GROWTH`` (10,000) times the untrained network's loss (the
+    first batch's, before any step) has diverged. Every fit has a guard. It reads nothing from
+    the device during an epoch: it keeps each batch's loss on the device and checks the
+    epoch's loss once the metrics are recorded (and reads the first batch's loss once, at the
+    end of the first epoch). At the start of each epoch whose weights are all finite it copies
+    them, on the device (one copy, chosen there with ``torch.where``, so that no read is
+    needed), to go back to. The ``DivergenceError`` names the epoch and batch and holds the
+    model with those weights:
 
     >>> import nnfit as nf
     >>> try:
@@ -405,9 +689,13 @@ class DivergenceGuard(Callback):
 
     weight = -900  # after MetricsRecorder has recorded the epoch's loss
 
+    def __init__(self):
+        self.rule = Divergence()
+
     def on_fit_begin(self, ctx):
         self._snapshot = self._snapshot_epoch = None  # the weights, and their epoch as a device tensor
         self._last_finite = None  # (loss, epoch, batch), 1-based; the loss a 0-d device tensor
+        self.rule = Divergence()  # AutoResume (later in on_fit_begin) may restore its reference
 
     def on_epoch_begin(self, ctx):
         state = ctx.model.state_dict()
@@ -431,27 +719,40 @@ class DivergenceGuard(Callback):
         if isinstance(loss, dict):  # a module's step() may set several: their sum is finite iff each is
             loss = sum(value.detach().reshape(()) for value in loss.values() if isinstance(value, torch.Tensor))
         if isinstance(loss, torch.Tensor):
-            self._losses.append(loss.detach().reshape(()))
+            loss = loss.detach().reshape(())
+            self._losses.append(loss)
+            self.rule.first(loss)
 
     def on_train_end(self, ctx):
         loss = _train_loss(ctx)
-        if loss is None or math.isfinite(loss):
+        if loss is None or self.rule.reason(loss) is None:
             if self._losses:  # kept on the device; read only if a later epoch diverges
                 self._last_finite = (self._losses[-1], ctx.epoch + 1, len(self._losses))
             return
         raise self._diverged(ctx, loss)
 
+    def state_dict(self):
+        return self.rule.state_dict()
+
+    def load_state_dict(self, state):
+        self.rule.load_state_dict(state)
+
     def _diverged(self, ctx, epoch_loss):
         # Only now, on the way to an error, are the batch losses read from the device.
         losses = torch.stack(self._losses).double().cpu() if self._losses else torch.zeros(0)
-        bad = (~torch.isfinite(losses)).nonzero().reshape(-1)
         epoch = ctx.epoch + 1
+        reference = (self.rule.reference or [None])[0]
+        if math.isfinite(epoch_loss):  # grew too much: the first batch past the threshold
+            bad = (losses > GROWTH * reference).nonzero().reshape(-1)
+        else:
+            bad = (~torch.isfinite(losses)).nonzero().reshape(-1)
         if len(bad):
             first = int(bad[0])
-            value, at = float(losses[first]), f"epoch {epoch}, batch {first + 1}"
+            value, at, batch = float(losses[first]), f"epoch {epoch}, batch {first + 1}", first + 1
             if first > 0:
                 self._last_finite = (losses[first - 1], epoch, first)
-            batch = first + 1
+        elif math.isfinite(epoch_loss):
+            value, at, batch = epoch_loss, f"epoch {epoch} (no single batch loss went past it)", None
         else:
             value, at, batch = epoch_loss, f"epoch {epoch} (every batch loss was finite; their sum overflowed)", None
         if _all_finite(self._snapshot):
@@ -459,17 +760,17 @@ class DivergenceGuard(Callback):
             keeps = f"the model keeps its weights from the start of epoch {int(self._snapshot_epoch)}"
         else:
             keeps = "no finite weights were left to keep"
+        grew = math.isfinite(value)
         if self._last_finite is None:
-            before = "no finite loss came before it"
+            before = "no loss came before it" if grew else "no finite loss came before it"
         else:
             last, last_epoch, last_batch = self._last_finite
-            before = f"the last finite loss was {float(last):.6g}, in epoch {last_epoch}, batch {last_batch}"
+            before = ("the loss before it was" if grew else "the last finite loss was") + (
+                f" {float(last):.6g}, in epoch {last_epoch}, batch {last_batch}")
         lr = ctx.opt.param_groups[0].get("lr") if ctx.optimizers else None
-        lower = f" (e.g. lr={lr / 10:g} instead of {lr:g})" if isinstance(lr, (int, float)) else ""
         return DivergenceError(
-            f"The training loss became {value} in {at}; {before}. Training stopped and {keeps}. "
-            f"Try a lower learning rate{lower}, or scale the response (standardize y, e.g. "
-            "nf.Design(..., scale_response=True)) and the predictors.",
+            f"{self.rule.describe(value, at)}; {before}. Training stopped and {keeps}. "
+            f"Try a lower learning rate{lower_rate(lr)}, {SCALE_HINT}",
             model=ctx.model, epoch=epoch, batch=batch,
             last_finite_loss=None if self._last_finite is None else float(self._last_finite[0]),
         )

@@ -1,28 +1,45 @@
 """The ``nnfit`` command: the labs, the bundled data sets, and fit / predict / evaluate on files.
 
 A user's mistake prints one line on stderr and exits with status 1, never a traceback.
+Nothing the command writes replaces a file it did not write: ``nnfit fit`` keeps a manifest
+(``.nnfit-manifest.json``) of the files it wrote in ``--out`` with their SHA-256, refuses a
+folder holding anything else, and with ``--overwrite`` replaces only its own files. Every
+argument and path is checked before training starts (see docs/files.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
 import os
+import re
 import shutil
+import stat
 import sys
-import tempfile
 import warnings
 
 MODEL_FILE = "model.nnfit"
+MANIFEST = ".nnfit-manifest.json"
+MANIFEST_FORMAT = "nnfit-manifest"
+# What `nnfit fit` writes into --out (the manifest lists those of one fit).
+OUTPUTS = (MODEL_FILE, "metrics.csv", "learning_curves.png", "truth_vs_predicted.png")
+_STAGING = re.compile(r"\.nnfit-(\d+-[0-9a-f]{8})")  # a folder a fit writes into before it publishes
+_TEMPORARY = re.compile(r"\.(.+)\.(\d+-[0-9a-f]{8})\.tmp")  # what files.atomic_write writes before it renames
+_MAX_MANIFEST_BYTES = 2**20
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnfit", description="Fit neural networks to data frames, R style.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    lab = commands.add_parser("lab", help="the R course's two penguin labs end to end: metrics, plots")
+    lab = commands.add_parser("lab", help="the R course's labs end to end: metrics beside the book's, plots")
+    lab.add_argument("name", nargs="?", default=None, metavar="NAME", help="which lab (default: penguins)")
+    lab.add_argument("--list", action="store_true", help="list the labs and what each does")
     lab.add_argument("--out", default="nnfit-lab", help="folder for the plots (default: nnfit-lab)")
     lab.add_argument("--seed", type=int, default=1)
-    lab.add_argument("--epochs", type=int, default=100)
+    lab.add_argument("--epochs", type=int, default=None, help="training epochs (default: the lab's own)")
 
     commands.add_parser("datasets", help="the bundled data sets")
 
@@ -30,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA", help="CSV or Parquet file, or a bundled data set's name")
     fit.add_argument("formula", metavar="FORMULA", help="an R formula, e.g. 'body_mass_g ~ . - year'")
     fit.add_argument("--out", required=True, metavar="DIR")
+    fit.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier fit in DIR (only the files nnfit wrote there)")
     fit.add_argument("--hidden", default="50", help="units per hidden layer, comma-separated (e.g. 10,5)")
     fit.add_argument("--activation", default="relu")
     fit.add_argument("--dropout", default="0", help="one value, or one per layer, comma-separated")
@@ -48,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("model", metavar="DIR", help="a folder written by 'nnfit fit' (or a model file)")
     predict.add_argument("data", metavar="DATA")
     predict.add_argument("--out", metavar="FILE", default=None, help="CSV file (default: standard output)")
+    predict.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
 
     evaluate = commands.add_parser("evaluate", help="metrics of a fitted model on data with the response")
     evaluate.add_argument("model", metavar="DIR")
@@ -56,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``nnfit`` command; returns the exit status."""
+    """Entry point of the ``nnfit`` command; returns the exit status.
+
+    >>> main(["lab", "--list"])  # doctest: +SKIP
+    penguins     ...
+    """
     from .errors import NnfitError
 
     args = _parser().parse_args(argv)
@@ -67,16 +91,58 @@ def main(argv=None) -> int:
     except NnfitError as error:
         print(f"nnfit: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a full disk, a folder made read-only while nnfit ran, ...
+        print(f"nnfit: error: {_os_error(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("nnfit: interrupted", file=sys.stderr)
         return 130
 
 
-def _lab(args) -> int:
-    from . import lab
+def _os_error(error: OSError, path=None) -> str:
+    """'Cannot write 'PATH': No space left on device.' from an OSError."""
+    path = path if path is not None else error.filename
+    reason = error.strerror or str(error)
+    return f"Cannot write {str(path)!r}: {reason}." if path is not None else f"{reason}."
 
-    lab.run(out=args.out, seed=args.seed, epochs=args.epochs)
+
+# ---------------------------------------------------------------------- lab, datasets
+def _lab(args) -> int:
+    from . import labs
+    from .errors import ArgumentError
+
+    if args.list:
+        for name, description in labs.LABS.items():
+            print(f"{name:<12} {description}")
+        return 0
+    name = "penguins" if args.name is None else args.name
+    if name not in labs.LABS:
+        raise ArgumentError(f"Unknown lab {name!r}; choose one of: {', '.join(labs.LABS)}.")
+    if args.epochs is not None:
+        _positive("--epochs", args.epochs)
+    # Labs share one folder by default: a rerun replaces a lab's own plots, and keeps the other
+    # labs' plots; a file nnfit did not write there is refused, as for `nnfit fit`.
+    folder = _Folder(args.out, overwrite=True)
+    try:
+        labs.run(name=name, out=folder.staging, seed=args.seed, epochs=args.epochs,
+                 stream=_Shown(folder.staging, args.out))
+        folder.publish(keep_previous=True)
+    finally:
+        folder.close()
     return 0
+
+
+class _Shown:
+    """Standard output, with the staging folder's path written as the --out the user gave."""
+
+    def __init__(self, staging: str, shown: str):
+        self.staging, self.shown = staging, shown.rstrip("/") or shown
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text.replace(self.staging, self.shown))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def _datasets(args) -> int:
@@ -87,6 +153,7 @@ def _datasets(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- checking arguments
 def _numbers(text: str, kind, name: str):
     from .errors import ArgumentError
 
@@ -97,59 +164,345 @@ def _numbers(text: str, kind, name: str):
     return values
 
 
+def _positive(flag: str, value) -> None:
+    from .errors import ArgumentError
+
+    if value < 1:
+        raise ArgumentError(f"{flag} must be a positive whole number, not {value}.")
+
+
+def _check_fit_arguments(args):
+    """(hidden, dropout) from the fit options, every option checked; nothing is read or trained yet."""
+    from .errors import ArgumentError
+    from .modules import check_architecture
+    from .optimizers import resolve
+
+    hidden = _numbers(args.hidden, int, "hidden")
+    dropout = _numbers(args.dropout, float, "dropout")
+    dropout = dropout[0] if len(dropout) == 1 else dropout
+    check_architecture(hidden, args.activation, dropout)
+    resolve(args.optimizer)
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ArgumentError(f"--lr must be a positive, finite number, not {args.lr}.")
+    _positive("--epochs", args.epochs)
+    _positive("--batch-size", args.batch_size)
+    if args.valid is not None and not 0 < args.valid < 1:
+        raise ArgumentError(f"--valid must lie strictly between 0 and 1, not {args.valid}.")
+    return hidden, dropout
+
+
+def _data_file(source: str):
+    """The path DATA names, or None for a bundled data set (which nnfit never writes)."""
+    from .datasets import names
+
+    return None if source in names() or not os.path.exists(source) else source
+
+
+def _same_file(a, b) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------- the --out folder of `fit`
+class _Folder:
+    """An --out folder claimed for one fit: checked, cleared of leftovers, with a staging folder."""
+
+    def __init__(self, shown: str, overwrite: bool):
+        from .errors import ArgumentError
+
+        self.shown = shown
+        self.path = os.path.abspath(shown)
+        if os.path.lexists(self.path) and not os.path.isdir(self.path):
+            raise ArgumentError(f"--out {shown!r} exists and is not a folder.")
+        self.exists = os.path.isdir(self.path)
+        self.previous = {}
+        if self.exists:
+            self.previous = self._check_contents(overwrite)
+        self.home = self.path if self.exists else _existing_ancestor(self.path, shown)
+        remove_leftovers(self.home)
+        remove_leftovers(os.path.dirname(self.path))  # where a first fit into --out staged
+        self.staging = _make_staging(self.home, shown)
+
+    def _check_contents(self, overwrite: bool) -> dict:
+        """{name: hashes} of the earlier fit here; refuses what nnfit did not write or what changed since."""
+        from .errors import ArgumentError
+
+        previous = read_manifest(self.path)
+        listed = previous or {}
+        remove_leftovers(self.path, listed)
+        foreign, changed, ours = [], [], []
+        for name in sorted(os.listdir(self.path)):
+            full = os.path.join(self.path, name)
+            if name == MANIFEST and previous is not None:
+                continue
+            if _busy(name, full, listed):
+                continue  # a write of another nnfit run that is still going
+            if name not in listed:
+                foreign.append(name)
+            elif not os.path.isfile(full) or os.path.islink(full) or _sha256(full) not in listed[name]:
+                changed.append(name)
+            else:
+                ours.append(name)
+        if foreign:
+            raise ArgumentError(f"--out {self.shown!r} holds files nnfit did not write ({_names(foreign)}); "
+                                "nnfit never replaces them: choose another folder, or move them away.")
+        if changed:
+            raise ArgumentError(f"--out {self.shown!r} holds files changed since nnfit wrote them ({_names(changed)}); "
+                                "nnfit never replaces them: choose another folder, or move them away.")
+        if ours and not overwrite:
+            raise ArgumentError(f"--out {self.shown!r} holds an earlier fit ({_names(ours)}); pass --overwrite to "
+                                "replace it, or choose another folder.")
+        return {name: listed[name] for name in ours}
+
+    def stage(self, name: str, write) -> None:
+        """Write one output into the staging folder; a failure names the file in --out."""
+        from .errors import ArgumentError
+
+        try:
+            write(os.path.join(self.staging, name))
+        except OSError as error:
+            raise ArgumentError(_os_error(error, os.path.join(self.shown, name))) from None
+        except ArgumentError as error:
+            raise ArgumentError(str(error).replace(self.staging, self.shown.rstrip("/") or self.shown)) from None
+
+    def publish(self, keep_previous: bool = False) -> None:
+        """Move the staged files into --out, then drop the earlier fit's files the new one did not
+        replace (or, with ``keep_previous``, keep them listed: the plots of other labs).
+
+        The manifest is written first with the old and the new hash of each file, so a run
+        killed half-way leaves files that the next run still recognises as nnfit's.
+        """
+        staged = {name: [_sha256(os.path.join(self.staging, name))] for name in sorted(os.listdir(self.staging))}
+        shown = self.shown
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            both = {name: sorted(set(self.previous.get(name, [])) | set(staged.get(name, [])))
+                    for name in sorted(set(self.previous) | set(staged))}
+            write_manifest(self.path, both)
+            for name in staged:
+                shown = os.path.join(self.shown, name)
+                os.replace(os.path.join(self.staging, name), os.path.join(self.path, name))
+            final = dict(staged)
+            for name, hashes in self.previous.items():
+                full = os.path.join(self.path, name)
+                if name in staged or not os.path.isfile(full) or _sha256(full) not in hashes:
+                    continue
+                if keep_previous:
+                    final[name] = hashes
+                else:
+                    shown = os.path.join(self.shown, name)
+                    os.unlink(full)  # a stale plot of the earlier fit
+            shown = os.path.join(self.shown, MANIFEST)
+            write_manifest(self.path, dict(sorted(final.items())))
+        except OSError as error:
+            from .errors import ArgumentError
+
+            raise ArgumentError(_os_error(error, shown)) from None
+
+    def close(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _existing_ancestor(path: str, shown: str) -> str:
+    """The nearest folder above ``path`` that exists (where --out will be made)."""
+    from .errors import ArgumentError
+
+    folder = os.path.dirname(os.path.normpath(shown)) or "."
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder) or "."
+    if not os.path.isdir(folder):
+        raise ArgumentError(f"--out {shown!r} cannot be made: {folder!r} is a file, not a folder.")
+    return os.path.abspath(folder)
+
+
+def _make_staging(folder: str, shown: str) -> str:
+    """A fresh `.nnfit-PID-XXXXXXXX` folder in ``folder``; it also proves that ``folder`` is writable."""
+    import secrets
+
+    from .errors import ArgumentError
+
+    for _ in range(100):
+        staging = os.path.join(folder, f".nnfit-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.mkdir(staging, 0o700)
+            return staging
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise ArgumentError(f"Cannot write to --out {shown!r}: {error.strerror}.") from None
+    raise ArgumentError(f"Cannot write to --out {shown!r}: no free name for a staging folder.")
+
+
+def remove_leftovers(folder: str, names=()) -> None:
+    """Remove what killed nnfit runs left in ``folder``: staging folders and temporaries of its own files.
+
+    Only names nnfit makes (``.nnfit-PID-XXXXXXXX`` folders holding only plain files, and
+    ``.NAME.PID-XXXXXXXX.tmp`` files for NAME the manifest, one of the outputs of a fit or one
+    of ``names``), and only when process PID has ended or the leftover is a day old.
+
+    >>> remove_leftovers("no-such-folder")
+    """
+    from .files import is_leftover
+
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    ours = set(OUTPUTS) | {MANIFEST} | set(names)
+    for name in entries:
+        full = os.path.join(folder, name)
+        staging, temporary = _STAGING.fullmatch(name), _TEMPORARY.fullmatch(name)
+        try:
+            if staging and is_leftover(full, staging.group(1)) and os.path.isdir(full) and not os.path.islink(full):
+                inside = os.listdir(full)
+                if all(stat.S_ISREG(os.lstat(os.path.join(full, n)).st_mode) for n in inside):
+                    shutil.rmtree(full)
+            elif temporary and temporary.group(1) in ours and is_leftover(full, temporary.group(2)):
+                if os.path.isfile(full) and not os.path.islink(full):
+                    os.unlink(full)
+        except OSError:
+            pass
+
+
+def _busy(name: str, full: str, names=()) -> bool:
+    """A staging folder, or a temporary of one of nnfit's files, of an nnfit run that is still going."""
+    from .files import is_leftover
+
+    match = _STAGING.fullmatch(name) or _TEMPORARY.fullmatch(name)
+    if match is None or (match.re is _TEMPORARY and match.group(1) not in set(OUTPUTS) | {MANIFEST} | set(names)):
+        return False
+    return not is_leftover(full, match.group(match.re.groups))
+
+
+def read_manifest(folder: str):
+    """{name: [sha256, ...]} from ``folder``'s manifest, or None if it has none that nnfit wrote.
+
+    >>> read_manifest("no-such-folder") is None
+    True
+    """
+    from .schema import Refusal, check_depth
+
+    path = os.path.join(folder, MANIFEST)
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_MANIFEST_BYTES:
+            return None
+        with open(path, "rb") as stream:
+            text = stream.read(_MAX_MANIFEST_BYTES)
+        check_depth(text)
+        manifest = json.loads(text)
+    except (OSError, ValueError, Refusal):
+        return None
+    listed = manifest.get("files") if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT else None
+    if not isinstance(listed, dict):
+        return None
+    clean = {}
+    for name, hashes in listed.items():
+        # Plain names only: a manifest must never point nnfit at a file outside its folder.
+        if (isinstance(name, str) and name == os.path.basename(name) and name not in ("", ".", "..", MANIFEST)
+                and "/" not in name and "\\" not in name and isinstance(hashes, list)
+                and all(isinstance(h, str) for h in hashes)):
+            clean[name] = hashes
+    return clean
+
+
+def write_manifest(folder: str, listed: dict) -> None:
+    """Write ``folder``'s manifest: the files nnfit wrote there and the SHA-256 of each."""
+    from .files import atomic_write
+
+    text = json.dumps({"format": MANIFEST_FORMAT, "version": 1, "files": listed}, indent=1, sort_keys=True)
+    atomic_write(os.path.join(folder, MANIFEST), (text + "\n").encode())
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _names(names: list) -> str:
+    shown = ", ".join(names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+# ---------------------------------------------------------------------- fit, predict, evaluate
 def _fit(args) -> int:
     from . import plot
     from .datasets import read
+    from .errors import ArgumentError
     from .files import atomic_write
     from .mlpfit import mlp
 
-    frame = read(args.data)
-    hidden = _numbers(args.hidden, int, "hidden")
-    dropout = _numbers(args.dropout, float, "dropout")
-    fitted = mlp(
-        args.formula, frame, hidden=hidden, activation=args.activation,
-        dropout=dropout[0] if len(dropout) == 1 else dropout, optimizer=args.optimizer, lr=args.lr,
-        epochs=args.epochs, batch_size=args.batch_size, valid=args.valid, seed=args.seed, verbose=False,
-        embed=args.embed, unknown=args.unknown,
-    )
-    out = os.path.abspath(args.out)
-    parent = os.path.dirname(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        from .errors import ArgumentError
-
-        raise ArgumentError(f"--out {args.out!r} exists and is not a folder.")
-    # Write into a temporary folder and move it into place, so a failure leaves nothing behind.
-    staging = tempfile.mkdtemp(prefix=".nnfit-", dir=parent if os.path.isdir(parent) else None)
+    hidden, dropout = _check_fit_arguments(args)
+    data_file = _data_file(args.data)
+    if data_file is not None and _same_file(data_file, args.out):
+        raise ArgumentError(f"--out {args.out!r} is the data file; choose a folder for the model and plots.")
+    folder = _Folder(args.out, args.overwrite)
     try:
-        fitted.save(os.path.join(staging, MODEL_FILE))
-        atomic_write(os.path.join(staging, "metrics.csv"), fitted.metrics.to_csv(index=False).encode())
-        plot.save(fitted.plot(), os.path.join(staging, "learning_curves.png"))
+        frame = read(args.data)
+        fitted = mlp(
+            args.formula, frame, hidden=hidden, activation=args.activation, dropout=dropout,
+            optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, valid=args.valid,
+            seed=args.seed, verbose=False, embed=args.embed, unknown=args.unknown,
+        )
+        folder.stage(MODEL_FILE, fitted.save)
+        folder.stage("metrics.csv", lambda path: atomic_write(path, fitted.metrics.to_csv(index=False).encode()))
+        folder.stage("learning_curves.png", lambda path: plot.save(fitted.plot(), path))
         if fitted.task == "regression" and len(fitted.design.response_columns) == 1:
-            truth = fitted.design.unscale_response(fitted.design.transform(frame).y)[:, 0]
-            predicted = fitted.predict(frame).dropna().to_numpy()
-            plot.save(plot.truth_vs_predicted(truth, predicted), os.path.join(staging, "truth_vs_predicted.png"))
-        os.makedirs(out, exist_ok=True)
-        for name in os.listdir(staging):
-            os.replace(os.path.join(staging, name), os.path.join(out, name))
+            scored = fitted.design.transform(frame, response=True)  # the rows with a response and predictors
+            truth = fitted.design.unscale_response(scored.y, scored.offset)[:, 0]
+            predicted = fitted.predict(frame).to_numpy()[scored.rows]
+            folder.stage("truth_vs_predicted.png",
+                         lambda path: plot.save(plot.truth_vs_predicted(truth, predicted), path))
+        folder.publish()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        folder.close()
     print(fitted)
     print(f"Model and plots written to {args.out}/")
     return 0
 
 
-def _load(path):
-    from .files import load
-
-    return load(os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path)
+def _model_path(path: str) -> str:
+    return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
 
 
 def _predict(args) -> int:
     from .datasets import read
-    from .files import atomic_write
+    from .errors import ArgumentError, DataError
+    from .files import atomic_write, load
 
-    model = _load(args.model)
+    model_path = _model_path(args.model)
+    if args.out is not None:
+        data_file = _data_file(args.data)
+        if data_file is not None and _same_file(data_file, args.out):
+            raise ArgumentError(f"--out {args.out!r} is the data file; nnfit never writes over its input: "
+                                "choose another file.")
+        if os.path.lexists(model_path) and _same_file(model_path, args.out):
+            raise ArgumentError(f"--out {args.out!r} is the model file; choose another file for the predictions.")
+        if os.path.isdir(args.out):
+            raise ArgumentError(f"Cannot write to {args.out!r}: it is a directory.")
+        if os.path.lexists(args.out) and not args.overwrite:
+            raise ArgumentError(f"--out {args.out!r} exists; pass --overwrite to replace it, or choose another file.")
+        parent = os.path.dirname(args.out) or "."
+        if not os.path.isdir(parent):
+            raise ArgumentError(f"Cannot write {args.out!r}: the folder {parent!r} does not exist.")
+    model = load(model_path)
     frame = read(args.data)
+    if model.task == "regression":
+        columns = model.design.response_columns
+        names = [".pred"] if len(columns) == 1 else [f".pred_{c}" for c in columns]
+    else:
+        names = [".pred_class"] + [f".pred_{level}" for level in model.design.levels]
+    taken = [name for name in names if name in frame.columns]
+    if taken:
+        raise DataError(f"The data already has the column {taken[0]!r}, where nnfit puts its predictions (is it the "
+                        "output of an earlier 'nnfit predict'?); drop or rename that column first.")
     if model.task == "regression":
         predictions = model.predict(frame)
         predictions = predictions.to_frame(".pred") if predictions.ndim == 1 else predictions.add_prefix(".pred_")
@@ -158,7 +511,10 @@ def _predict(args) -> int:
         predictions.insert(0, ".pred_class", model.predict(frame))
     text = frame.join(predictions).to_csv(index=False)
     if args.out:
-        atomic_write(args.out, text.encode())
+        try:
+            atomic_write(args.out, text.encode())
+        except OSError as error:
+            raise ArgumentError(_os_error(error, args.out)) from None
     else:
         sys.stdout.write(text)
     return 0
@@ -166,8 +522,9 @@ def _predict(args) -> int:
 
 def _evaluate(args) -> int:
     from .datasets import read
+    from .files import load
 
-    model = _load(args.model)
+    model = load(_model_path(args.model))
     scores = model.evaluate(read(args.data))
     for name, value in scores.items():
         print(f"{name:<10} {value:.6g}")

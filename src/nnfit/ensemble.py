@@ -246,8 +246,10 @@ CLOSED_FORM = {"relu", "sigmoid", "tanh", "identity", "linear"}
 
 
 def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_decay, epochs: int,
-          batch_size, train_rows=None, valid_rows=None, response_scale=None, options=None, generators=None):
-    """Train the stacked models; return history rows (set, metric, epoch, value, model).
+          batch_size, train_rows=None, valid_rows=None, response_scale=None, options=None, generators=None,
+          names=None, on_divergence: str = "error"):
+    """Train the stacked models; return history rows (set, metric, epoch, value, model) and
+    {model index: DivergenceError} for the models whose training diverged.
 
     X is (n, p), shared, or (K, n, p), one version per model (each fold scaled with its own
     training rows); y likewise. ``train_rows`` / ``valid_rows``: one index tensor per model
@@ -255,8 +257,19 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
     errors back to original units. Gradients are computed in closed form for relu, sigmoid,
     tanh and identity networks (autograd otherwise). Each epoch's loss and metric are summed
     on the device and read once.
+
+    Each model's epoch loss is checked by ``checkpoints.Divergence``, the rule of every engine
+    (NaN, infinite, or 10,000 times the untrained loss). A model that diverges raises a
+    ``DivergenceError`` naming it (``names[k]``, default 'model k of K'), or with
+    ``on_divergence="drop"`` it trains on apart (the stacked models never mix) and is reported
+    in the dict returned (training ends early when every model diverged).
     """
+    from .checkpoints import Divergence, divergence_error
+
     K = net.n_models
+    names = names or [f"model {k + 1} of {K}" for k in range(K)]
+    rates = list(lr) if isinstance(lr, (list, tuple)) else [lr] * K
+    rule, diverged = Divergence(K), {}
     n = X.shape[-2]
     device = X.device
     per_model_x, per_model_y = X.dim() == 3, y.dim() == (3 if task == "regression" else 2)
@@ -299,14 +312,24 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
                 counts = index.shape[1]
             step = _closed_form_step if closed_form else _autograd_step
             grads, losses, metric_rows = step(net, xb, yb, task, rows_in, counts, scale)
+            if epoch == 1 and start == 0:  # the untrained networks' losses, each model's reference
+                rule.first(losses.sum(dim=1) / (counts.reshape(-1) if isinstance(counts, torch.Tensor) else counts))
             opt.step(grads, active)
             loss_sum += losses.sum(dim=1)
             metric_sum += metric_rows.sum(dim=1)
         values = {("train", "loss"): loss_sum / sizes_tensor, ("train", metric_name): metric_sum / sizes_tensor}
         if valid_mask is not None:
             values.update(_valid_values(net, X, y, task, scale, valid_mask, metric_name))
-        _record(records, values, epoch)
-    return records
+        epoch_losses = _record(records, values, epoch)[("train", "loss")]
+        for k in rule.check(epoch_losses):
+            if k not in diverged:
+                diverged[k] = divergence_error(rule, k, epoch_losses[k], epoch, names[k], rates[k],
+                                               can_drop=K > 1 and on_divergence == "error")
+                if on_divergence == "error":
+                    raise diverged[k]
+        if len(diverged) == K:
+            break  # nothing left to train; the caller says so
+    return records, diverged
 
 
 def _loss_gradient(pred, target, task, rows_in, counts, response_scale):
@@ -410,13 +433,14 @@ def _valid_values(net, X, y, task, scale, mask, metric_name):
     }
 
 
-def _record(records, values: dict, epoch: int):
-    """One device-to-host transfer per epoch for every model's values."""
+def _record(records, values: dict, epoch: int) -> dict:
+    """One device-to-host transfer per epoch for every model's values; returns them, {key: [per model]}."""
     keys = list(values)
     numbers = torch.stack([values[key] for key in keys]).cpu().tolist()
     for (split, name), row in zip(keys, numbers):
         for k, value in enumerate(row):
             records.append((split, name, epoch, value if math.isfinite(value) else float("nan"), k + 1))
+    return dict(zip(keys, numbers))
 
 
 def seeds_for(seed, n_models: int) -> list:
@@ -427,18 +451,21 @@ def seeds_for(seed, n_models: int) -> list:
 
 
 def check_n_models(n_models) -> int:
-    if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
-        raise ArgumentError(f"n_models must be a positive whole number, not {n_models!r}.")
-    return n_models
+    """``n_models`` if it is a positive whole number, else an ArgumentError."""
+    from .errors import check_positive_int
+
+    return check_positive_int("n_models", n_models)
 
 
 def fit(X, y, task: str, n_outputs: int, hidden, activation, dropouts, optimizer: str, lr, weight_decay,
         epochs: int, batch_size, seeds, train_rows=None, valid_rows=None, response_scale=None,
-        device="cpu", threads=None, generators=None):
+        device="cpu", threads=None, generators=None, names=None, on_divergence: str = "error"):
     """Build one MLP per seed, stack them and train them together.
 
     ``dropouts``, ``lr`` and ``weight_decay`` hold one entry per model. Returns the trained
-    ``StackedMLP`` (on the CPU), its history rows, the seconds it took and the threads used.
+    ``StackedMLP`` (on the CPU), its history rows, the seconds it took, the threads used and
+    {model index: DivergenceError} of the models that diverged (see ``train``; with
+    ``on_divergence="drop"`` they are still in the stack, for the caller to leave out).
     """
     import time
 
@@ -455,6 +482,16 @@ def fit(X, y, task: str, n_outputs: int, hidden, activation, dropouts, optimizer
         threads = threads_module.choose(net, batch_size, len(X), device)
     with torch.random.fork_rng(devices=[]), threads_module.using(threads):
         torch.manual_seed(seeds[0])
-        records = train(net, X, y, task, seeds, optimizer, lr, weight_decay, epochs, batch_size,
-                        rows_on(train_rows), rows_on(valid_rows), response_scale, generators=generators)
-    return net.cpu().eval(), records, time.perf_counter() - began, threads
+        records, diverged = train(net, X, y, task, seeds, optimizer, lr, weight_decay, epochs, batch_size,
+                                  rows_on(train_rows), rows_on(valid_rows), response_scale, generators=generators,
+                                  names=names, on_divergence=on_divergence)
+    return net.cpu().eval(), records, time.perf_counter() - began, threads, diverged
+
+
+def keep_models(net: StackedMLP, records: list, kept: list):
+    """The stack and history of the models ``kept`` (0-based), renumbered 1..len(kept)."""
+    if len(kept) == net.n_models:
+        return net, records
+    number = {k + 1: i + 1 for i, k in enumerate(kept)}
+    records = [(*row[:4], number[row[4]]) for row in records if row[4] in number]
+    return StackedMLP([net.unstack(k) for k in kept]).eval(), records

@@ -99,6 +99,7 @@ class FusedLearner(Learner):
         self.autograd = learner
         self.hparams = dict(learner.hparams)
         self.opt_hparams = dict(learner.opt_hparams)
+        self.run_info = dict(learner.run_info)
         self.loss_gradient = loss_gradient
 
     def build(self) -> "FusedMLP":
@@ -211,6 +212,7 @@ class ClosedFormOptimizer:
             self.grads.append(param.grad)
             offset += size
         self.param_groups = [{**_defaults(optimizer_class), **options, "params": self.parameters}]
+        self.imitates = optimizer_class  # the torch.optim class whose update this is
         self.update = {
             torch.optim.SGD: self._sgd,
             torch.optim.RMSprop: self._rmsprop,

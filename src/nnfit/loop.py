@@ -50,6 +50,9 @@ class Context:
         self.scaler = None  # MixedPrecision's gradient scaler (float16 on CUDA)
         self.backward = torch.Tensor.backward  # setup(backward=) replaces it
         self.buffers = {}  # scratch space that callbacks may share (luz's ctx$buffers)
+        self.seed = None  # the seed fit was given
+        self.description = {}  # what identifies the run ({field: text}); AutoResume compares it
+        self.data_given = None  # {"data": ..., "validation data": ...} as fit was given them
 
     @property
     def opt(self):

@@ -22,7 +22,8 @@ from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_siz
 
 def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer="rmsprop", lr=None,
         epochs=100, batch_size=32, valid=None, seed=None, weight_decay=0.0, callbacks=None,
-        device="auto", verbose=None, threads=None, scale=True, n_models=1, embed=None, unknown="error"):
+        device="auto", verbose=None, threads=None, scale=True, n_models=1, embed=None, unknown="error",
+        on_divergence="error"):
     """Fit a neural network from a formula and a data frame; return an ``MLPFit``.
 
     Predictors are standardized with the training data; a numeric response is standardized for
@@ -39,6 +40,10 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     valid : a fraction of the training rows held out for validation metrics.
     n_models : train this many networks at once (an ensemble; model k uses seed + k), in one
         vectorized pass; predictions are their mean.
+    on_divergence : a fit whose training loss diverges (NaN, infinite, or 10,000 times the
+        untrained network's; see ``nnfit.checkpoints.Divergence``) raises ``DivergenceError``
+        ("error"); with n_models > 1, "drop" keeps the models that did not diverge, renumbered,
+        with a warning, and ``fit.settings["dropped"]`` names the others ("model 3 of 5").
     embed : "auto" gives each factor with more than 10 levels a learned embedding of
         min(50, (levels + 1) // 2) numbers instead of dummy columns; or a list of factors.
     unknown : for embedded factors, a level training never saw is an error ("error"), or
@@ -54,6 +59,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     from . import learner as learner_module
 
     sizes = check_architecture(hidden, activation, dropout)[0]  # before any work starts
+    check_training(lr, weight_decay, epochs, batch_size, on_divergence)
     prepared = prepare(formula, data, scale, embed=embed, unknown=unknown)
     design, task, n_outputs, X, y = prepared.design, prepared.task, prepared.n_outputs, prepared.X, prepared.y
     embeddings = [  # one row per level, and one more for "other"
@@ -72,7 +78,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
             raise ArgumentError("callbacks are not supported with n_models > 1; fit the models one at a time to use them.")
         return _fit_many(prepared, sizes, activation, [dropout] * n_models, optimizer, [lr] * n_models,
                          [weight_decay] * n_models, epochs, batch_size, valid, ensemble.seeds_for(seed, n_models),
-                         device, threads, formula)
+                         device, threads, formula, on_divergence=on_divergence)
     opt_hparams = {"weight_decay": weight_decay}
     if lr is not None:
         opt_hparams["lr"] = lr
@@ -82,6 +88,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
                      dropout=dropout, **({"embeddings": embeddings} if embeddings else {}))
         .set_opt_hparams(**opt_hparams)
     )
+    learner.run_info = {"formula": repr(formula), "scale": repr(scale), "embed": repr(embed), "unknown": repr(unknown)}
     if not embeddings:  # the fused step has no embedding layer
         learner = fused.learner_for(learner, callbacks)  # closed-form gradients when nothing needs autograd
     fitted = learner.fit(
@@ -114,17 +121,37 @@ def _other_as_average(model) -> None:
             table.weight[-1] = table.weight[:-1].mean(dim=0)
 
 
+def check_training(lr, weight_decay, epochs, batch_size, on_divergence="error") -> None:
+    """The training arguments of nf.mlp, cross_validate and grid, checked before any work starts."""
+    from .checkpoints import check_on_divergence
+    from .errors import check_positive_int, check_rate
+    from .learner import _epochs
+
+    for rate in lr if isinstance(lr, (list, tuple)) else [lr]:
+        check_rate("lr", rate, allow_none=True)
+    for decay in weight_decay if isinstance(weight_decay, (list, tuple)) else [weight_decay]:
+        check_rate("weight_decay", decay, allow_zero=True)
+    _epochs(epochs)
+    check_positive_int("batch_size", batch_size, allow_none=True)
+    check_on_divergence(on_divergence)
+
+
 def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_decays, epochs, batch_size, valid,
-              seeds, device, threads, formula, train_rows=None, valid_rows=None, response_scale=None) -> "MLPFit":
-    """Train len(seeds) networks of one shape at once (an ensemble, folds or a grid's cell)."""
+              seeds, device, threads, formula, train_rows=None, valid_rows=None, response_scale=None,
+              names=None, on_divergence="error", keep_diverged=False) -> "MLPFit":
+    """Train len(seeds) networks of one shape at once (an ensemble, folds or a grid's cell).
+
+    Models that diverge raise ``DivergenceError`` naming them (``names``), or with
+    ``on_divergence="drop"`` are left out (``keep_diverged``: left in the stack, for a caller
+    that maps models to folds) and named in ``settings["dropped"]``, with a warning.
+    """
     import torch
 
     from .data import InMemory, split_valid
     from .learner import _epochs, resolve_device
 
     max_epochs = _epochs(epochs)[1]
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ArgumentError(f"batch_size must be a positive whole number or None, not {batch_size!r}.")
+    check_training(lrs, weight_decays, epochs, batch_size, on_divergence)
     name = optimizer.lower() if isinstance(optimizer, str) else _optimizer_name(optimizer)
     defaults = ensemble.OPTIMIZER_DEFAULTS.get(name, {})
     lrs = [defaults.get("lr") if lr is None else lr for lr in lrs]
@@ -140,11 +167,27 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
     scale = response_scale
     if scale is None and prepared.task == "regression":
         scale = prepared.design.response_scale_
-    net, records, seconds, n_threads = ensemble.fit(
+    net, records, seconds, n_threads, diverged = ensemble.fit(
         X, y, prepared.task, prepared.n_outputs, sizes, activation, dropouts, name, lrs, weight_decays,
         max_epochs, batch_size, seeds, train_rows, valid_rows, scale,
-        resolve_device(device), threads, generators,
+        resolve_device(device), threads, generators, names=names, on_divergence=on_divergence,
     )
+    names = names or [f"model {k + 1} of {len(seeds)}" for k in range(len(seeds))]
+    dropped = {names[k]: str(error) for k, error in sorted(diverged.items())}
+    if len(diverged) == len(seeds) and not keep_diverged:
+        from .checkpoints import all_diverged_error
+
+        raise all_diverged_error(diverged[k] for k in sorted(diverged))
+    if diverged and not keep_diverged:
+        kept = [k for k in range(len(seeds)) if k not in diverged]
+        net, records = ensemble.keep_models(net, records, kept)
+        seeds = [seeds[k] for k in kept]
+        lrs, weight_decays = [lrs[k] for k in kept], [weight_decays[k] for k in kept]
+        warnings.warn(
+            f"{len(diverged)} of {len(names)} models diverged and were dropped ({', '.join(dropped)}); the "
+            f"{len(kept)} others are kept, numbered 1 to {len(kept)}. fit.settings['dropped'] says why.",
+            UserWarning, stacklevel=3,
+        )
     settings = {
         "formula": formula, "optimizer": name, "lr": lrs[0] if len(set(lrs)) == 1 else lrs,
         "weight_decay": weight_decays[0] if len(set(weight_decays)) == 1 else weight_decays, "epochs": epochs,
@@ -153,6 +196,8 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
         "n_valid": 0 if valid_rows is None else int(len(valid_rows[0])), "n_left_out": prepared.n_left_out,
         "seconds": seconds, "threads": n_threads,
     }
+    if dropped:
+        settings["dropped"] = dropped
     return MLPFit(prepared.design, net, prepared.task, records, settings)
 
 
@@ -166,6 +211,7 @@ class Prepared:
     X: "torch.Tensor"
     y: "torch.Tensor"
     n_left_out: int
+    offset: np.ndarray | None = None  # the formula's offset() per row (added to predictions)
 
 
 def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prepared:
@@ -181,7 +227,7 @@ def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prep
     n_outputs = len(design.levels) if task == "multiclass" else 1 if task == "binary" else len(design.response_columns)
     X = torch.as_tensor(matrices.inputs(), dtype=torch.float32)
     y = torch.as_tensor(matrices.y, dtype=torch.float32 if task == "regression" else torch.int64)
-    return Prepared(design, task, n_outputs, X, y, int(matrices.n_left_out))
+    return Prepared(design, task, n_outputs, X, y, int(matrices.n_left_out), matrices.offset)
 
 
 def _task(design: Design) -> str:
@@ -244,20 +290,30 @@ class MLPFit:
 
     # -------------------------------------------------------------- predictions
     def _outputs(self, X: np.ndarray) -> np.ndarray:
-        """Network outputs (K, n, outputs), in float64, for standardized rows X."""
+        """Network outputs (K, n, outputs), in float64, for standardized rows X.
+
+        Rows go through the network in blocks of one size (``learner.predict_in_blocks``), so
+        a row's prediction does not depend on the rows that come with it.
+        """
         import torch
+
+        from .learner import predict_in_blocks
 
         self.model.eval()
         if not len(X):
             return np.zeros((self.n_models, 0, self.model.output_size))
         with torch.no_grad():
-            out = self.model(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+            inputs = torch.as_tensor(X, dtype=torch.float32)
+            stacked = self.n_models > 1
+            out = predict_in_blocks(self.model, inputs, dim=1 if stacked else 0, in_dim=1 if inputs.dim() == 3 else 0)
+            out = out.double().numpy()
         return out if out.ndim == 3 else out[None]
 
-    def _responses(self, out: np.ndarray) -> np.ndarray:
-        """(K, n, k) predictions in the response's units, or (K, n, levels) probabilities."""
+    def _responses(self, out: np.ndarray, offset=None) -> np.ndarray:
+        """(K, n, k) predictions in the response's units (plus the formula's ``offset``, per
+        row), or (K, n, levels) probabilities."""
         if self.task == "regression":
-            return self.design.unscale_response(out)
+            return self.design.unscale_response(out, offset)
         return np.stack([_probabilities(o, self.task) for o in out])
 
     def predict(self, data, type: str = "response"):
@@ -282,7 +338,7 @@ class MLPFit:
             raise ArgumentError(f"type must be one of {', '.join(map(repr, choices))} for this model, not {type!r}.")
         frame = as_pandas(data)
         matrices = self.design.transform(frame, response=False)
-        values = self._responses(self._outputs(matrices.inputs()))
+        values = self._responses(self._outputs(matrices.inputs()), matrices.offset)
 
         def full(array, columns):  # rows with a missing predictor stay NaN
             out = np.full((len(frame), array.shape[1]), np.nan)
@@ -333,8 +389,8 @@ class MLPFit:
         warn_left_out(matrices, len(frame))
         if not len(matrices.X):
             raise DataError("No rows to score: every row has a missing value.")
-        values = self._responses(self._outputs(matrices.inputs()))
-        truth = self.design.unscale_response(matrices.y) if self.task == "regression" else matrices.y
+        values = self._responses(self._outputs(matrices.inputs()), matrices.offset)
+        truth = self.design.unscale_response(matrices.y, matrices.offset) if self.task == "regression" else matrices.y
         if by_model:
             rows = [dict(model=k + 1, **score(v, truth, self.task)) for k, v in enumerate(values)]
             return pd.DataFrame(rows)
@@ -385,8 +441,14 @@ class MLPFit:
 
         return plot.learning_curves(self.metrics, title=self.settings["formula"])
 
-    def save(self, path) -> None:
-        """One file: weights as safetensors, the design, architecture and history as JSON."""
+    def save(self, path, key=None) -> None:
+        """One file: weights as safetensors, the design, architecture and history as JSON.
+
+        With ``key`` (bytes or a str your team shares) the file is signed with HMAC-SHA256, and
+        ``nf.load(path, key=key)`` refuses any file that was changed after it was signed.
+
+        >>> # fit.save("mass.nnfit"); fit.save("mass.nnfit", key=os.environ["NNFIT_KEY"])
+        """
         from . import files
 
         metadata = {
@@ -397,19 +459,87 @@ class MLPFit:
             "settings": self.settings,
             "history": self.history,
         }
-        files.write(path, self.model.state_dict(), metadata)
+        files.write(path, self.model.state_dict(), metadata, key=key)
 
     @classmethod
-    def from_saved(cls, tensors: dict, metadata: dict) -> "MLPFit":
+    def from_saved(cls, tensors: dict, metadata: dict, path=None) -> "MLPFit":
+        """The fit an ``nf.mlp`` model file holds (``nf.load`` calls this after reading the file).
+
+        Every size in the metadata is checked against the tensors (``nnfit.schema.check_mlp``)
+        and the design against the network before anything is built, so a file that lies is a
+        ModelFileError naming the field, never a network larger than the file.
+        """
+        import torch
+
+        from . import schema
         from .errors import ModelFileError
+        from .modules import ACTIVATIONS
+
+        where = f"{str(path)!r}" if path is not None else "The model file"
+
+        def refuse(detail):
+            return ModelFileError(f"{where} is not a valid nnfit model file: {detail}.")
+
+        def mismatch(design, task: str, architecture: dict):
+            """What in a loaded design disagrees with the network it was saved with (None if nothing)."""
+            p = len(design.columns)
+            if p != architecture["input_size"]:
+                return f"design.columns has {p} names, but architecture.input_size is {architecture['input_size']}"
+            for field, values in (("center", design.center_), ("scale_values", design.scale_)):
+                if len(values) != p:
+                    return f"design.{field} has {len(values)} values for the {p} columns of design.columns"
+            embeddings = architecture.get("embeddings", [])
+            if len(design.embedded_) != len(embeddings):
+                return f"design.embedded has {len(design.embedded_)} factors, but architecture.embeddings has {len(embeddings)}"
+            for k, ((factor, levels), (rows, _)) in enumerate(zip(design.embedded_.items(), embeddings)):
+                if rows not in (len(levels), len(levels) + 1):  # one row per level, and one for "other"
+                    return (f"architecture.embeddings[{k}][0] is {rows} rows, but the embedded factor {factor!r} "
+                            f"has {len(levels)} levels")
+            outputs = architecture["output_size"]
+            if task == "regression":
+                if design.response_kind != "numeric":
+                    return "task is 'regression', but the design's response is a factor"
+                columns = design.response_columns
+                if len(columns) != outputs:
+                    return f"design.response_columns has {len(columns)} names, but architecture.output_size is {outputs}"
+                for field, values in (("response_center", design.response_center_), ("response_scale", design.response_scale_)):
+                    if len(values) != len(columns):
+                        return f"design.{field} has {len(values)} values for the {len(columns)} response columns"
+                return None
+            if design.response_kind != "factor":
+                return f"task is {task!r}, but the design's response is numeric"
+            levels = len(design.levels)
+            if task == "binary" and (levels != 2 or outputs != 1):
+                return f"task is 'binary', but design.levels has {levels} levels and architecture.output_size is {outputs}"
+            if task == "multiclass" and levels != outputs:
+                return f"design.levels has {levels} levels, but architecture.output_size is {outputs}"
+            return None
 
         try:
+            architecture = schema.check_mlp(metadata, {name: tuple(t.shape) for name, t in tensors.items()})
+        except schema.Refusal as refusal:
+            raise refuse(refusal) from None
+        for i, name in enumerate(architecture["activation"]):
+            if name not in ACTIVATIONS:
+                raise refuse(f"architecture.activation[{i}] is {schema.short(name)}, not one of {', '.join(ACTIVATIONS)}")
+        try:
             design = Design.from_dict(metadata["design"])
-            architecture = metadata["architecture"]
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise ModelFileError(f"{where} is not a valid nnfit model file: {error}") from None
+        problem = mismatch(design, metadata["task"], architecture)
+        if problem:
+            raise refuse(problem)
+        for name, tensor in tensors.items():
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise refuse(f"the tensor {name!r} holds NaN or infinite values (a fit that diverged, or a damaged file)")
+        rates = tensors.get("dropout")
+        if "n_models" in architecture and not torch.equal(rates, torch.tensor(architecture["dropout"], dtype=rates.dtype)):
+            raise refuse("the tensor 'dropout' does not hold the rates of architecture.dropout")
+        try:
             model = StackedMLP.from_architecture(architecture) if "n_models" in architecture else MLP(**architecture)
             model.load_state_dict(tensors)
         except (KeyError, TypeError, RuntimeError, ValueError) as error:
-            raise ModelFileError(f"The model file's contents are inconsistent: {error}") from None
+            raise refuse(error) from None
         history = [tuple(row) for row in metadata["history"]]
         return cls(design, model, metadata["task"], history, metadata["settings"])
 

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from .design import Design, _column_stats, _scaling, as_pandas, warn_left_out
-from .errors import ArgumentError, DataError
+from .errors import ArgumentError, DivergenceError
 from .modules import check_architecture
 
 _HIGHER_IS_BETTER = {"accuracy": True, "r2": True, "mae": False, "rmse": False, "log_loss": False}
@@ -20,13 +20,18 @@ _HIGHER_IS_BETTER = {"accuracy": True, "r2": True, "mae": False, "rmse": False, 
 
 class CVResult:
     """Cross-validation results: ``folds`` (one row per fold), ``summary`` (mean, sd) and
-    ``metrics`` (the training history, with a ``model`` column numbering the folds)."""
+    ``metrics`` (the training history, with a ``model`` column numbering the folds).
 
-    def __init__(self, folds, formula: str, seconds: float, metrics):
+    ``dropped`` names the folds whose training diverged and were left out
+    (``on_divergence="drop"``), with the reason; ``folds`` and ``summary`` hold the others.
+    """
+
+    def __init__(self, folds, formula: str, seconds: float, metrics, dropped=None):
         self.folds = folds
         self.formula = formula
         self.seconds = seconds
         self.metrics = metrics
+        self.dropped = dict(dropped or {})
 
     @property
     def summary(self):
@@ -42,13 +47,14 @@ class CVResult:
         lines = [f"<nnfit CVResult> {len(self.folds)}-fold cross-validation of {self.formula} ({self.seconds:.2f} s)"]
         for row in self.summary.itertuples():
             lines.append(f"  {row.metric:<9} {row.mean:.4g} (sd {row.sd:.3g})")
+        if self.dropped:
+            lines.append(f"  left out, their training diverged: {', '.join(self.dropped)}")
         return "\n".join(lines)
 
 
 def _assign_folds(codes, n: int, folds: int, seed, stratify: bool) -> np.ndarray:
     """Fold number (0..folds-1) per row; stratified by class so each fold has every class."""
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ArgumentError(f"folds must be a whole number of at least 2, not {folds!r}.")
+    _check_folds(folds)
     if folds > n:
         raise ArgumentError(f"folds={folds} is more than the {n} rows with complete data.")
     rng = np.random.default_rng(seed)
@@ -77,12 +83,16 @@ def _standardize(values: np.ndarray, rows: np.ndarray, response: bool = False):
     return (values - center) / sd, center, sd
 
 
-def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, **mlp_options) -> CVResult:
+def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_divergence="error",
+                   **mlp_options) -> CVResult:
     """K-fold cross-validation of ``nf.mlp(formula, ...)``, every fold trained at once.
 
     Each fold's network is scaled with, and trained on, its own training rows only, then
     scored on its held-out rows in original units. Folds are stratified for a classifier.
     ``mlp_options`` are those of ``nf.mlp`` (hidden, dropout, optimizer, lr, epochs, ...).
+    A fold whose training diverges raises ``DivergenceError`` naming it ("fold 2 of 5"); with
+    ``on_divergence="drop"`` it is left out of ``folds`` and ``summary`` (with a warning) and
+    named in ``.dropped``.
 
     The luz-style form takes a learner and (X, y) tensors instead:
     ``nf.cross_validate(nf.setup(Net, loss=..., metrics=[...]).set_hparams(...), (X, y), folds=5,
@@ -103,9 +113,9 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, **mlp_
     from .learner import Learner
 
     if isinstance(formula, Learner):
-        return _cross_validate_learner(formula, data, folds, seed, **mlp_options)
+        return _cross_validate_learner(formula, data, folds, seed, on_divergence=on_divergence, **mlp_options)
     from .ensemble import seeds_for
-    from .mlpfit import Prepared, _fit_many, _probabilities, _task, score
+    from .mlpfit import Prepared, _fit_many, _probabilities, _task, check_training, score
 
     for option in ("valid", "n_models", "callbacks"):
         if option in mlp_options:
@@ -121,6 +131,8 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, **mlp_
     if options:
         raise ArgumentError(f"Unknown options for cross_validate: {', '.join(sorted(options))}.")
     sizes = check_architecture(hidden, activation, dropout)[0]
+    check_training(lr, weight_decay, epochs, batch_size, on_divergence)
+    _check_folds(folds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         design = Design(formula, scale=False, intercept=False).fit(data)
@@ -145,30 +157,55 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, **mlp_
         y = torch.as_tensor(codes, dtype=torch.int64)
         response_scale = None
     n_outputs = len(design.levels) if task == "multiclass" else 1 if task == "binary" else y.shape[-1]
-    prepared = Prepared(design, task, n_outputs, torch.as_tensor(X, dtype=torch.float32), y, matrices.n_left_out)
+    prepared = Prepared(design, task, n_outputs, torch.as_tensor(X, dtype=torch.float32), y, matrices.n_left_out,
+                        matrices.offset)
     as_index = [torch.as_tensor(rows) for rows in train_rows]
     held_out = [torch.as_tensor(rows) for rows in valid_rows]
     seeds = seeds_for(seed, folds)
     fit = _fit_many(
         prepared, sizes, activation, [dropout] * folds, optimizer, [lr] * folds, [weight_decay] * folds, epochs,
         batch_size, None, seeds, device, threads, formula, train_rows=as_index, valid_rows=held_out,
-        response_scale=response_scale,
+        response_scale=response_scale, names=[f"fold {k + 1} of {folds}" for k in range(folds)],
+        on_divergence=on_divergence, keep_diverged=True,
     )
+    dropped = fit.settings.get("dropped", {})
+    kept = [k for k in range(folds) if f"fold {k + 1} of {folds}" not in dropped]
+    if not kept:
+        raise DivergenceError(f"Every one of the {folds} folds diverged, so none is left to score; the first: "
+                              f"{next(iter(dropped.values()))}")
+    _warn_dropped("folds", dropped, folds)
     outputs = fit._outputs(prepared.X.numpy())
     rows = []
-    for k in range(folds):
+    for k in kept:
         part = outputs[k, valid_rows[k]]
         if task == "regression":
-            pred = part * y_scale[k] + y_center[k]
-            truth = matrices.y[valid_rows[k]]
+            shift = 0.0 if matrices.offset is None else matrices.offset[valid_rows[k], None]  # offset() terms
+            pred = part * y_scale[k] + y_center[k] + shift
+            truth = matrices.y[valid_rows[k]] + shift
         else:
             pred = _probabilities(part, task)
             truth = codes[valid_rows[k]]
         rows.append(dict(fold=k + 1, n=len(valid_rows[k]), **score(pred, truth, task)))
-    return CVResult(pd.DataFrame(rows), formula, time.perf_counter() - began, fit.metrics)
+    metrics = fit.metrics[fit.metrics["model"].isin([k + 1 for k in kept])].reset_index(drop=True)
+    return CVResult(pd.DataFrame(rows), formula, time.perf_counter() - began, metrics, dropped)
 
 
-def _cross_validate_learner(learner, data, folds, seed, epochs=10, batch_size=32, device="auto", threads=None):
+def _check_folds(folds) -> None:
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ArgumentError(f"folds must be a whole number of at least 2, not {folds!r}.")
+
+
+def _warn_dropped(what: str, dropped: dict, total: int) -> None:
+    if dropped:
+        warnings.warn(
+            f"{len(dropped)} of {total} {what} diverged and were left out ({', '.join(dropped)}); the results "
+            "hold the others, and .dropped says why.",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _cross_validate_learner(learner, data, folds, seed, epochs=10, batch_size=32, device="auto", threads=None,
+                            on_divergence="error"):
     """cross_validate's luz-style form: a learner and (X, y), folds trained with fit(n_models=folds)."""
     import time
 
@@ -176,10 +213,11 @@ def _cross_validate_learner(learner, data, folds, seed, epochs=10, batch_size=32
     import torch
 
     from .data import as_data
-    from .learner import resolve_device
+    from .learner import _epochs, resolve_device
     from .vectorized import fit_many
 
     began = time.perf_counter()
+    epochs = _epochs(epochs)[1]
     source = as_data(data, batch_size, False)
     if getattr(source, "y", None) is None:
         raise ArgumentError("cross_validate with a learner needs (X, y) tensors or arrays.")
@@ -190,35 +228,50 @@ def _cross_validate_learner(learner, data, folds, seed, epochs=10, batch_size=32
     train_rows = [np.flatnonzero(assignment != k) for k in range(folds)]
     n_min = min(len(rows) for rows in train_rows)
     train_rows = [torch.as_tensor(np.sort(rng.choice(rows, n_min, replace=False))) for rows in train_rows]
-    fitted = fit_many(learner, (X, y), folds, epochs, batch_size, seed, resolve_device(device), threads, train_rows=train_rows)
+    names = [f"fold {k + 1} of {folds}" for k in range(folds)]
+    fitted = fit_many(learner, (X, y), folds, epochs, batch_size, seed, resolve_device(device), threads,
+                      train_rows=train_rows, names=names, on_divergence=on_divergence)
+    kept = [k for k in range(folds) if names[k] not in fitted.dropped]
+    _warn_dropped("folds", fitted.dropped, folds)
     rows = []
-    for k, model in enumerate(fitted.models):
+    for index, k in enumerate(kept):
         held_out = torch.as_tensor(np.flatnonzero(assignment == k))
-        scores = fitted.evaluate_model(k, (X[held_out], y[held_out]))
+        scores = fitted.evaluate_model(index, (X[held_out], y[held_out]))
         rows.append(dict(fold=k + 1, n=len(held_out), **scores))
-    return CVResult(pd.DataFrame(rows), type(fitted.models[0]).__name__, time.perf_counter() - began, fitted.metrics)
+    metrics = fitted.metrics
+    metrics["model"] = metrics["model"].map({index + 1: k + 1 for index, k in enumerate(kept)})
+    return CVResult(pd.DataFrame(rows), type(fitted.models[0]).__name__, time.perf_counter() - began, metrics,
+                    fitted.dropped)
 
 
 class GridResult:
-    """A grid search: ``results`` (one row per combination), ``best`` (its settings), ``fit`` (the refit)."""
+    """A grid search: ``results`` (one row per combination), ``best`` (its settings), ``fit`` (the refit).
 
-    def __init__(self, results, best: dict, metric: str, fit, seconds: float):
+    ``dropped`` names the models whose training diverged and were left out
+    (``on_divergence="drop"``), with the reason: a combination is scored on its other seeds,
+    and left out of ``results`` when every seed diverged.
+    """
+
+    def __init__(self, results, best: dict, metric: str, fit, seconds: float, dropped=None):
         self.results = results
         self.best = best
         self.metric = metric
         self.fit = fit
         self.seconds = seconds
+        self.dropped = dict(dropped or {})
 
     def __repr__(self):
         settings = ", ".join(f"{k}={v!r}" for k, v in self.best.items())
         return (
             f"<nnfit GridResult> {len(self.results)} combinations in {self.seconds:.2f} s; "
             f"best by validation {self.metric}: {settings}"
+            + (f"; left out, their training diverged: {', '.join(self.dropped)}" if self.dropped else "")
         )
 
 
 def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, activation="relu", seeds: int = 1,
-         valid: float = 0.2, metric: str | None = None, seed: int = 1, refit: bool = True, **mlp_options) -> GridResult:
+         valid: float = 0.2, metric: str | None = None, seed: int = 1, refit: bool = True, on_divergence="error",
+         **mlp_options) -> GridResult:
     """Every combination of ``hidden``, ``lr``, ``dropout``, ``weight_decay`` and ``activation``.
 
     Each argument takes one value or a list of values; ``hidden`` takes a list of shapes, each
@@ -228,7 +281,12 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
     training rows, and scored on the same ``valid`` fraction held out. ``results`` has one row
     per combination with the validation metrics (mean over seeds, and their sd); ``best`` is
     the best combination by ``metric`` (default: mae for regression, log_loss for classifiers),
-    refit on all of ``data`` when ``refit``.
+    refit on all of ``data`` when ``refit``. ``mlp_options`` may be optimizer, epochs,
+    batch_size, scale, device, threads and verbose.
+
+    A model whose training diverges raises ``DivergenceError`` naming its combination ("grid
+    cell hidden=[20], lr=1e+06"); with ``on_divergence="drop"`` it is left out (with a
+    warning), and ``.dropped`` names it.
 
     >>> import nnfit as nf
     >>> penguins = nf.datasets.load("penguins").dropna()
@@ -239,11 +297,19 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
 
     import pandas as pd
 
-    from .mlpfit import _fit_many, mlp, prepare
+    from .errors import check_positive_int
+    from .mlpfit import _fit_many, check_training, mlp, prepare
 
     for option in ("valid_data", "n_models", "callbacks"):
         if option in mlp_options:
             raise ArgumentError(f"grid chooses {option} itself; leave it out.")
+    unknown = sorted(set(mlp_options) - {"optimizer", "epochs", "batch_size", "scale", "device", "threads", "verbose"})
+    if unknown:
+        raise ArgumentError(
+            f"Unknown options for grid: {', '.join(unknown)}; it takes optimizer, epochs, batch_size, scale, device, "
+            "threads and verbose besides the grid's own arguments."
+        )
+    check_training(lr, weight_decay, mlp_options.get("epochs", 100), mlp_options.get("batch_size", 32), on_divergence)
     began = time.perf_counter()
     as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else [v]  # noqa: E731
     shapes = [h if isinstance(h, (list, tuple)) else [h] for h in as_list(hidden)]
@@ -251,13 +317,13 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
             "activation": as_list(activation)}
     if not shapes or any(len(v) == 0 for v in axes.values()):
         raise ArgumentError("The grid is empty: give at least one value for each of hidden, lr, dropout, weight_decay.")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ArgumentError(f"seeds must be a positive whole number, not {seeds!r}.")
+    check_positive_int("seeds", seeds)
     prepared = prepare(formula, data, mlp_options.pop("scale", True))
     metric = metric or ("mae" if prepared.task == "regression" else "log_loss")
     if metric not in _HIGHER_IS_BETTER:
         raise ArgumentError(f"Unknown metric {metric!r}; choose one of: {', '.join(sorted(_HIGHER_IS_BETTER))}.")
-    rows = []
+    rows, dropped = [], {}
+    varying = [axis for axis, values in axes.items() if len(values) > 1]
     for shape in shapes:
         for act in axes["activation"]:
             cells = list(itertools.product(axes["lr"], axes["dropout"], axes["weight_decay"]))
@@ -266,20 +332,34 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
                 check_architecture(shape, act, rate)
             per_model = [cell for cell in cells for _ in range(seeds)]
             model_seeds = [seed + s for _ in cells for s in range(seeds)]
+            names = [_cell_name(shape, act, cell, varying, s if seeds > 1 else None) for cell in cells for s in range(seeds)]
             fit = _fit_many(
                 prepared, shape, act, [c[1] for c in per_model], mlp_options.get("optimizer", "rmsprop"),
                 [c[0] for c in per_model], [c[2] for c in per_model], mlp_options.get("epochs", 100),
                 mlp_options.get("batch_size", 32), valid, model_seeds, mlp_options.get("device", "auto"),
-                mlp_options.get("threads"), formula,
+                mlp_options.get("threads"), formula, names=names, on_divergence=on_divergence, keep_diverged=True,
             )
-            scores = _validation_scores(fit, prepared, valid, model_seeds[0])
+            cell_dropped = fit.settings.get("dropped", {})
+            dropped.update(cell_dropped)
+            with np.errstate(all="ignore"):  # a diverged model's outputs may overflow; it is left out below
+                scores = _validation_scores(fit, prepared, valid, model_seeds[0])
+            scores = scores[[name not in cell_dropped for name in names]]
             for index, (rate_lr, rate, decay) in enumerate(cells):
-                models = scores.iloc[index * seeds : (index + 1) * seeds]
+                models = scores[(scores["model"] > index * seeds) & (scores["model"] <= (index + 1) * seeds)]
+                if not len(models):
+                    continue  # every seed of this combination diverged
                 row = {"hidden": list(shape), "activation": act, "lr": rate_lr, "dropout": rate, "weight_decay": decay}
                 for name in [c for c in scores.columns if c != "model"]:
                     row[name] = models[name].mean()
-                    row[f"{name}_sd"] = models[name].std(ddof=1) if seeds > 1 else float("nan")
+                    row[f"{name}_sd"] = models[name].std(ddof=1) if len(models) > 1 else float("nan")
                 rows.append(row)
+    if not rows:
+        raise DivergenceError(
+            f"Every model of the grid diverged, so there is nothing to choose from; the first: "
+            f"{next(iter(dropped.values()))}"
+        )
+    n_cells = len(axes["lr"]) * len(axes["dropout"]) * len(axes["weight_decay"])
+    _warn_dropped("models", dropped, len(shapes) * len(axes["activation"]) * n_cells * seeds)
     results = pd.DataFrame(rows)
     order = results[metric].rank(ascending=not _HIGHER_IS_BETTER[metric], method="first")
     best_row = results.loc[order.idxmin()]
@@ -289,7 +369,17 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
         options = {k: v for k, v in mlp_options.items() if k not in ("verbose",)}
         refitted = mlp(formula, data, hidden=list(best["hidden"]), activation=best["activation"], lr=best["lr"],
                        dropout=best["dropout"], weight_decay=best["weight_decay"], seed=seed, verbose=False, **options)
-    return GridResult(results, best, metric, refitted, time.perf_counter() - began)
+    return GridResult(results, best, metric, refitted, time.perf_counter() - began, dropped)
+
+
+def _cell_name(shape, activation, cell, varying, seed_index) -> str:
+    """'grid cell hidden=[20], lr=1e+06' (lr and the axes that vary), and ', seed 2' with several seeds."""
+    values = {"lr": cell[0], "dropout": cell[1], "weight_decay": cell[2], "activation": activation}
+    shown = ", ".join(f"{axis}={values[axis]:g}" if isinstance(values[axis], float) else f"{axis}={values[axis]!r}"
+                      for axis in ("activation", "lr", "dropout", "weight_decay")
+                      if axis in varying or (axis == "lr" and values["lr"] is not None))
+    text = f"grid cell hidden={list(shape)}" + (f", {shown}" if shown else "")
+    return text + (f", seed {seed_index + 1}" if seed_index is not None else "")
 
 
 def _validation_scores(fit, prepared, valid, seed):
@@ -304,6 +394,7 @@ def _validation_scores(fit, prepared, valid, seed):
     _, held_out = split_valid(InMemory(torch.arange(len(prepared.X)), prepared.y), valid, generator,
                               stratify=prepared.task != "regression")
     rows = held_out.X.numpy()
-    values = fit._responses(fit._outputs(prepared.X.numpy()[rows]))
-    truth = prepared.design.unscale_response(prepared.y.numpy()[rows]) if prepared.task == "regression" else prepared.y.numpy()[rows]
+    offset = None if prepared.offset is None else prepared.offset[rows]
+    values = fit._responses(fit._outputs(prepared.X.numpy()[rows]), offset)
+    truth = prepared.design.unscale_response(prepared.y.numpy()[rows], offset) if prepared.task == "regression" else prepared.y.numpy()[rows]
     return pd.DataFrame([dict(model=k + 1, **score(v, truth, prepared.task)) for k, v in enumerate(values)])

@@ -20,15 +20,20 @@ from .errors import ArgumentError, TrainingError
 
 
 class FittedMany:
-    """K fitted copies of a module: predict (mean, or every model's), evaluate, metrics."""
+    """K fitted copies of a module: predict (mean, or every model's), evaluate, metrics.
 
-    def __init__(self, learner, models: list, records: list, seconds: float, threads: int, device):
+    ``dropped`` lists the models left out because their training diverged
+    (``on_divergence="drop"``), by name, with the reason; the others are renumbered.
+    """
+
+    def __init__(self, learner, models: list, records: list, seconds: float, threads: int, device, dropped=None):
         self.learner = learner
         self.models = models
         self.records = records
         self.seconds = seconds
         self.threads = threads
         self.device = device
+        self.dropped = dict(dropped or {})
 
     @property
     def n_models(self) -> int:
@@ -46,11 +51,14 @@ class FittedMany:
         """The models' mean prediction, or with ``type="all"`` every model's, stacked (K, n, ...)."""
         if type not in ("response", "all"):
             raise ArgumentError(f"type must be 'response' or 'all', not {type!r}.")
+        from .learner import predict_in_blocks
+
         source = as_data(data, batch_size, False)
         outputs = []
         for model in self.models:
             model.eval()
-            outputs.append(torch.cat([model(x.to(self.device)).cpu() for x, _ in source.batches(batch_size, shuffle=False)]))
+            batches = (x.to(self.device) for x, _ in source.batches(batch_size, shuffle=False))
+            outputs.append(predict_in_blocks(model, batches).cpu())
         stacked = torch.stack(outputs)
         return stacked if type == "all" else stacked.mean(dim=0)
 
@@ -87,15 +95,25 @@ class FittedMany:
         )
 
 
-def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device, threads, train_rows=None):
+def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device, threads, train_rows=None,
+             names=None, on_divergence: str = "error"):
     """Train ``n_models`` copies of the learner's module together; return a ``FittedMany``.
 
     ``train_rows``: one index tensor per model, all of one length (cross-validation folds).
+    Each model's epoch loss is checked by ``checkpoints.Divergence``, the rule of every engine:
+    one that diverges raises a ``DivergenceError`` naming it (``names[k]``, default 'model k
+    of K'), or with ``on_divergence="drop"`` is left out of the result (``FittedMany.dropped``).
     """
     from torch.func import functional_call, stack_module_state, vmap
 
     from . import threads as threads_module
+    from .checkpoints import Divergence, all_diverged_error, check_on_divergence, divergence_error
     from .ensemble import seeds_for
+    from .errors import check_positive_int
+
+    check_on_divergence(on_divergence)
+    batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+    names = names or [f"model {k + 1} of {n_models}" for k in range(n_models)]
 
     if learner.loss is None:
         raise ArgumentError("n_models needs a loss given to setup (a module's own loss() method is not vectorized).")
@@ -117,7 +135,9 @@ def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device
 
     batched = vmap(forward, in_dims=(0, 0, 0), randomness="different")
     batched_loss = vmap(learner.loss, in_dims=(0, 0))
-    optimizer = learner.optimizer(list(params.values()), **learner.opt_hparams)
+    optimizer = learner.build_optimizer(list(params.values()))
+    lr = learner.opt_hparams.get("lr", optimizer.param_groups[0].get("lr"))
+    rule, diverged = Divergence(n_models), {}
     X, y = train.X.to(device), train.y.to(device)
     rows = train_rows if train_rows is not None else [torch.arange(len(X))] * n_models
     if len({len(r) for r in rows}) != 1:
@@ -149,6 +169,8 @@ def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device
                     raise _vmap_error(models[0], error, epoch, batch) from error
                 if losses.shape != (n_models,):
                     raise ArgumentError(f"The loss must give one number per batch; it gave shape {tuple(losses.shape[1:])}.")
+                if epoch == 1 and batch == 0:
+                    rule.first(losses)  # the untrained models' losses, each one's reference
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()
                 optimizer.step()
@@ -164,12 +186,25 @@ def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device
                     for metric in model_metrics:
                         metric.update(preds[k], targets[k])
             values = [loss_sum / n] + [torch.stack([m[i].compute() for m in metrics]) for i in range(len(learner.metrics))]
-            names = ["loss"] + [m.name for m in learner.metrics]
-            for name, row in zip(names, torch.stack([v.to("cpu", torch.float64) for v in values]).tolist()):
-                records += [("train", name, epoch, value, k + 1) for k, value in enumerate(row)]
+            metric_names = ["loss"] + [m.name for m in learner.metrics]
+            read = torch.stack([v.to("cpu", torch.float64) for v in values]).tolist()
+            for metric, row in zip(metric_names, read):
+                records += [("train", metric, epoch, value, k + 1) for k, value in enumerate(row)]
+            for k in rule.check(read[0]):
+                if k not in diverged:
+                    can_drop = n_models > 1 and on_divergence == "error"
+                    diverged[k] = divergence_error(rule, k, read[0][k], epoch, names[k], lr, can_drop=can_drop)
+                    if on_divergence == "error":
+                        raise diverged[k]
+            if len(diverged) == n_models:
+                raise all_diverged_error(diverged[k] for k in sorted(diverged))
     for k, model in enumerate(models):
         model.load_state_dict({name: value[k].detach() for name, value in {**params, **buffers}.items()})
-    return FittedMany(learner, [m.eval() for m in models], records, time.perf_counter() - began, threads, device)
+    kept = [k for k in range(n_models) if k not in diverged]
+    number = {k + 1: i + 1 for i, k in enumerate(kept)}
+    records = [(*row[:4], number[row[4]]) for row in records if row[4] in number]
+    return FittedMany(learner, [models[k].eval() for k in kept], records, time.perf_counter() - began, threads, device,
+                      dropped={names[k]: str(error) for k, error in sorted(diverged.items())})
 
 
 def _vmap_error(model, error, epoch, batch):

@@ -197,7 +197,7 @@ class Design:
             )
         return skip
 
-    def _encode(self, frame, response, learn, rebuild=False) -> Matrices:
+    def _encode(self, frame, response, learn) -> Matrices:
         """Evaluate the formula's variables on ``frame`` and build the matrices (learning on training)."""
         responses = self._responses() if response else []
         raw = self.response + self.predictors if response else self.predictors
@@ -219,7 +219,7 @@ class Design:
                 missing[label] = missing.get(label, 0) + int(na.sum())
                 rows &= ~na
         n_left_out = int((~rows).sum())
-        if not rows.any() and not rebuild:
+        if not rows.any() and learn:  # new data may have no complete row: predictions are then all missing
             raise DataError(
                 f"No rows are left after leaving out the {len(frame)} rows with a missing value"
                 + _missing_summary(missing) + "."
@@ -477,7 +477,7 @@ class Design:
             warnings.simplefilter("ignore")
             design._skip = design._response_on_right()
         design.fitted_ = True
-        design._encode(design._prototype(), response=False, learn=False, rebuild=True)  # checks the columns
+        design._encode(design._prototype(), response=False, learn=False)  # rebuilds and checks the columns
         return design
 
     # ------------------------------------------------------------------ internals
@@ -582,8 +582,7 @@ def _column_value(column, info: dict, name: str, embedded: bool = False) -> Valu
     import pandas as pd
 
     if info["kind"] == "factor":
-        values = column.astype(object) if not isinstance(column.dtype, pd.CategoricalDtype) else column.astype(object)
-        codes = pd.Categorical(values, categories=info["levels"]).codes.astype(np.int64)
+        codes = pd.Index(info["levels"], dtype=object).get_indexer(column.astype(object)).astype(np.int64)
         if embedded:  # a level training never saw (unknown="other") gets the extra code len(levels)
             codes = np.where((codes < 0) & ~column.isna().to_numpy(), len(info["levels"]), codes)
         return Value("factor", codes, tuple(info["levels"]), bool(info.get("ordered", False)))

@@ -95,7 +95,8 @@ def _l1_logistic(C: float):
     version = tuple(int(part) for part in sklearn.__version__.split(".")[:2] if part.isdigit())
     # scikit-learn 1.8 deprecated penalty="l1" in favour of l1_ratio=1; earlier ones need penalty.
     l1 = {"l1_ratio": 1.0} if version >= (1, 8) else {"penalty": "l1"}
-    return OneVsRestClassifier(LogisticRegression(C=C, solver="liblinear", **l1))
+    # liblinear visits coordinates in a random order: a fixed random_state makes the fit repeatable.
+    return OneVsRestClassifier(LogisticRegression(C=C, solver="liblinear", random_state=0, **l1))
 
 
 def lasso(X, y, X_test, seed: int = 1, folds: int = 4):
