@@ -1195,10 +1195,10 @@ FIT = ["fit", "penguins", "body_mass_g ~ . - year", "--out", "m", "--hidden", "2
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--lr", "-0.01"], "--lr must be a positive, finite number, not -0.01."),
-    (["--lr", "nan"], "--lr must be a positive, finite number, not nan."),
-    (["--lr", "inf"], "--lr must be a positive, finite number, not inf."),
-    (["--lr", "0"], "--lr must be a positive, finite number, not 0.0."),
+    (["--lr", "-0.01"], "--lr must be a finite number above 0, not -0.01."),
+    (["--lr", "nan"], "--lr must be a finite number above 0, not nan."),
+    (["--lr", "inf"], "--lr must be a finite number above 0, not inf."),
+    (["--lr", "0"], "--lr must be a finite number above 0, not 0.0."),
     (["--epochs", "-3"], "--epochs must be a positive whole number, not -3."),
     (["--batch-size", "0"], "--batch-size must be a positive whole number, not 0."),
     (["--valid", "1.5"], "--valid must lie strictly between 0 and 1, not 1.5."),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -109,7 +108,7 @@ def _os_error(error: OSError, path=None) -> str:
 # ---------------------------------------------------------------------- lab, datasets
 def _lab(args) -> int:
     from . import labs
-    from .errors import ArgumentError
+    from .errors import ArgumentError, check_positive_int
 
     if args.list:
         for name, description in labs.LABS.items():
@@ -119,7 +118,7 @@ def _lab(args) -> int:
     if name not in labs.LABS:
         raise ArgumentError(f"Unknown lab {name!r}; choose one of: {', '.join(labs.LABS)}.")
     if args.epochs is not None:
-        _positive("--epochs", args.epochs)
+        check_positive_int("--epochs", args.epochs)
     # Labs share one folder by default: a rerun replaces a lab's own plots, and keeps the other
     # labs' plots; a file nnfit did not write there is refused, as for `nnfit fit`.
     folder = _Folder(args.out, overwrite=True)
@@ -164,16 +163,9 @@ def _numbers(text: str, kind, name: str):
     return values
 
 
-def _positive(flag: str, value) -> None:
-    from .errors import ArgumentError
-
-    if value < 1:
-        raise ArgumentError(f"{flag} must be a positive whole number, not {value}.")
-
-
 def _check_fit_arguments(args):
     """(hidden, dropout) from the fit options, every option checked; nothing is read or trained yet."""
-    from .errors import ArgumentError
+    from .errors import ArgumentError, check_positive_int, check_rate
     from .modules import check_architecture
     from .optimizers import resolve
 
@@ -182,10 +174,9 @@ def _check_fit_arguments(args):
     dropout = dropout[0] if len(dropout) == 1 else dropout
     check_architecture(hidden, args.activation, dropout)
     resolve(args.optimizer)
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-        raise ArgumentError(f"--lr must be a positive, finite number, not {args.lr}.")
-    _positive("--epochs", args.epochs)
-    _positive("--batch-size", args.batch_size)
+    check_rate("--lr", args.lr, allow_none=True)
+    check_positive_int("--epochs", args.epochs)
+    check_positive_int("--batch-size", args.batch_size)
     if args.valid is not None and not 0 < args.valid < 1:
         raise ArgumentError(f"--valid must lie strictly between 0 and 1, not {args.valid}.")
     return hidden, dropout

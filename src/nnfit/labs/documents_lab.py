@@ -161,9 +161,7 @@ def run(out="nnfit-lab", seed: int = 1, epochs: int | None = None, stream=None, 
          ["embedding 32 + LSTM 32", number(figures["lstm_accuracy"]), number(BOOK["lstm_accuracy"], 2), epochs["lstm"]],
          ["majority class (a guess)", number(figures["majority_accuracy"]), "0.50", "-"]],
     )
-    report.say()
-    report.say(f"  ({report.seconds():.1f} s)")
-    figures["seconds"] = report.seconds()
+    report.finish(figures)
     if out is None:
         return figures
     from .. import plot

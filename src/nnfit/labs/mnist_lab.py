@@ -84,9 +84,7 @@ def run(out="nnfit-lab", seed: int = 1, epochs: int | None = None, stream=None, 
           number(BOOK["logistic_accuracy"]), epochs["logistic"]],
          ["CNN, 2 conv/pool blocks (32, 64)", number(figures["cnn_accuracy"]), "-", epochs["cnn"]]],
     )
-    report.say()
-    report.say(f"  ({report.seconds():.1f} s)")
-    figures["seconds"] = report.seconds()
+    report.finish(figures)
     if out is None:
         return figures
     from .. import plot

@@ -130,9 +130,7 @@ def run(out="nnfit-lab", seed: int = 1, epochs: int | None = None, stream=None) 
          ["RNN, 12 units, dropout 0.1", number(figures["rnn_r2"]), number(BOOK["rnn_r2"], 2), epochs["rnn"]],
          ["nonlinear AR, 32 ReLU, dropout 0.5, + day", number(figures["nar_r2"]), number(BOOK["nar_r2"], 2), epochs["nar"]]],
     )
-    report.say()
-    report.say(f"  ({report.seconds():.1f} s)")
-    figures["seconds"] = report.seconds()
+    report.finish(figures)
     if out is None:
         return figures
     report.plots(out, {

@@ -28,6 +28,14 @@ class Report:
     def seconds(self) -> float:
         return time.perf_counter() - self.began
 
+    def finish(self, figures: dict, note: str = "") -> dict:
+        """Close the lab's printout with its run time (and ``note``); record the time in ``figures``."""
+        seconds = self.seconds()
+        self.say()
+        self.say(f"  ({seconds:.1f} s{'; ' + note if note else ''})")
+        figures["seconds"] = seconds
+        return figures
+
     def plots(self, out, figures: dict) -> list:
         """Save {file name: figure} into ``out`` (created if needed); nothing when ``out`` is None."""
         if out is None:

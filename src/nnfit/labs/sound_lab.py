@@ -134,9 +134,7 @@ def run(out="nnfit-lab", seed: int = 1, epochs: int | None = None, stream=None, 
          ["multinomial logistic on spectrogram pixels", number(figures["logistic_accuracy"]), "-", epochs["logistic"]],
          ["chance", number(figures["chance"]), "-", "-"]],
     )
-    report.say()
-    report.say(f"  ({report.seconds():.1f} s; ISLR has no sound lab, hence no book figures)")
-    figures["seconds"] = report.seconds()
+    report.finish(figures, "ISLR has no sound lab, hence no book figures")
     if out is None:
         return figures
     from .. import plot
