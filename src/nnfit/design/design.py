@@ -230,15 +230,16 @@ class Design:
         kept_terms = [t for k, t in enumerate(self.terms_.terms) if not self._embedded_term(t)]
         skip = {kept_terms.index(t) for k, t in enumerate(self.terms_.terms) if k in self._skip and t in kept_terms}
         codes = factor_codes(kept_terms, values, self.terms_.intercept)
-        X, names, assign, from_factor = model_matrix(int(rows.sum()), kept_terms, values, labels, codes, self.terms_.intercept, skip)
-        if not self.intercept and names[:1] == ["(Intercept)"]:
-            X, names, assign, from_factor = X[:, 1:], names[1:], assign[1:], from_factor[1:]
+        X, names, assign, from_factor = model_matrix(int(rows.sum()), kept_terms, values, labels, codes,
+                                                     self.terms_.intercept, skip, intercept_column=self.intercept)
         if learn:
             self.columns, self.assign_ = names, assign
             self.center_, self.scale_ = _scaling(X, self.scale, [n for n, f in zip(names, from_factor) if f], names)
         elif names != self.columns:
             raise DataError("The data does not rebuild the design's columns; the model file may be corrupted.")
-        X = (X - self.center_) / self.scale_
+        X -= self.center_  # in place: X is this call's own array
+        X /= self.scale_
+        X = np.ascontiguousarray(X)  # row-major, as tensors and mini-batches read it
         offset = None
         if offsets:
             offset = sum(np.broadcast_to(np.asarray(v.data, dtype=np.float64), (len(frame),)) for v in offsets)[rows]
@@ -564,6 +565,8 @@ def _subset(value: Value, rows, n) -> Value:
     data = value.data
     if np.ndim(data) == 0:
         data = np.full(n, data, dtype=np.float64)
+    elif rows.all():
+        return value
     return Value(value.kind, np.asarray(data)[rows], value.levels, value.ordered, value.colnames)
 
 

@@ -100,31 +100,47 @@ def variable_columns(value: Value, label: str, code, where: str):
     return onehot[:, 1:], [label + level for level in levels[1:]]
 
 
-def model_matrix(n: int, terms: list, values: list, labels: list, codes: list, intercept: bool, skip=()):
+def model_matrix(n: int, terms: list, values: list, labels: list, codes: list, intercept: bool, skip=(),
+                 intercept_column: bool = True):
     """R's model matrix of ``n`` rows: (X, names, assign, factor flags), the intercept first.
 
-    ``skip`` holds the indices of terms that give no columns (the response named on the right).
+    ``intercept`` is the formula's (it decides the coding); ``intercept_column=False`` leaves
+    its column out, as ``model.matrix(...)[, -1]``. ``skip`` holds the indices of terms that
+    give no columns (the response named on the right). X is allocated once and filled term by
+    term: a main effect's columns are copied in, an interaction's are multiplied.
     """
     blocks, names, assign, from_factor = [], [], [], []
-    if intercept:
-        blocks.append(np.ones((n, 1)))
+    if intercept and intercept_column:
+        blocks.append(None)
         names.append("(Intercept)")
         assign.append(0)
         from_factor.append(False)
     for k, term in enumerate(terms):
         if k in skip:
             continue
-        columns, column_names = np.ones((n, 1)), [""]
-        for i in term:
-            data, var_names = variable_columns(values[i], labels[i], codes[k].get(i), "")
-            columns = (columns[:, None, :] * data[:, :, None]).reshape(n, -1) if n else np.zeros((0, len(column_names) * len(var_names)))
+        parts = [variable_columns(values[i], labels[i], codes[k].get(i), "") for i in term]
+        column_names = [""]
+        for _, var_names in parts:
             column_names = [f"{c}:{v}" if c else v for v in var_names for c in column_names]
-        blocks.append(columns)
+        blocks.append([data for data, _ in parts])
         names.extend(column_names)
         assign.extend([k + 1] * len(column_names))
         has_factor = any(is_factor(values[i]) for i in term)
         from_factor.extend([has_factor] * len(column_names))
-    X = np.hstack(blocks) if blocks else np.zeros((n, 0))
+    # Filled column by column into a column-major array: each column is contiguous, and so are
+    # the column statistics computed from it (the caller makes it row-major once, at the end).
+    X = np.empty((n, len(names)), order="F")
+    at = 0
+    for block in blocks:
+        if block is None:
+            X[:, at] = 1.0
+            at += 1
+            continue
+        columns = block[0]
+        for data in block[1:]:  # the first variable's columns vary fastest
+            columns = (columns[:, None, :] * data[:, :, None]).reshape(n, columns.shape[1] * data.shape[1])
+        X[:, at: at + columns.shape[1]] = columns
+        at += columns.shape[1]
     return X, names, assign, from_factor
 
 
