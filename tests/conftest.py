@@ -1,12 +1,9 @@
-import os
 import warnings
 
 import pytest
-import torch
 
-# Tiny networks are far faster on one thread; tests need no more.
-torch.set_num_threads(1)
-os.environ.setdefault("MPLBACKEND", "Agg")
+# One torch thread and matplotlib's Agg backend are set for tests and docstring examples alike
+# in the repository's conftest.py.
 
 
 @pytest.fixture(scope="session")

@@ -89,10 +89,10 @@ def test_early_stopping_mode_overrides_the_metric_direction(data):
 def test_early_stopping_state_round_trips(data):
     stop = nf.callbacks.EarlyStopping(monitor="train_score", patience=3)
     fit(data, [stop], metrics=[Scripted([5, 4, 4.5])], epochs=3)
-    assert stop.state_dict() == {"best": 4.0, "wait": 1, "stopped_epoch": None}
+    assert stop.state_dict() == {"best": 4.0, "best_epoch": 2, "wait": 1, "stopped_epoch": None}
     again = nf.callbacks.EarlyStopping(monitor="train_score", patience=3)
     again.load_state_dict(stop.state_dict())
-    assert (again.best, again.wait) == (4.0, 1)
+    assert (again.best, again.best_epoch, again.wait) == (4.0, 2, 1)
 
 
 def test_early_stopping_on_a_name_nothing_records_lists_the_names(data):
@@ -166,6 +166,14 @@ def test_reduce_on_plateau_cuts_the_rate_when_the_metric_stalls(data):
     fit(data, [sched, seen], metrics=[Scripted([0.5, 0.6, 0.55, 0.7, 0.65], maximize=True)], epochs=5)
     assert sched.scheduler_.mode == "max"  # taken from the metric
     assert seen.seen == pytest.approx([0.05, 0.05, 0.05, 0.025, 0.025])
+
+
+def test_reduce_on_plateau_takes_an_explicit_mode_over_the_metric(data):
+    sched = nf.callbacks.LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="train_score", mode="min",
+                                     patience=0, factor=0.5)
+    fitted = fit(data, [sched], metrics=[Scripted([0.5, 0.6, 0.7], maximize=True)], epochs=3)
+    assert sched.scheduler_.mode == "min"
+    assert fitted.ctx.opt.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5**2)  # rising is worse when min is asked
 
 
 def test_reduce_on_plateau_without_an_epoch_metric_is_refused():

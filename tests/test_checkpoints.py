@@ -193,6 +193,22 @@ def test_keep_best_model_ends_with_the_best_epochs_weights():
     assert same(weights(fitted.model), snap.by_epoch[winner])
 
 
+def test_keep_best_model_and_model_checkpoint_states_round_trip(tmp_path):
+    best, saver = KeepBestModel(), ModelCheckpoint(tmp_path / "e{epoch}.nnfit", save_best_only=True)
+    fitted = fit([best, saver], epochs=4)
+    losses = valid_losses(fitted)
+    winner = min(losses, key=lambda e: (losses[e], e))
+    assert set(best.state_dict()) == {"best", "best_epoch", "weights"}
+    assert {key: saver.state_dict()[key] for key in ("best", "best_epoch", "best_path")} == {
+        "best": losses[winner], "best_epoch": winner, "best_path": str(tmp_path / f"e{winner}.nnfit")}
+    again_best, again_saver = KeepBestModel(), ModelCheckpoint(tmp_path / "e{epoch}.nnfit", save_best_only=True)
+    again_best.load_state_dict(best.state_dict())
+    again_saver.load_state_dict(saver.state_dict())
+    assert (again_best.best_epoch, again_best.best_value) == (winner, losses[winner])
+    assert (again_saver.best_epoch, again_saver.saved) == (winner, saver.saved)
+    assert same(again_best.state_dict()["weights"], weights(fitted.model))
+
+
 def test_keep_best_model_rejects_a_bad_mode():
     with pytest.raises(ArgumentError) as error:
         KeepBestModel(mode="lowest")
@@ -649,12 +665,3 @@ def test_the_default_folder_belongs_to_the_script(tmp_path, monkeypatch):
     monkeypatch.delattr(main, "__file__")
     assert checkpoints.default_folder() == checkpoints.Path("nnfit-resume") / "interactive"
 
-
-@pytest.mark.parametrize("module", ["nnfit.checkpoints", "nnfit.learner"])
-def test_docstring_examples_run(module, tmp_path, monkeypatch):
-    import doctest
-    import importlib
-
-    monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 5

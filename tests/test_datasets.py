@@ -145,13 +145,6 @@ def test_read_csv_bundled_and_errors(tmp_path, penguins):
         nf.datasets.read(tmp_path)
 
 
-def test_docstring_examples_run():
-    import doctest
-
-    result = doctest.testmod(nf.datasets, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 10
-
-
 # ---------------------------------------------------------------------- bundled digits and text
 
 def test_mnist_digits_are_the_npz_arrays_scaled():

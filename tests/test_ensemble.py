@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import nnfit as nf
-from nnfit.ensemble import StackedMLP, StackedOptimizer
+from nnfit.ensemble import StackedMLP
 from nnfit.errors import ArgumentError
 
 pytestmark = pytest.mark.filterwarnings("ignore::nnfit.errors.MissingValuesWarning")
@@ -36,30 +36,6 @@ def test_classifier_models_equal_the_models_trained_alone(lab_split):
     together = nf.mlp("species ~ .", training, seed=3, n_models=2, **common)
     alone = nf.mlp("species ~ .", training, seed=4, **common)
     assert _max_difference(together.models()[1], alone.model) < 1e-4
-
-
-def test_stacked_optimizer_matches_torch_optimizers_with_momentum():
-    torch.manual_seed(0)
-    for name, cls, extra in [("sgd", torch.optim.SGD, {"momentum": 0.9}), ("rmsprop", torch.optim.RMSprop, {}),
-                             ("adam", torch.optim.Adam, {}), ("adamw", torch.optim.AdamW, {})]:
-        stacked = torch.randn(1, 4, 3, requires_grad=True)
-        single = stacked.detach().clone().requires_grad_(True)
-        ours = StackedOptimizer([stacked], name, [0.01], [0.02], **extra)
-        theirs = cls([single], lr=0.01, weight_decay=0.02, **extra)
-        for _ in range(6):
-            grad = torch.randn(1, 4, 3)
-            single.grad = grad.clone()
-            ours.step([grad.clone()])
-            theirs.step()
-        torch.testing.assert_close(stacked, single, rtol=1e-5, atol=1e-6)
-
-
-def test_inactive_models_do_not_move():
-    weights = torch.ones(2, 1, 1, requires_grad=True)
-    opt = StackedOptimizer([weights], "adam", [0.1, 0.1], [0.0, 0.0])
-    opt.step([torch.ones(2, 1, 1)], active=torch.tensor([True, False]))
-    assert weights[1].item() == 1.0 and weights[0].item() < 1.0
-    assert opt.steps.reshape(-1).tolist() == [1.0, 0.0]
 
 
 def test_stack_and_unstack_round_trip():
@@ -142,29 +118,6 @@ def test_unsupported_optimizer_for_many_models(lab_split):
     with pytest.raises(ArgumentError) as error:
         nf.mlp("body_mass_g ~ .", lab_split[0], n_models=2, optimizer="adagrad", epochs=1)
     assert str(error.value) == "Training several models at once supports the optimizers sgd, rmsprop, adam, adamw, not 'adagrad'."
-
-
-@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "identity"])
-@pytest.mark.parametrize("task, outputs", [("regression", 2), ("multiclass", 3), ("binary", 1)])
-def test_closed_form_gradients_equal_autograd(activation, task, outputs):
-    from nnfit.ensemble import _autograd_step, _closed_form_step
-
-    torch.manual_seed(0)
-    nets = [nf.MLP(5, hidden=[7, 4], output_size=outputs, activation=activation) for _ in range(3)]
-    net = StackedMLP(nets).train()
-    x = torch.randn(3, 6, 5)
-    if task == "regression":
-        target = torch.randn(3, 6, outputs)
-    else:
-        target = torch.randint(0, max(outputs, 2), (3, 6))
-    rows_in = torch.tensor([[1.0] * 6, [1.0] * 4 + [0.0] * 2, [1.0] * 5 + [0.0]])
-    counts = rows_in.sum(dim=1).reshape(3, 1, 1)
-    for mask, count in [(None, 6), (rows_in, counts)]:
-        ours, losses, metric = _closed_form_step(net, x, target, task, mask, count, None)
-        theirs, losses2, metric2 = _autograd_step(net, x, target, task, mask, count, None)
-        for a, b in zip(ours, theirs):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(losses, losses2)
 
 
 def test_activation_without_closed_form_falls_back_to_autograd(lab_split):

@@ -9,7 +9,7 @@ from torch import nn
 
 import nnfit as nf
 from nnfit import fused
-from nnfit.losses import BinaryLogitLoss
+from nnfit.losses import BinaryLogitLoss, SampleWeighted
 
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]
 OPTIMIZERS = [
@@ -54,8 +54,8 @@ def twins(activation, outputs, p=5, dropout=0.0, seed=3):
 class Batch:
     """The part of the loop's context a step reads and writes."""
 
-    def __init__(self, x, y, optimizer, loss_fn):
-        self.input, self.target, self.opt, self.loss_fn = x, y, optimizer, loss_fn
+    def __init__(self, x, y, optimizer, loss_fn, weight=None):
+        self.input, self.target, self.opt, self.loss_fn, self.weight = x, y, optimizer, loss_fn, weight
         self.training = True
         self.pred = self.loss = None
 
@@ -258,12 +258,52 @@ def test_a_fused_fit_leaves_torchs_generator_alone(lab_split, quiet):
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_weighted_rows_are_trained_by_autograd():
-    X, y = torch.randn(40, 3), torch.randn(40, 1)
-    weights = torch.rand(40)
-    fast = fused.learner_for(learner())
-    weighted = fast.fit((X, y), epochs=2, seed=1, verbose=False, sample_weight=weights)
-    reference = learner().fit((X, y), epochs=2, seed=1, verbose=False, sample_weight=weights)
-    assert type(weighted.learner) is nf.Learner
+@pytest.mark.parametrize("loss_kind, weighting", [("mse", "sample_weight"), ("cross_entropy", "sample_weight"),
+                                                   ("cross_entropy", "class_weight")])
+def test_weighted_rows_are_trained_in_closed_form_as_autograd_trains_them(loss_kind, weighting):
+    X, y, loss_fn, outputs = task(loss_kind, n=40, p=3)
+    weights = {"sample_weight": torch.rand(40, generator=torch.Generator().manual_seed(1))}
+    if weighting == "class_weight":
+        weights = {"class_weight": "balanced"}
+    def make():
+        return (
+            nf.setup(nf.MLP, loss=loss_fn, optimizer="adam").set_hparams(input_size=3, hidden=[6], output_size=outputs)
+            .set_opt_hparams(lr=0.01)
+        )
+
+    fast = fused.learner_for(make())
+    weighted = fast.fit((X, y), epochs=3, batch_size=8, seed=1, verbose=False, **weights)
+    reference = make().fit((X, y), epochs=3, batch_size=8, seed=1, verbose=False, **weights)
+    assert type(weighted.learner) is fused.FusedLearner and type(reference.learner) is nf.Learner
+    for a, b in zip(weighted.records, reference.records):
+        assert a[:3] == b[:3] and a[3] == pytest.approx(b[3], rel=1e-5)
     for a, b in zip(weighted.model.parameters(), reference.model.parameters()):
-        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_with_row_weights_has_autograds_gradients():
+    X, y, loss_fn, outputs = task("mse")
+    reference, twin = twins("tanh", outputs)
+    weight = torch.rand(8, generator=torch.Generator().manual_seed(2))
+    weighted_loss = SampleWeighted(loss_fn)
+    reference_opt = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    twin.loss_gradient = fused._loss_gradient(loss_fn)
+    twin_opt = fused.ClosedFormOptimizer(twin.parameters(), torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True})
+    for start in (0, 8, 16):
+        x, target = X[start : start + 8], y[start : start + 8]
+        reference_opt.zero_grad()
+        loss = weighted_loss(reference(x), target, weight)
+        loss.backward()
+        reference_opt.step()
+        ctx = Batch(x, target, twin_opt, loss_fn, weight)
+        twin.step(ctx)
+        torch.testing.assert_close(ctx.loss, loss.detach(), rtol=1e-6, atol=1e-7)
+        for a, b in zip(reference.parameters(), twin.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(b.detach(), a.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_accumulated_gradients_are_trained_by_autograd():
+    X, y = torch.randn(40, 3), torch.randn(40, 1)
+    fitted = fused.learner_for(learner()).fit((X, y), epochs=1, seed=1, verbose=False, accumulate=2)
+    assert type(fitted.learner) is nf.Learner

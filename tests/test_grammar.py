@@ -44,15 +44,6 @@ def test_deparse_spells_formulas_as_r_does():
         assert deparse(parse(formula).rhs) == expected
 
 
-@pytest.mark.parametrize("module", ["grammar", "terms", "functions", "frame", "design"])
-def test_docstring_examples_run(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(f"nnfit.design.{module}"), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
-
-
 def test_numbers_as_r_prints_them():
     assert [r_number(v) for v in (1e5, 1e6, 123456.0, 1234567.0, 1e-4, 0.00015, 1000.0, 1e15, 1e-15, 1 / 3)] == [
         "1e+05", "1e+06", "123456", "1234567", "1e-04", "0.00015", "1000", "1e+15", "1e-15", "0.333333333333333"]

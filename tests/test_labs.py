@@ -28,14 +28,6 @@ def test_labs_are_listed_in_order_and_unknown_names_are_refused():
     assert callable(nf.labs.hitters) and nf.labs.hitters.__name__ == "hitters"
 
 
-def test_docstring_examples_run():
-    import doctest
-
-    for module in (nf.labs, penguins_lab):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0 and result.attempted > 0, module
-
-
 # ---------------------------------------------------------------------- penguins (today's labs, moved)
 
 def test_penguins_lab_prints_both_labs_and_writes_plots(tmp_path):

@@ -48,13 +48,6 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def test_ready_modules_docstring_examples_run():
-    import doctest
-
-    result = doctest.testmod(nf.modules, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted >= 15
-
-
 def test_rnn_is_the_elman_recurrence_then_a_linear_output():
     torch.manual_seed(1)
     net = nf.modules.RNN(input_size=3, hidden_size=4, output_size=2, dropout=0.0).eval()

@@ -6,13 +6,6 @@ import nnfit as nf
 from nnfit.errors import ArgumentError, DataError
 
 
-def test_docstring_examples_run():
-    import doctest
-
-    result = doctest.testmod(nf.sequences, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted >= 5
-
-
 def lagm(x, k):
     """The R lab's lagm(): k rows of NA, then x without its last k rows."""
     return np.vstack([np.full((k, x.shape[1]), np.nan), x[: len(x) - k]])

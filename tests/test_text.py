@@ -16,13 +16,6 @@ def words(text):
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
-def test_docstring_examples_run():
-    import doctest
-
-    result = doctest.testmod(nf.text, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted >= 8
-
-
 def test_vocabulary_is_the_most_frequent_training_words():
     counts = Counter(w for d in DOCS for w in words(d))
     expected = sorted(sorted(counts, key=lambda w: (-counts[w], w))[:5])

@@ -136,3 +136,10 @@ def test_cv_result_prints_the_folds_it_left_out():
     result = nf.tuning.CVResult(pd.DataFrame({"fold": [1], "n": [10], "mae": [2.0]}), "y ~ x", 0.1, None,
                                 dropped={"fold 2 of 2": "The training loss of fold 2 of 2 became nan in epoch 1."})
     assert repr(result).splitlines()[-1] == "  left out, their training diverged: fold 2 of 2"
+
+
+def test_a_grid_whose_cells_hold_one_model_each_scores_them(penguins, quiet):
+    """hidden=[[5], [10]] with one seed and one rate: each cell is a stack of one network."""
+    search = nf.grid("species ~ . - year", penguins.dropna(), hidden=[[5], [10]], epochs=2, seed=1)
+    assert search.results["hidden"].tolist() == [[5], [10]]
+    assert search.results["accuracy"].between(0, 1).all()

@@ -40,7 +40,8 @@ _EXPORTS = {
     "lags": ("nnfit.sequences", "lags"),
     "sequences": ("nnfit.sequences", None),
     "text": ("nnfit.text", None),  # the text Vectorizer
-    "labs": ("nnfit.labs", None),  # ISLR chapter 10's labs and the penguin labs; `nnfit lab NAME`
+    "labs": ("nnfit.labs", None),
+    "summary": ("nnfit.summaries", "summary"),  # R's summary(fit); the module may not share the function's name  # ISLR chapter 10's labs and the penguin labs; `nnfit lab NAME`
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

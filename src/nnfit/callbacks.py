@@ -9,7 +9,9 @@ and the batch.
 Built in: ``EarlyStopping``, ``LRScheduler``, ``CSVLogger``, ``TensorBoard``, ``GradientClip``,
 ``Mixup``, ``MixedPrecision``, ``Progress`` (shown by default on a terminal); the checkpoint
 callbacks ``ModelCheckpoint``, ``KeepBestModel``, ``Interrupt`` and ``AutoResume`` come from
-``nnfit.checkpoints``. Each keeps what a resumed fit needs in ``state_dict()``.
+``nnfit.checkpoints``. Each keeps what a resumed fit needs in ``state_dict()``. The callbacks
+that watch a metric (early stopping, checkpoints, keep-best, ``ReduceLROnPlateau``) share one
+``nnfit.monitor.Monitor``, so they agree on which way is better.
 
 >>> import nnfit as nf
 >>> class Shout(nf.callbacks.Callback):
@@ -28,6 +30,7 @@ import time
 import torch
 
 from .errors import ArgumentError, ArgumentTypeError, MissingDependencyError, NnfitError, TrainingError
+from .monitor import Monitor
 
 HOOKS = (
     "on_fit_begin",
@@ -54,9 +57,26 @@ HOOKS = (
 
 
 class Callback:
-    """Base class of callbacks. Override hooks; keep state in ``state_dict`` for checkpoints."""
+    """Base class of callbacks. Override hooks; keep state in ``state_dict`` for checkpoints.
+
+    ``needs_autograd`` says whether the callback may touch what only the autograd path has
+    (gradients, the loss's graph, a torch optimizer, batch-level state): True unless a class
+    says otherwise. ``nf.mlp`` trains with closed-form gradients only when every callback
+    says False, as ``Progress``, ``EarlyStopping``, ``CSVLogger`` and ``TensorBoard`` do (they
+    read the history once per epoch); a subclass inherits the answer, so a subclass that
+    touches gradients sets ``needs_autograd = True``.
+
+    >>> import nnfit as nf
+    >>> class Shout(nf.callbacks.Callback):
+    ...     needs_autograd = False   # reads the epoch number only
+    ...     def on_epoch_end(self, ctx):
+    ...         print("epoch", ctx.epoch + 1, "done")
+    >>> Shout().needs_autograd, nf.callbacks.Callback().needs_autograd
+    (False, True)
+    """
 
     weight = 0
+    needs_autograd = True
 
     def state_dict(self) -> dict:
         return {}
@@ -240,6 +260,7 @@ class Progress(Callback):
 
     weight = 1000
     width = 20
+    needs_autograd = False
 
     def __init__(self, stream=None, every: float = 0.2):
         self.stream = stream
@@ -282,55 +303,45 @@ def format_records(records: dict) -> str:
     return " | ".join(parts)
 
 
-def direction(monitor: str, mode: str = "auto", ctx=None) -> str:
-    """'min' or 'max': whether a lower or a higher value of ``monitor`` is better.
-
-    With the loop's ``ctx``, the metric itself says (``Metric.maximize``); without, the name does.
-
-    >>> direction("valid_loss"), direction("valid_accuracy"), direction("train_mae", "max")
-    ('min', 'max', 'max')
-    """
-    if mode != "auto":
-        return mode
-    split, _, name = monitor.partition("_")
-    for metric in ctx.metrics.get(split, ()) if ctx is not None else ():
-        if metric.name == name:
-            return "max" if getattr(metric, "maximize", False) else "min"
-    base = name.removesuffix("_macro").removesuffix("_micro")
-    maximize = ("accuracy", "r2", "auc", "auroc", "precision", "recall", "f1")
-    return "max" if any(base.endswith(m) for m in maximize) else "min"
-
-
-class EarlyStopping(Callback):
+class EarlyStopping(Monitor, Callback):
     """Stop when a monitored metric has not improved for ``patience`` epochs (luz's ``luz_callback_early_stopping``).
 
     ``monitor`` is 'set_metric' ('valid_loss', 'train_mae', ...). An epoch improves when it
-    beats the best value so far by more than ``min_delta``; ``mode`` 'auto' takes the metric's
-    direction (loss and errors down, accuracy and AUROC up). With a ``baseline``, epochs count
-    as not improving until the metric beats it. Training always runs the minimum number of
-    epochs given by ``fit(epochs=(min, max))``. ``stopped_epoch`` is the epoch (1-based) it
-    stopped at, or None; on stopping the ``on_early_stopping`` hook runs.
+    beats the best value so far by more than ``min_delta``; ``mode`` 'auto' asks the metric
+    (losses are minimized, a metric with ``maximize = True`` such as accuracy or AUROC is
+    maximized) and raises when it cannot tell; pass ``mode="min"`` or ``"max"`` then. With a
+    ``baseline``, epochs count as not improving until the metric beats it. Training always runs
+    the minimum number of epochs given by ``fit(epochs=(min, max))``. ``stopped_epoch`` is the
+    epoch (1-based) it stopped at, or None; on stopping the ``on_early_stopping`` hook runs.
+    ``best`` and ``best_epoch`` are the best value and its epoch (see ``nnfit.monitor.Monitor``).
 
-    >>> import nnfit as nf
-    >>> stop = nf.callbacks.EarlyStopping(monitor="valid_loss", patience=5)
+    >>> import torch, nnfit as nf
+    >>> X = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)); y = X.sum(dim=1, keepdim=True)
+    >>> stop = nf.callbacks.EarlyStopping(monitor="valid_loss", patience=2, min_delta=10.0)
+    >>> fitted = (nf.setup(torch.nn.Linear, loss="mse").set_hparams(in_features=2, out_features=1)
+    ...           .fit((X, y), epochs=20, valid_data=0.25, seed=1, verbose=False, callbacks=[stop]))
+    >>> stop.mode_, stop.best_epoch, stop.stopped_epoch   # no epoch beat the first by 10
+    ('min', 1, 3)
     """
 
+    needs_autograd = False
+
     def __init__(self, monitor: str = "valid_loss", patience: int = 3, min_delta: float = 0.0, mode: str = "auto", baseline=None):
-        if mode not in ("auto", "min", "max"):
-            raise ArgumentError(f"mode must be 'auto', 'min' or 'max', not {mode!r}.")
+        super().__init__(monitor, mode, min_delta, baseline)
         if patience < 1:
             raise ArgumentError(f"patience must be at least 1, not {patience!r}.")
-        self.monitor, self.patience, self.min_delta, self.mode, self.baseline = monitor, patience, min_delta, mode, baseline
-        self.best = None
+        self.patience = patience
+        self.wait = 0
+        self.stopped_epoch = None
+
+    def on_fit_begin(self, ctx):
+        super().on_fit_begin(ctx)
         self.wait = 0
         self.stopped_epoch = None
 
     def on_epoch_end(self, ctx):
-        value = ctx.monitored(self.monitor, by="EarlyStopping")
-        sign = 1.0 if direction(self.monitor, self.mode, ctx) == "min" else -1.0
-        reference = self.best if self.best is not None else self.baseline
-        if reference is None or sign * (reference - value) > self.min_delta:
-            self.best = value
+        improved, _ = self.update(ctx)
+        if improved:
             self.wait = 0
             return
         self.wait += 1
@@ -340,10 +351,11 @@ class EarlyStopping(Callback):
             ctx.hooks("on_early_stopping", ctx)
 
     def state_dict(self):
-        return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch}
+        return {**super().state_dict(), "wait": self.wait, "stopped_epoch": self.stopped_epoch}
 
     def load_state_dict(self, state):
-        self.best, self.wait, self.stopped_epoch = state["best"], state["wait"], state["stopped_epoch"]
+        super().load_state_dict(state)
+        self.wait, self.stopped_epoch = state["wait"], state["stopped_epoch"]
 
 
 class LRScheduler(Callback):
@@ -354,12 +366,18 @@ class LRScheduler(Callback):
     that steps it (``"on_epoch_end"``, or ``"on_train_batch_after_step"`` for per-step schedules
     such as OneCycleLR). ``ReduceLROnPlateau`` is stepped with the epoch mean of ``monitor``
     (default: 'valid_loss' with validation data, else 'train_loss'), never with one batch's
-    loss; its ``mode`` follows the metric unless given. ``opt_name`` picks one of several
-    optimizers (default: the first).
+    loss; its ``mode`` is the one ``nnfit.monitor.Monitor`` finds (the metric's own direction,
+    as for ``EarlyStopping``) unless given. ``opt_name`` picks one of several optimizers
+    (default: the first).
 
     >>> import torch, nnfit as nf
     >>> halve = nf.callbacks.LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=10, gamma=0.5)
-    >>> plateau = nf.callbacks.LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=2)
+    >>> plateau = nf.callbacks.LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="train_r2", patience=0)
+    >>> X = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)); y = X.sum(dim=1, keepdim=True)
+    >>> fitted = (nf.setup(torch.nn.Linear, loss="mse", metrics=["r2"]).set_hparams(in_features=2, out_features=1)
+    ...           .fit((X, y), epochs=2, seed=1, verbose=False, callbacks=[plateau]))
+    >>> plateau.monitor_, plateau.scheduler_.mode   # R2 is better higher
+    ('train_r2', 'max')
     """
 
     def __init__(self, scheduler, call_on: str = "on_epoch_end", monitor: str | None = None, opt_name: str | None = None, **options):
@@ -381,6 +399,7 @@ class LRScheduler(Callback):
         if monitor is not None and not self.plateau:
             raise ArgumentError(f"{name} does not use a metric; leave out monitor={monitor!r}.")
         self.scheduler, self.call_on, self.monitor, self.opt_name, self.options = scheduler, call_on, monitor, opt_name, options
+        self._monitor = Monitor(monitor, options.get("mode", "auto"), by="LRScheduler") if self.plateau else None
         self.scheduler_ = None
         self._state = None
         setattr(self, call_on, self._step)
@@ -394,8 +413,8 @@ class LRScheduler(Callback):
         optimizer = ctx.optimizers[self.opt_name] if self.opt_name is not None else ctx.opt
         options = dict(self.options)
         if self.plateau:
-            self.monitor_ = self.monitor or ("valid_loss" if ctx.valid_data is not None else "train_loss")
-            options.setdefault("mode", direction(self.monitor_, ctx=ctx))
+            self.monitor_ = self._monitor.name(ctx)
+            options["mode"] = self._monitor.direction(ctx)
         self.scheduler_ = self.scheduler(optimizer, **options)
         if self._state is not None:
             self.scheduler_.load_state_dict(self._state)
@@ -427,6 +446,8 @@ class CSVLogger(Callback):
     >>> import nnfit as nf
     >>> logger = nf.callbacks.CSVLogger("history.csv")
     """
+
+    needs_autograd = False
 
     def __init__(self, path):
         self.path = path
@@ -460,6 +481,8 @@ class TensorBoard(Callback):
     >>> import nnfit as nf
     >>> board = nf.callbacks.TensorBoard("runs/first")   # doctest: +SKIP
     """
+
+    needs_autograd = False
 
     def __init__(self, log_dir="runs"):
         try:

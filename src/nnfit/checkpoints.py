@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from . import files
-from .callbacks import Callback, direction, where
+from .callbacks import Callback, where
 from .errors import ArgumentError, ArgumentTypeError, DivergenceError, InterruptedWarning, ModelFileError, TrainingError
+from .monitor import Monitor
 
 CHECKPOINT_FILE = "checkpoint.nnfit"
 KIND = "checkpoint"
@@ -179,53 +180,27 @@ def _copy_weights(model, into=None) -> dict:
     return into
 
 
-class _Best:
-    """The best value so far of a monitored metric ('valid_loss', 'train_mae', ...)."""
-
-    def __init__(self, monitor, mode: str, min_delta: float):
-        if monitor is not None and not isinstance(monitor, str):
-            raise ArgumentError(f"monitor must be a name such as 'valid_loss', not {monitor!r}.")
-        if mode not in ("auto", "min", "max"):
-            raise ArgumentError(f"mode must be 'auto', 'min' or 'max', not {mode!r}.")
-        self.monitor, self.mode, self.min_delta = monitor, mode, min_delta
-        self.value = self.epoch = None
-
-    def name(self, ctx) -> str:
-        """The monitor, by default 'valid_loss' (or 'train_loss' without validation data)."""
-        if self.monitor is not None:
-            return self.monitor
-        return "valid_loss" if ctx.valid_data is not None else "train_loss"
-
-    def update(self, ctx):
-        """(improved, value) for the current epoch."""
-        name = self.name(ctx)
-        value = ctx.monitored(name)
-        sign = 1.0 if direction(name, self.mode) == "min" else -1.0
-        if not math.isnan(value) and (self.value is None or sign * (self.value - value) > self.min_delta):
-            self.value, self.epoch = value, ctx.epoch + 1
-            return True, value
-        return False, value
-
-    def state_dict(self) -> dict:
-        return {"value": self.value, "epoch": self.epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.value, self.epoch = state["value"], state["epoch"]
-
-
 # ---------------------------------------------------------------------- callbacks
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(Monitor, Callback):
     """Save a checkpoint at the end of each epoch, or only when ``monitor`` improves.
 
     ``path`` is a template: ``{epoch}`` is the epoch (1-based) and ``{monitor}`` the monitored
     value, with any format spec (``"checkpoints/epoch-{epoch:02d}-{monitor:.3f}.nnfit"``);
     missing folders are created. ``monitor`` defaults to 'valid_loss', or 'train_loss' when
-    there is no validation data; ``mode`` 'auto' minimizes losses and errors and maximizes
-    accuracy, r2, auc, ... Each file is a full checkpoint: ``read_checkpoint(path)["model"]`` is
-    the model's state_dict. ``.saved`` lists the files written, ``.best_path`` the best one.
+    there is no validation data; ``mode`` 'auto' asks the metric which way is better, as
+    ``EarlyStopping`` does (``nnfit.monitor.Monitor``), and ``min_delta`` is the least gain
+    that counts. Each file is a full checkpoint: ``read_checkpoint(path)["model"]`` is the
+    model's state_dict. ``.saved`` lists the files written, ``.best_path`` the best one.
 
-    >>> import nnfit as nf
-    >>> keep = nf.callbacks.ModelCheckpoint("checkpoints/epoch-{epoch:02d}.nnfit", save_best_only=True)
+    >>> import os, tempfile, torch, nnfit as nf
+    >>> folder = tempfile.mkdtemp()
+    >>> keep = nf.callbacks.ModelCheckpoint(os.path.join(folder, "epoch-{epoch:02d}.nnfit"), save_best_only=True)
+    >>> X = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)); y = X.sum(dim=1, keepdim=True)
+    >>> fitted = (nf.setup(torch.nn.Linear, loss="mse").set_hparams(in_features=2, out_features=1)
+    ...           .fit((X, y), epochs=3, seed=1, verbose=False, callbacks=[keep]))
+    >>> keep.monitor_, os.path.basename(keep.best_path) == f"epoch-{keep.best_epoch:02d}.nnfit"
+    ('train_loss', True)
+    >>> import shutil; shutil.rmtree(folder)
     """
 
     weight = 900  # after callbacks that change state at the end of an epoch
@@ -242,16 +217,20 @@ class ModelCheckpoint(Callback):
                 f"The path template {self.path!r} cannot be filled ({type(error).__name__}: {error}); "
                 "it may use {epoch} and {monitor}, e.g. 'epoch-{epoch:02d}-{monitor:.3f}.nnfit'."
             ) from None
+        super().__init__(monitor, mode, min_delta)
         self.save_best_only = bool(save_best_only)
-        self._best = _Best(monitor, mode, min_delta)
         self.saved = []
         self.best_path = None
+
+    def on_fit_begin(self, ctx):
+        super().on_fit_begin(ctx)
+        self.saved, self.best_path = [], None
 
     def on_epoch_begin(self, ctx):
         self._began = time.perf_counter()
 
     def on_epoch_end(self, ctx):
-        improved, value = self._best.update(ctx)
+        improved, value = self.update(ctx)
         if self.save_best_only and not improved:
             return
         target = Path(self.path.format(epoch=ctx.epoch + 1, monitor=value))
@@ -264,43 +243,50 @@ class ModelCheckpoint(Callback):
         save_checkpoint(target, ctx, time.perf_counter() - self._began)
 
     def state_dict(self):
-        return {"best": self._best.state_dict(), "saved": self.saved, "best_path": self.best_path}
+        return {**super().state_dict(), "saved": self.saved, "best_path": self.best_path}
 
     def load_state_dict(self, state):
-        self._best.load_state_dict(state["best"])
+        super().load_state_dict(state)
         self.saved, self.best_path = list(state["saved"]), state["best_path"]
 
     def __repr__(self):
-        return f"ModelCheckpoint({self.path!r}, monitor={self._best.monitor!r}, save_best_only={self.save_best_only})"
+        return f"ModelCheckpoint({self.path!r}, monitor={self.monitor!r}, save_best_only={self.save_best_only})"
 
 
-class KeepBestModel(Callback):
+class KeepBestModel(Monitor, Callback):
     """At the end of the fit, give the model the weights of its best epoch by ``monitor``.
 
     The best weights are kept in memory (on the model's device) as training goes.
-    ``monitor`` defaults to 'valid_loss', or 'train_loss' without validation data;
-    ``.best_epoch`` and ``.best_value`` say which epoch won.
+    ``monitor`` defaults to 'valid_loss', or 'train_loss' without validation data; ``mode``
+    'auto' asks the metric which way is better, as ``EarlyStopping`` does
+    (``nnfit.monitor.Monitor``). ``.best_epoch`` and ``.best_value`` say which epoch won.
 
-    >>> import nnfit as nf
+    >>> import torch, nnfit as nf
     >>> best = nf.callbacks.KeepBestModel(monitor="valid_loss")
+    >>> X = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)); y = X.sum(dim=1, keepdim=True)
+    >>> fitted = (nf.setup(torch.nn.Linear, loss="mse").set_hparams(in_features=2, out_features=1)
+    ...           .fit((X, y), epochs=3, valid_data=0.25, seed=1, verbose=False, callbacks=[best]))
+    >>> losses = {epoch: value for split, name, epoch, value in fitted.records if (split, name) == ("valid", "loss")}
+    >>> best.best_value == min(losses.values()) and best.best_epoch == min(losses, key=losses.get)
+    True
     """
 
     weight = 800
 
     def __init__(self, monitor: str | None = None, mode: str = "auto", min_delta: float = 0.0):
-        self._best = _Best(monitor, mode, min_delta)
+        super().__init__(monitor, mode, min_delta)
         self._weights = None
 
     @property
-    def best_epoch(self):
-        return self._best.epoch
-
-    @property
     def best_value(self):
-        return self._best.value
+        return self.best
+
+    def on_fit_begin(self, ctx):
+        super().on_fit_begin(ctx)
+        self._weights = None
 
     def on_epoch_end(self, ctx):
-        improved, _ = self._best.update(ctx)
+        improved, _ = self.update(ctx)
         if improved:
             self._weights = _copy_weights(ctx.model, self._weights)
 
@@ -309,14 +295,14 @@ class KeepBestModel(Callback):
             ctx.model.load_state_dict(self._weights)
 
     def state_dict(self):
-        return {"best": self._best.state_dict(), "weights": self._weights}
+        return {**super().state_dict(), "weights": self._weights}
 
     def load_state_dict(self, state):
-        self._best.load_state_dict(state["best"])
+        super().load_state_dict(state)
         self._weights = state["weights"]
 
     def __repr__(self):
-        return f"KeepBestModel(monitor={self._best.monitor!r})"
+        return f"KeepBestModel(monitor={self.monitor!r})"
 
 
 class Interrupt(Callback):

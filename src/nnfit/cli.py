@@ -77,8 +77,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``nnfit`` command; returns the exit status.
 
-    >>> main(["lab", "--list"])  # doctest: +SKIP
-    penguins     ...
+    >>> from nnfit.cli import main
+    >>> main(["lab", "--list"])        # the shell's `nnfit lab --list`
+    penguins     The R course's two penguin labs: ...
+    ...
+    sound        Spectrograms (torch.stft) and a CNN telling synthetic tones, chirps, pulses and noise apart.
+    0
     """
     from .errors import NnfitError
 
@@ -402,7 +406,15 @@ def read_manifest(folder: str):
 
 
 def write_manifest(folder: str, listed: dict) -> None:
-    """Write ``folder``'s manifest: the files nnfit wrote there and the SHA-256 of each."""
+    """Write ``folder``'s manifest: the files nnfit wrote there and the SHA-256 of each.
+
+    >>> import tempfile
+    >>> from nnfit.cli import read_manifest, write_manifest
+    >>> folder = tempfile.mkdtemp()
+    >>> write_manifest(folder, {"model.nnfit": ["9f86d081884c7d65"]})
+    >>> read_manifest(folder)
+    {'model.nnfit': ['9f86d081884c7d65']}
+    """
     from .files import atomic_write
 
     text = json.dumps({"format": MANIFEST_FORMAT, "version": 1, "files": listed}, indent=1, sort_keys=True)

@@ -496,6 +496,11 @@ class ImageSet(NamedTuple):
     """Images and their labels: ``x`` float32 (n, channels, height, width) in [0, 1], ``y`` int64 (n,).
 
     A tuple, so ``fit(images.train)`` and ``evaluate(images.test)`` take it as (X, y).
+
+    >>> import nnfit as nf
+    >>> x, y = nf.datasets.load("mnist").test
+    >>> x.shape, y[:5].tolist()
+    (torch.Size([1000, 1, 28, 28]), [5, 0, 0, 1, 8])
     """
 
     x: Any
@@ -645,7 +650,22 @@ def read_mnist(folder) -> ImageData:
     Looks for ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``
     and ``t10k-labels-idx1-ubyte`` (also with a dot before ``idx``, and with ``.gz``).
 
-    >>> import nnfit as nf
+    A folder with two 2 x 2 "digits" in each set shows the layout:
+
+    >>> import os, tempfile, numpy as np, nnfit as nf
+    >>> folder = tempfile.mkdtemp()
+    >>> def write_idx(name, array):
+    ...     header = bytes([0, 0, 8, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    ...     _ = open(os.path.join(folder, name), "wb").write(header + array.tobytes())
+    >>> for part in ("train", "t10k"):
+    ...     write_idx(f"{part}-images-idx3-ubyte", np.zeros((2, 2, 2), np.uint8))
+    ...     write_idx(f"{part}-labels-idx1-ubyte", np.array([7, 1], np.uint8))
+    >>> tiny = nf.datasets.read_mnist(folder)
+    >>> tiny.train.x.shape, tiny.train.y.tolist()
+    (torch.Size([2, 1, 2, 2]), [7, 1])
+
+    The real files, downloaded to MNIST/raw (not bundled, so not run here):
+
     >>> mnist = nf.datasets.read_mnist("MNIST/raw")   # doctest: +SKIP
     >>> mnist.train.x.shape                            # doctest: +SKIP
     torch.Size([60000, 1, 28, 28])
@@ -682,7 +702,21 @@ def read_cifar100(folder, label: str = "fine") -> ImageData:
     ``label`` is "fine" (100 classes) or "coarse" (20 superclasses); class names come from
     ``fine_label_names.txt`` / ``coarse_label_names.txt`` when the folder has them.
 
-    >>> import nnfit as nf
+    A folder with two black images in each file shows the layout:
+
+    >>> import os, tempfile, nnfit as nf
+    >>> folder = tempfile.mkdtemp()
+    >>> record = bytes([3, 42]) + bytes(3 * 32 * 32)     # coarse label 3, fine label 42, the pixels
+    >>> for name in ("train.bin", "test.bin"):
+    ...     _ = open(os.path.join(folder, name), "wb").write(record * 2)
+    >>> tiny = nf.datasets.read_cifar100(folder)
+    >>> tiny.train.x.shape, tiny.train.y.tolist()
+    (torch.Size([2, 3, 32, 32]), [42, 42])
+    >>> nf.datasets.read_cifar100(folder, label="coarse").test.y.tolist()
+    [3, 3]
+
+    The real files, downloaded to cifar-100-binary (not bundled, so not run here):
+
     >>> cifar = nf.datasets.read_cifar100("cifar-100-binary")   # doctest: +SKIP
     >>> cifar.train.x.shape                                      # doctest: +SKIP
     torch.Size([50000, 3, 32, 32])
@@ -733,7 +767,23 @@ def read_imdb(folder, sets=("train", "test")):
     sentiment then id so the order does not depend on the file system. The ``unsup`` reviews
     are left out.
 
-    >>> import nnfit as nf
+    A folder with one review of each sentiment in each set shows the layout:
+
+    >>> import os, tempfile, nnfit as nf
+    >>> folder = tempfile.mkdtemp()
+    >>> reviews = {"train/pos/0_9.txt": "A delight.", "train/neg/1_2.txt": "Dull.",
+    ...            "test/pos/0_10.txt": "Superb.", "test/neg/3_1.txt": "Awful."}
+    >>> for name, text in reviews.items():
+    ...     os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
+    ...     _ = open(os.path.join(folder, name), "w", encoding="utf-8").write(text)
+    >>> train, test = nf.datasets.read_imdb(folder)
+    >>> train
+       id  rating sentiment        text
+    0   1       2       neg       Dull.
+    1   0       9       pos  A delight.
+
+    The real reviews, downloaded to aclImdb (not bundled, so not run here):
+
     >>> train, test = nf.datasets.read_imdb("aclImdb")   # doctest: +SKIP
     >>> train.shape                                       # doctest: +SKIP
     (25000, 4)

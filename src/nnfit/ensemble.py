@@ -19,15 +19,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import closed_form
 from .errors import ArgumentError
 from .modules import ACTIVATIONS, MLP
 
-OPTIMIZER_DEFAULTS = {
-    "sgd": {"lr": 1e-3, "momentum": 0.0},
-    "rmsprop": {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8},
-    "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8},
-    "adamw": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8},
-}
+OPTIMIZERS = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+OPTIMIZER_DEFAULTS = {name: closed_form.defaults(optimizer) for name, optimizer in OPTIMIZERS.items()}
 
 
 class StackedMLP(nn.Module):
@@ -119,99 +116,6 @@ class StackedMLP(nn.Module):
         return cls(models)
 
 
-class StackedOptimizer:
-    """SGD (momentum), RMSprop, Adam and AdamW on stacked weights, as torch.optim computes them.
-
-    ``lr`` and ``weight_decay`` hold one value per model. ``step(grads)`` updates every model
-    with in-place multi-tensor (``torch._foreach``) operations; ``step(grads, active)`` leaves
-    the models marked inactive as they were (a fold with no rows in this batch).
-    """
-
-    def __init__(self, params, name: str, lr, weight_decay, **options):
-        if name not in OPTIMIZER_DEFAULTS:
-            raise ArgumentError(
-                f"Training several models at once supports the optimizers {', '.join(OPTIMIZER_DEFAULTS)}, not {name!r}."
-            )
-        self.params = list(params)
-        self.name = name
-        self.options = dict(OPTIMIZER_DEFAULTS[name], **options)
-        device = self.params[0].device
-        per_model = lambda v: torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1, 1, 1)  # noqa: E731
-        lr, weight_decay = per_model(lr), per_model(weight_decay)
-        # Per-model values spread to each parameter's shape, so the _foreach ops stay on their fast path.
-        self.lr = [lr.expand_as(p).contiguous() for p in self.params]
-        self.weight_decay = [weight_decay.expand_as(p).contiguous() for p in self.params] if bool(weight_decay.any()) else None
-        self.decay_factor = [1 - a * b for a, b in zip(self.lr, self.weight_decay)] if self.weight_decay and name == "adamw" else None
-        buffers = {
-            "sgd": ["momentum_buffer"] if self.options.get("momentum") else [],
-            "rmsprop": ["square_avg"],
-            "adam": ["exp_avg", "exp_avg_sq"],
-            "adamw": ["exp_avg", "exp_avg_sq"],
-        }[name]
-        # Zero buffers reproduce torch's first steps: momentum * 0 + grad is the grad itself.
-        self.state = {key: [torch.zeros_like(p) for p in self.params] for key in buffers}
-        self.steps = torch.zeros(len(lr), 1, 1, device=device)
-        self.n_steps = 0  # while every model has taken every step, a plain number
-
-    @torch.no_grad()
-    def step(self, grads, active=None):
-        if active is None:
-            self._step_all(list(grads))
-            return
-        mask = active.reshape(-1, 1, 1)
-        before = [p.clone() for p in self.params], {k: [t.clone() for t in v] for k, v in self.state.items()}
-        self._step_all(list(grads), steps_mask=mask)
-        for tensors, old in [(self.params, before[0])] + [(self.state[k], before[1][k]) for k in self.state]:
-            for tensor, saved in zip(tensors, old):
-                tensor.copy_(torch.where(mask, tensor, saved))
-
-    def _step_all(self, grads, steps_mask=None):
-        o, params = self.options, self.params
-        self.steps += 1 if steps_mask is None else steps_mask.to(self.steps.dtype)
-        if steps_mask is None and self.n_steps is not None:
-            self.n_steps += 1
-        else:
-            self.n_steps = None
-        if self.decay_factor is not None:
-            torch._foreach_mul_(params, self.decay_factor)
-        elif self.weight_decay is not None:
-            grads = torch._foreach_add(grads, torch._foreach_mul(params, self.weight_decay))
-        if self.name == "sgd":
-            if o["momentum"]:
-                buffers = self.state["momentum_buffer"]
-                torch._foreach_mul_(buffers, o["momentum"])
-                torch._foreach_add_(buffers, grads)
-                grads = buffers
-            update = torch._foreach_mul(grads, self.lr)
-        elif self.name == "rmsprop":
-            square_avg = self.state["square_avg"]
-            torch._foreach_mul_(square_avg, o["alpha"])
-            torch._foreach_addcmul_(square_avg, grads, grads, 1 - o["alpha"])
-            denom = torch._foreach_sqrt(square_avg)
-            torch._foreach_add_(denom, o["eps"])
-            update = torch._foreach_div(grads, denom)
-            torch._foreach_mul_(update, self.lr)
-        else:
-            beta1, beta2 = o["betas"]
-            exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
-            torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sq, beta2)
-            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
-            if self.n_steps is not None:
-                bias1, bias2_sqrt = 1 - beta1**self.n_steps, math.sqrt(1 - beta2**self.n_steps)
-            else:  # models have taken different numbers of steps
-                steps = self.steps.clamp(min=1)
-                bias1 = [(1 - beta1**steps).expand_as(p) for p in params]
-                bias2_sqrt = [(1 - beta2**steps).sqrt().expand_as(p) for p in params]
-            denom = torch._foreach_sqrt(exp_avg_sq)
-            torch._foreach_div_(denom, bias2_sqrt)
-            torch._foreach_add_(denom, o["eps"])
-            update = torch._foreach_div(exp_avg, denom)
-            torch._foreach_mul_(update, self.lr)
-            torch._foreach_div_(update, bias1)
-        torch._foreach_sub_(params, update)
-
-
 def row_losses(pred, target, task: str):
     """Per-row losses (K, n): squared error averaged over outputs, cross-entropy, or binary."""
     K, n = pred.shape[:2]
@@ -242,7 +146,8 @@ def build_models(seeds, input_size, sizes, n_outputs, activation, dropout) -> li
     return models
 
 
-CLOSED_FORM = {"relu", "sigmoid", "tanh", "identity", "linear"}
+CLOSED_FORM = set(closed_form.ACTIVATIONS)
+LOSSES = {"regression": closed_form.mse, "binary": closed_form.binary}  # any other task: cross_entropy
 
 
 def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_decay, epochs: int,
@@ -255,8 +160,9 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
     training rows); y likewise. ``train_rows`` / ``valid_rows``: one index tensor per model
     (default: every row, no validation). ``response_scale`` (outputs,) or (K, 1, outputs) maps
     errors back to original units. Gradients are computed in closed form for relu, sigmoid,
-    tanh and identity networks (autograd otherwise). Each epoch's loss and metric are summed
-    on the device and read once.
+    tanh and identity networks (``nnfit.closed_form``; autograd otherwise), and the optimizer
+    is ``closed_form.Optimizer``, as for a single fused fit. Each epoch's loss and metric are
+    summed on the device and read once.
 
     Each model's epoch loss is checked by ``checkpoints.Divergence``, the rule of every engine
     (NaN, infinite, or 10,000 times the untrained loss). A model that diverges raises a
@@ -281,13 +187,18 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
     sizes_tensor = torch.tensor(sizes, device=device, dtype=X.dtype)
     if generators is None:
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-    opt = StackedOptimizer(net.parameters(), optimizer, lr, weight_decay, **(options or {}))
+    opt = _optimizer(net, optimizer, rates, weight_decay, options)
     scale = None if response_scale is None else torch.as_tensor(response_scale, dtype=X.dtype, device=device)
     metric_name = "mae" if task == "regression" else "accuracy"
     size = n_max if batch_size is None else batch_size
     positions = torch.arange(n_max, device=device)
     valid_mask = _rows_mask(valid_rows, K, n, device)
-    closed_form = all(name in CLOSED_FORM for name in net.activations)
+    layers = None
+    if all(name in CLOSED_FORM for name in net.activations):
+        L = len(net.weights)
+        layers = closed_form.Layers(opt.params[:L], opt.params[L:], opt.grads[:L], opt.grads[L:], net.activations,
+                                    [1 - p for p in net.drop_p], uniform_noise=True)
+    loss_gradient = LOSSES.get(task, closed_form.cross_entropy)
     records = []
     for epoch in range(1, epochs + 1):
         net.train()
@@ -305,17 +216,20 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
             rows_in = counts = active = None
             if min(start + size, n_max) > n_min:
                 rows_in = (positions[start : start + size][None, :] < sizes_tensor[:, None]).to(X.dtype)
-                counts = rows_in.sum(dim=1).clamp(min=1).reshape(K, 1, 1)
+                counts = rows_in.sum(dim=1).clamp(min=1)
                 if start >= n_min:
                     active = torch.tensor([s > start for s in sizes], device=device)
+            if layers is not None:
+                pred, losses = layers.train_step(xb, yb, loss_gradient, rows_in, counts)
             else:
-                counts = index.shape[1]
-            step = _closed_form_step if closed_form else _autograd_step
-            grads, losses, metric_rows = step(net, xb, yb, task, rows_in, counts, scale)
+                pred, losses = _autograd_step(net, opt, xb, yb, task, rows_in, counts)
+            metric_rows = row_metric(pred, yb, task, scale)
+            if rows_in is not None:
+                metric_rows = metric_rows * rows_in
             if epoch == 1 and start == 0:  # the untrained networks' losses, each model's reference
-                rule.first(losses.sum(dim=1) / (counts.reshape(-1) if isinstance(counts, torch.Tensor) else counts))
-            opt.step(grads, active)
-            loss_sum += losses.sum(dim=1)
+                rule.first(losses)
+            opt.step(active)
+            loss_sum += losses * (index.shape[1] if counts is None else counts)
             metric_sum += metric_rows.sum(dim=1)
         values = {("train", "loss"): loss_sum / sizes_tensor, ("train", metric_name): metric_sum / sizes_tensor}
         if valid_mask is not None:
@@ -329,86 +243,37 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
                     raise diverged[k]
         if len(diverged) == K:
             break  # nothing left to train; the caller says so
+    for param in net.parameters():  # each its own tensor again, out of the optimizer's buffer
+        param.data, param.grad = param.data.clone(), None
     return records, diverged
 
 
-def _loss_gradient(pred, target, task, rows_in, counts, response_scale):
-    """(d mean-loss / d pred (K, B, outputs), per-row loss (K, B), per-row metric (K, B))."""
-    if task == "regression":
-        diff = pred - target
-        losses = diff.square().mean(dim=2)
-        errors = diff.abs() if response_scale is None else diff.abs() * response_scale
-        metric = errors.mean(dim=2)
-        d = diff * (2.0 / pred.shape[2]) if pred.shape[2] > 1 else diff * 2.0
-    else:
-        if task == "binary":
-            logits = pred[..., 0]
-            losses = F.binary_cross_entropy_with_logits(logits, target.to(pred.dtype), reduction="none")
-            d = (torch.sigmoid(logits) - target.to(pred.dtype))[..., None]
-            metric = ((logits > 0) == target.bool()).to(pred.dtype)
-        else:
-            log_probs = torch.log_softmax(pred, dim=2)
-            losses = -log_probs.gather(2, target[..., None])[..., 0]
-            d = log_probs.exp_().scatter_add_(2, target[..., None], torch.full_like(target[..., None], -1, dtype=pred.dtype))
-            metric = (pred.argmax(dim=2) == target).to(pred.dtype)
-    d = d / counts
-    if rows_in is not None:
-        d, losses, metric = d * rows_in[..., None], losses * rows_in, metric * rows_in
-    return d, losses, metric
+def _optimizer(net: StackedMLP, name: str, lr, weight_decay, options) -> closed_form.Optimizer:
+    """The closed-form optimizer ``name`` over the stacked weights, with one lr and weight decay per model."""
+    if name not in OPTIMIZERS:
+        raise ArgumentError(
+            f"Training several models at once supports the optimizers {', '.join(OPTIMIZERS)}, not {name!r}."
+        )
+    def per_model(value):
+        return list(value) if isinstance(value, (list, tuple)) else [value] * net.n_models
+
+    settings = {**(options or {}), "lr": per_model(lr), "weight_decay": per_model(weight_decay)}
+    return closed_form.Optimizer(net.parameters(), OPTIMIZERS[name], settings, n_models=net.n_models)
 
 
-@torch.no_grad()
-def _closed_form_step(net: StackedMLP, x, target, task, rows_in, counts, response_scale):
-    """Forward pass, then every weight's gradient by the chain rule, without autograd."""
-    inputs, gates = [x], []
-    use_dropout = net.training and net.has_dropout
-    a = x
-    for layer, name in enumerate(net.activations):
-        z = torch.baddbmm(net.biases[layer], a, net.weights[layer])
-        keep = torch.rand_like(z).ge_(net.drop_p[layer]).mul_(net.drop_scale[layer]) if use_dropout else None
-        if name == "relu":
-            a = z.clamp_min_(0) if keep is None else z.clamp_min_(0).mul_(keep)
-            gate = a.sign() if keep is None else a.sign().mul_(net.drop_scale[layer])
-        else:
-            if name == "sigmoid":
-                a = torch.sigmoid(z)
-                gate = a * (1 - a)
-            elif name == "tanh":
-                a = torch.tanh(z)
-                gate = 1 - a * a
-            else:
-                a, gate = z, None
-            if keep is not None:
-                a = a * keep
-                gate = keep if gate is None else gate.mul_(keep)
-        inputs.append(a)
-        gates.append(gate)
-    pred = torch.baddbmm(net.biases[-1], a, net.weights[-1])
-    d, losses, metric = _loss_gradient(pred, target, task, rows_in, counts, response_scale)
-    weight_grads, bias_grads = [], []
-    for layer in range(len(net.weights) - 1, -1, -1):
-        weight_grads.append(torch.bmm(inputs[layer].transpose(1, 2), d))
-        bias_grads.append(d.sum(dim=1, keepdim=True))
-        if layer:
-            d = torch.bmm(d, net.weights[layer].transpose(1, 2))
-            if gates[layer - 1] is not None:
-                d = d * gates[layer - 1]
-    return weight_grads[::-1] + bias_grads[::-1], losses, metric
+def _autograd_step(net: StackedMLP, opt, x, target, task, rows_in, counts):
+    """The closed-form step's (prediction, loss per model) through autograd, for other activations.
 
-
-def _autograd_step(net: StackedMLP, x, target, task, rows_in, counts, response_scale):
-    """The same step through autograd, for activations without a closed form here."""
+    The gradients land in the optimizer's buffer (the parameters' ``.grad`` are views of it).
+    """
     pred = net(x)
     per_row = row_losses(pred, target, task)
-    metric = row_metric(pred.detach(), target, task, response_scale)
     if rows_in is not None:
-        per_row, metric = per_row * rows_in, metric * rows_in
-    (per_row.sum(dim=1) / torch.as_tensor(counts).reshape(-1)).sum().backward()
-    losses = per_row.detach()
-    grads = [p.grad for p in net.parameters()]
-    for p in net.parameters():
-        p.grad = None
-    return grads, losses, metric
+        per_row = per_row * rows_in
+    losses = per_row.sum(dim=1) / (per_row.shape[1] if counts is None else counts)
+    opt.flat_grads.zero_()
+    losses.sum().backward()
+    return pred.detach(), losses.detach()
 
 
 def _rows_mask(rows, K, n, device):

@@ -174,7 +174,16 @@ def _key_bytes(key) -> bytes:
 
 
 def write(path, tensors: dict, metadata: dict, key=None) -> None:
-    """Save tensors and JSON metadata as one safetensors file, atomically; signed if ``key`` is given."""
+    """Save tensors and JSON metadata as one safetensors file, atomically; signed if ``key`` is given.
+
+    >>> import os, tempfile, torch
+    >>> from nnfit import files
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.nnfit")
+    >>> files.write(path, {"w": torch.ones(2, 3)}, {"kind": "notes", "note": "hello"})
+    >>> tensors, metadata = files.read(path)
+    >>> tensors["w"].shape, metadata["note"]
+    (torch.Size([2, 3]), 'hello')
+    """
     import torch
     from safetensors.torch import save
 
@@ -198,6 +207,17 @@ def read(path, key=None):
     Reads only a regular file, and no more of it than its header declares; checks the header
     against ``nnfit.schema`` before reading a tensor, then the checksum, then the signature:
     a file signed with a key loads only with that ``key``, and a ``key`` loads only signed files.
+
+    >>> import os, tempfile, torch
+    >>> from nnfit import files
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.nnfit")
+    >>> files.write(path, {"w": torch.ones(2, 3)}, {"kind": "notes"}, key="our team's secret")
+    >>> files.read(path, key="our team's secret")[1]["kind"]
+    'notes'
+    >>> files.read(path, key="a guess")             # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.ModelFileError: '...notes.nnfit' was not signed with this key: it was changed after it was signed, or signed with another key.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -361,7 +381,21 @@ def _check_signature(signature, key, checksum: str, name: str) -> None:
 
 
 def save_module(path, fitted, key=None) -> None:
-    """Weights of a luz-style fitted module, with its class name and hparams (signed if ``key`` is given)."""
+    """Weights of a luz-style fitted module, with its class name and hparams (signed if ``key`` is given).
+
+    ``Fitted.save`` calls it; ``nf.load(path, module=...)`` reads it back.
+
+    >>> import os, tempfile, torch
+    >>> import nnfit as nf
+    >>> from nnfit import files
+    >>> X, y = torch.randn(32, 3), torch.randn(32, 1)
+    >>> fitted = nf.setup(nf.MLP, loss="mse").set_hparams(input_size=3, hidden=[4], output_size=1).fit(
+    ...     (X, y), epochs=2, seed=1, verbose=False)
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.nnfit")
+    >>> files.save_module(path, fitted)
+    >>> files.read(path)[1]["hparams"]
+    {'hidden': [4], 'input_size': 3, 'output_size': 1}
+    """
     learner = fitted.learner
     metadata = {
         "kind": "module",
@@ -462,9 +496,19 @@ def load(path, module=None, key=None):
     class, which is built with the saved hparams) and get that module back with the weights loaded.
     A file saved with ``key=`` loads only with the same ``key`` (see docs/files.md).
 
+    >>> import os, tempfile
     >>> import nnfit as nf
-    >>> # fit.save("mass.nnfit"); same = nf.load("mass.nnfit")
-    >>> # fit.save("mass.nnfit", key=team_secret); same = nf.load("mass.nnfit", key=team_secret)
+    >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
+    >>> fit = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=training, hidden=5, epochs=5,
+    ...              seed=1, verbose=False)
+    >>> path = os.path.join(tempfile.mkdtemp(), "mass.nnfit")
+    >>> fit.save(path)
+    >>> same = nf.load(path)                           # R's readRDS: the MLPFit, ready to predict
+    >>> same.predict(testing).equals(fit.predict(testing))
+    True
+    >>> fit.save(path, key="our team's secret")        # signed: loads only with the same key
+    >>> nf.load(path, key="our team's secret").settings["formula"]
+    'body_mass_g ~ flipper_length_mm + sex'
     """
     tensors, metadata = read(path, key=key)
     kind = metadata.get("kind")

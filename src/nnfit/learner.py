@@ -47,12 +47,36 @@ def setup(module, loss=None, optimizer="adam", metrics=None, backward=None) -> "
     ``set_optimizers(**opt_hparams)`` returning {name: optimizer}, and a whole training step
     ``step(ctx)`` (which then does the backward pass and optimizer steps itself, and also runs in
     validation with ``ctx.training`` False), as in luz.
+
+    >>> import nnfit as nf
+    >>> penguins = nf.datasets.load("penguins").dropna()
+    >>> design = nf.Design("species ~ bill_length_mm + flipper_length_mm - 1", scale=True).fit(penguins)
+    >>> X, y = design.tensors(penguins)
+    >>> learner = nf.setup(nf.MLP, loss="cross_entropy", metrics=[nf.metrics.Accuracy()])
+    >>> learner = learner.set_hparams(input_size=2, hidden=[16], output_size=3).set_opt_hparams(lr=0.01)
+    >>> learner
+    <nnfit Learner> MLP(input_size=2, hidden=[16], output_size=3)
+      loss: CrossEntropyLoss(), optimizer: adam(lr=0.01), metrics: Accuracy
+    >>> fitted = learner.fit((X, y), epochs=20, valid_data=0.2, seed=1, verbose=False)
+    >>> fitted.epochs_run
+    20
+    >>> sorted(fitted.last_metrics()["valid"])
+    ['accuracy', 'loss']
     """
     return Learner(module, loss=loss, optimizer=optimizer, metrics=metrics, backward=backward)
 
 
 class Learner:
-    """A module with its loss, optimizer, metrics and hyperparameters, ready to ``fit``."""
+    """A module with its loss, optimizer, metrics and hyperparameters, ready to ``fit``.
+
+    ``nf.setup`` makes one; ``set_hparams`` and ``set_opt_hparams`` return it, so calls chain.
+
+    >>> import nnfit as nf
+    >>> learner = nf.setup(nf.MLP, loss="mse").set_hparams(input_size=3, hidden=[8], output_size=1)
+    >>> net = learner.build()          # what fit trains: a fresh MLP(3 -> 8 -> 1)
+    >>> sum(p.numel() for p in net.parameters())
+    41
+    """
 
     def __init__(self, module, loss=None, optimizer="adam", metrics=None, backward=None):
         if not (isinstance(module, nn.Module) or (isinstance(module, type) and issubclass(module, nn.Module))):
@@ -127,6 +151,14 @@ class Learner:
         each row's training loss: sum(w * loss) / sum(w); they need (X, y) data and a torch loss.
         ``n_models=K`` trains K copies (model k seeded with seed + k) at once and returns a
         ``FittedMany`` whose predictions are their mean (see ``nnfit.vectorized``).
+
+        >>> import torch, nnfit as nf
+        >>> X = torch.randn(64, 3); y = (X[:, 0] > 0.8).long()     # a rare class: about 1 row in 5
+        >>> learner = nf.setup(nf.MLP, loss="cross_entropy", metrics=["accuracy"]).set_hparams(
+        ...     input_size=3, hidden=[8], output_size=2)
+        >>> fitted = learner.fit((X, y), epochs=5, batch_size=16, class_weight="balanced", seed=1, verbose=False)
+        >>> fitted.epochs_run, sorted(fitted.last_metrics()["train"])
+        (5, ['accuracy', 'loss'])
         """
         min_epochs, max_epochs = _epochs(epochs)
         if n_models != 1:
@@ -242,7 +274,17 @@ class Learner:
 
 
 class Evaluation:
-    """Loss and metrics of a fitted model on some data: ``.metrics`` is a plain dict."""
+    """Loss and metrics of a fitted model on some data: ``.metrics`` is a plain dict.
+
+    ``Fitted.evaluate`` returns one.
+
+    >>> from nnfit.learner import Evaluation
+    >>> result = Evaluation({"loss": 0.25, "accuracy": 0.9}, n=68)
+    >>> result
+    <nnfit Evaluation> 68 rows; loss: 0.25, accuracy: 0.9
+    >>> result.metrics["accuracy"]
+    0.9
+    """
 
     def __init__(self, metrics: dict, n: int):
         self.metrics = metrics
@@ -259,7 +301,32 @@ class Evaluation:
 
 
 class Fitted:
-    """A trained module with its history: predict, evaluate, plot, save (luz's fitted object)."""
+    """A trained module with its history: predict, evaluate, plot, save (luz's fitted object).
+
+    ``Learner.fit`` returns one.
+
+    >>> import os, tempfile, torch
+    >>> import nnfit as nf
+    >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
+    >>> design = nf.Design("species ~ bill_length_mm + flipper_length_mm - 1", scale=True).fit(training)
+    >>> learner = nf.setup(nf.MLP, loss="cross_entropy", metrics=[nf.metrics.Accuracy()]).set_hparams(
+    ...     input_size=2, hidden=[16], output_size=3).set_opt_hparams(lr=0.01)
+    >>> fitted = learner.fit(design.tensors(training), epochs=20, seed=1, verbose=False)
+    >>> logits = fitted.predict(design.tensors(testing, response=False))
+    >>> logits.shape                                   # one row per penguin, one column per species
+    torch.Size([67, 3])
+    >>> list(design.decode(logits.argmax(dim=1))[:3])   # the most likely species, as labels
+    ['Adelie', 'Adelie', 'Adelie']
+    >>> fitted.evaluate(design.tensors(testing)).metrics["accuracy"] > 0.9
+    True
+    >>> fitted.metrics.columns.tolist()                # the history, one row per set, metric and epoch
+    ['set', 'metric', 'epoch', 'value']
+    >>> path = os.path.join(tempfile.mkdtemp(), "species.nnfit")
+    >>> fitted.save(path)
+    >>> net = nf.load(path, module=nf.MLP)             # the MLP, built with the saved hparams
+    >>> torch.allclose(net(design.tensors(testing, response=False)), logits, atol=1e-5)
+    True
+    """
 
     def __init__(self, learner: Learner, ctx: Context, seconds: float, threads: int, callbacks=()):
         self.learner = learner
@@ -447,7 +514,12 @@ def predict_in_blocks(forward, rows, block: int = PREDICT_BLOCK, dim: int = 0, i
 
 
 def resolve_device(device) -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; anything else as torch.device reads it."""
+    """'auto' -> cuda, then mps, then cpu; anything else as torch.device reads it.
+
+    >>> from nnfit.learner import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

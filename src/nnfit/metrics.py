@@ -27,6 +27,11 @@ probabilities. Targets are class codes (n,), or 0/1 values for a binary problem.
 ...         self.worst = batch if self.worst is None else torch.maximum(self.worst, batch)
 ...     def compute(self):
 ...         return self.worst
+>>> worst = MaxError()
+>>> worst.update(torch.tensor([[1.0], [4.0]]), torch.tensor([[1.5], [2.0]]))
+>>> float(worst.compute())
+2.0
+>>> learner = nf.setup(nf.MLP, loss="mse", metrics=["mae", MaxError()])   # reported each epoch
 """
 
 from __future__ import annotations
@@ -42,6 +47,16 @@ class Metric:
     """Base class: subclasses set ``name`` and implement ``update`` (and ``compute``).
 
     The default state is a running sum and count (``_add``); ``compute`` returns their ratio.
+
+    >>> import torch, nnfit as nf
+    >>> class MeanBias(nf.metrics.Metric):
+    ...     name = "bias"
+    ...     def update(self, pred, target):
+    ...         self._add((pred - target.reshape(pred.shape)).sum(), len(pred))
+    >>> bias = MeanBias()
+    >>> bias.update(torch.tensor([[2.0], [3.0]]), torch.tensor([[1.0], [1.0]]))
+    >>> float(bias.compute())
+    1.5
     """
 
     name = "metric"
@@ -479,7 +494,17 @@ def _auc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
 
 
 class Rescaled(Metric):
-    """A regression metric computed in original units from standardized predictions and targets."""
+    """A regression metric computed in original units from standardized predictions and targets.
+
+    ``nf.mlp`` trains on a standardized response and reports its mae in the response's units.
+
+    >>> import torch
+    >>> from nnfit.metrics import MAE, Rescaled
+    >>> mae = Rescaled(MAE(), center=4200.0, scale=800.0)   # body mass: mean 4200 g, sd 800 g
+    >>> mae.update(torch.tensor([[0.5]]), torch.tensor([[0.0]]))
+    >>> float(mae.compute())
+    400.0
+    """
 
     def __init__(self, metric: Metric, center, scale):
         self.metric = metric
@@ -561,5 +586,12 @@ def _only(metric, split: str):
 
 
 def for_set(metrics, split: str) -> list:
-    """Fresh copies of the metrics that run on ``split`` ('train' or 'valid')."""
+    """Fresh copies of the metrics that run on ``split`` ('train' or 'valid').
+
+    >>> import nnfit as nf
+    >>> from nnfit.metrics import for_set
+    >>> metrics = [nf.metrics.MAE(), nf.metrics.valid_only(nf.metrics.R2())]
+    >>> [m.name for m in for_set(metrics, "train")], [m.name for m in for_set(metrics, "valid")]
+    (['mae'], ['mae', 'r2'])
+    """
     return [copy.deepcopy(m) for m in metrics if getattr(m, "only", split) == split]

@@ -51,9 +51,17 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     Other options are those of ``Learner.fit``.
 
     >>> import nnfit as nf
-    >>> training, testing = nf.split(nf.datasets.load("penguins"), prop=0.8, seed=1)
+    >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
     >>> fit = nf.mlp("body_mass_g ~ . - year", data=training, hidden=50, dropout=0.4,
-    ...              epochs=20, seed=1, verbose=False)  # doctest: +SKIP
+    ...              epochs=20, seed=1, verbose=False)
+    >>> fit.predict(testing).head(3).index.tolist()    # a Series in grams, aligned to the rows given
+    [0, 4, 5]
+    >>> fit.evaluate(testing)["r2"] > 0.7
+    True
+    >>> species = nf.mlp("species ~ bill_length_mm + flipper_length_mm", data=training, hidden=10,
+    ...                  epochs=10, seed=1, verbose=False)
+    >>> species.predict(testing.head(3)).tolist()      # the labels; type="prob" gives probabilities
+    ['Adelie', 'Adelie', 'Adelie']
     """
     from . import fused, losses, metrics
     from . import learner as learner_module
@@ -122,7 +130,15 @@ def _other_as_average(model) -> None:
 
 
 def check_training(lr, weight_decay, epochs, batch_size, on_divergence="error") -> None:
-    """The training arguments of nf.mlp, cross_validate and grid, checked before any work starts."""
+    """The training arguments of nf.mlp, cross_validate and grid, checked before any work starts.
+
+    >>> from nnfit.mlpfit import check_training
+    >>> check_training(lr=0.01, weight_decay=0.0, epochs=(5, 50), batch_size=None)
+    >>> check_training(lr=-1, weight_decay=0.0, epochs=10, batch_size=32)
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.ArgumentError: lr must be a finite number above 0, not -1.
+    """
     from .checkpoints import check_on_divergence
     from .errors import check_positive_int, check_rate
     from .learner import _epochs
@@ -203,7 +219,16 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
 
 @dataclass
 class Prepared:
-    """A formula's training data as tensors: standardized X, and y as floats or class codes."""
+    """A formula's training data as tensors: standardized X, and y as floats or class codes.
+
+    ``prepare`` makes one.
+
+    >>> import nnfit as nf
+    >>> from nnfit.mlpfit import prepare
+    >>> prepared = prepare("species ~ bill_length_mm + flipper_length_mm", nf.datasets.load("penguins").dropna())
+    >>> prepared.task, prepared.n_outputs, tuple(prepared.X.shape), prepared.y.dtype
+    ('multiclass', 3, (333, 2), torch.int64)
+    """
 
     design: Design
     task: str
@@ -215,7 +240,14 @@ class Prepared:
 
 
 def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prepared:
-    """Fit the Design on ``data`` and encode it (rows with a missing value left out, with a warning)."""
+    """Fit the Design on ``data`` and encode it (rows with a missing value left out, with a warning).
+
+    >>> import nnfit as nf
+    >>> from nnfit.mlpfit import prepare
+    >>> prepared = prepare("body_mass_g ~ flipper_length_mm + sex", nf.datasets.load("penguins").dropna())
+    >>> prepared.design.columns, prepared.task, prepared.n_left_out   # no intercept: the network has biases
+    (['flipper_length_mm', 'sexmale'], 'regression', 0)
+    """
     import torch
 
     with warnings.catch_warnings():
@@ -246,7 +278,17 @@ _TASK_NAMES = {"regression": "regression", "binary": "binary classification", "m
 
 
 class Scores(dict):
-    """Evaluation metrics (a dict) that also knows how many rows it scored and left out."""
+    """Evaluation metrics (a dict) that also knows how many rows it scored and left out.
+
+    ``MLPFit.evaluate`` returns one.
+
+    >>> from nnfit.mlpfit import Scores
+    >>> scores = Scores({"mae": 279.1, "r2": 0.85}, n=67, n_left_out=1)
+    >>> scores
+    {mae: 279.1, r2: 0.85} (67 rows scored, 1 left out (missing values))
+    >>> scores["mae"], scores.n
+    (279.1, 67)
+    """
 
     def __init__(self, values: dict, n: int, n_left_out: int):
         super().__init__(values)
@@ -270,6 +312,35 @@ class MLPFit:
 
     With ``n_models=K`` it holds K networks of one shape (an ensemble): predictions are their
     mean (for a classifier, the mean probabilities); ``type="all"`` gives every model's.
+
+    >>> import os, tempfile
+    >>> import nnfit as nf
+    >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
+    >>> fit = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=training, hidden=5, epochs=10,
+    ...              seed=1, verbose=False)
+    >>> fit                                            # R's print(fit)
+    nnfit MLP (regression): body_mass_g ~ flipper_length_mm + sex
+      f(X) = beta_0 + sum_{k=1}^{K} beta_k g(w_k0 + sum_{l=1}^{p} w_kl X_l)
+        K = 5 hidden units, g = ReLU, g(z) = max(0, z), p = 2 predictors
+      21 parameters; rmsprop, batch size 32, 10 epochs
+      trained on 266 rows
+      last epoch: train mae ... (body_mass_g units)
+    >>> scores = fit.evaluate(testing)
+    >>> sorted(scores), scores.n
+    (['mae', 'r2', 'rmse'], 67)
+    >>> fit.coef()["term"].head(3).tolist()            # every weight, in the course's notation
+    ['w^(1)_{1,0}', 'w^(1)_{1,1}', 'w^(1)_{1,2}']
+    >>> path = os.path.join(tempfile.mkdtemp(), "mass.nnfit")
+    >>> fit.save(path)
+    >>> nf.load(path).predict(testing).equals(fit.predict(testing))
+    True
+
+    An ensemble of three networks, and its spread across models:
+
+    >>> ensemble = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=training, hidden=5,
+    ...                   epochs=10, seed=1, verbose=False, n_models=3)
+    >>> ensemble.predict(testing, type="interval").columns.tolist()
+    ['mean', 'sd', 'lower', 'upper']
     """
 
     def __init__(self, design: Design, model, task: str, history: list, settings: dict, fitted=None):
@@ -304,7 +375,7 @@ class MLPFit:
             return np.zeros((self.n_models, 0, self.model.output_size))
         with torch.no_grad():
             inputs = torch.as_tensor(X, dtype=torch.float32)
-            stacked = self.n_models > 1
+            stacked = isinstance(self.model, StackedMLP)  # (K, n, outputs), K = 1 included (a grid cell)
             out = predict_in_blocks(self.model, inputs, dim=1 if stacked else 0, in_dim=1 if inputs.dim() == 3 else 0)
             out = out.double().numpy()
         return out if out.ndim == 3 else out[None]
@@ -314,7 +385,7 @@ class MLPFit:
         row), or (K, n, levels) probabilities."""
         if self.task == "regression":
             return self.design.unscale_response(out, offset)
-        return np.stack([_probabilities(o, self.task) for o in out])
+        return np.stack([probabilities(o, self.task) for o in out])
 
     def predict(self, data, type: str = "response"):
         """Predictions for every row of ``data``, aligned to its index (NaN where a predictor is missing).
@@ -326,6 +397,16 @@ class MLPFit:
         column per model), and for regression ``type="interval"`` gives mean, sd and the 2.5%
         and 97.5% quantiles across models. A polars frame gives polars results (labels as an
         Enum in level order, null where a predictor is missing).
+
+        >>> import nnfit as nf
+        >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
+        >>> fit = nf.mlp("species ~ bill_length_mm + flipper_length_mm", data=training, hidden=10,
+        ...              epochs=10, seed=1, verbose=False)
+        >>> fit.predict(testing.head(2)).tolist()
+        ['Adelie', 'Adelie']
+        >>> probs = fit.predict(testing.head(2), type="prob")
+        >>> probs.columns.tolist(), probs.sum(axis=1).round(6).tolist()
+        (['Adelie', 'Chinstrap', 'Gentoo'], [1.0, 1.0])
         """
         import pandas as pd
 
@@ -378,6 +459,15 @@ class MLPFit:
         Regression: mae, rmse, r2. Classification: accuracy, log_loss. The number of rows left
         out for a missing value is in ``.n_left_out`` (and a warning). An ensemble is scored
         on its mean prediction; ``by_model=True`` gives a DataFrame with one row per model.
+
+        >>> import nnfit as nf
+        >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
+        >>> ensemble = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=training, hidden=5,
+        ...                   epochs=10, seed=1, verbose=False, n_models=3)
+        >>> sorted(ensemble.evaluate(testing))            # the mean prediction's mae, rmse, r2
+        ['mae', 'r2', 'rmse']
+        >>> ensemble.evaluate(testing, by_model=True).columns.tolist()
+        ['model', 'mae', 'rmse', 'r2']
         """
         import pandas as pd
 
@@ -397,7 +487,7 @@ class MLPFit:
         return Scores(score(values.mean(axis=0), truth, self.task), n=len(matrices.X), n_left_out=matrices.n_left_out)
 
     # -------------------------------------------------------------- the network
-    def coef(self):
+    def coef(self, scale=None):
         """Every weight, named in the course's notation, as a DataFrame.
 
         Hidden layer h: ``w^(h)_{k,j}`` from input j (0 is the bias) to unit k. Output layer:
@@ -405,7 +495,19 @@ class MLPFit:
         outcome, as in f(X) = beta_0 + sum_k beta_k A_k). Ensembles add a ``model`` column.
         An embedded factor adds ``E(name)_{level,d}``, coordinate d of a level's vector, and
         its d coordinates ``E(name)_d`` are inputs of the first layer after the columns of X.
+
+        ``scale="data"`` (``hidden=[]`` only): the linear or logistic model's coefficients in the
+        data's units instead, named as R's model.matrix names them, "(Intercept)" first, equal
+        to lm / glm / nnet::multinom once the network has converged
+        (``nnfit.summaries.coefficients_in_data_units``).
         """
+        if scale == "data":
+            from .summaries import coefficients_in_data_units
+
+            return coefficients_in_data_units(self)
+        if scale is not None:
+            raise ArgumentError(f"scale must be None (the network's weights) or 'data' (hidden=[]: the coefficients "
+                                f"in the data's units), not {scale!r}.")
         import pandas as pd
 
         frames = []
@@ -423,6 +525,27 @@ class MLPFit:
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
+    def summary(self, data=None):
+        """R's summary(): the call, the rows, the network, training time, metrics in eval mode and,
+        for hidden=[], the coefficient table in the data's units (``nnfit.summaries.summary``)."""
+        from .summaries import summary
+
+        return summary(self, data=data)
+
+    def importance(self, data, repeats=5, seed=None, metric=None):
+        """Permutation importance of each column the formula uses (``nnfit.inspection.importance``);
+        ``.plot()`` draws it."""
+        from .inspection import importance
+
+        return importance(self, data, repeats=repeats, seed=seed, metric=metric)
+
+    def partial_dependence(self, data, column, grid=20, ice=False):
+        """Mean prediction as ``column`` moves over a grid, with ICE curves optionally
+        (``nnfit.inspection.partial_dependence``); ``.plot()`` draws it."""
+        from .inspection import partial_dependence
+
+        return partial_dependence(self, data, column, grid=grid, ice=ice)
+
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -436,7 +559,16 @@ class MLPFit:
         return pd.DataFrame(self.history, columns=columns)
 
     def plot(self):
-        """Learning curves (loss and metrics by epoch)."""
+        """Learning curves (loss and metrics by epoch).
+
+        >>> import nnfit as nf
+        >>> penguins = nf.datasets.load("penguins").dropna()
+        >>> fit = nf.mlp("species ~ bill_length_mm + flipper_length_mm", data=penguins, hidden=10,
+        ...              epochs=3, valid=0.2, seed=1, verbose=False)
+        >>> figure = fit.plot()                        # a matplotlib Figure; nf.plot.save writes it
+        >>> [axis.get_title() for axis in figure.axes]
+        ['loss', 'accuracy']
+        """
         from . import plot
 
         return plot.learning_curves(self.metrics, title=self.settings["formula"])
@@ -447,7 +579,15 @@ class MLPFit:
         With ``key`` (bytes or a str your team shares) the file is signed with HMAC-SHA256, and
         ``nf.load(path, key=key)`` refuses any file that was changed after it was signed.
 
-        >>> # fit.save("mass.nnfit"); fit.save("mass.nnfit", key=os.environ["NNFIT_KEY"])
+        >>> import os, tempfile
+        >>> import nnfit as nf
+        >>> penguins = nf.datasets.load("penguins").dropna()
+        >>> fit = nf.mlp("body_mass_g ~ flipper_length_mm", data=penguins, hidden=5, epochs=2,
+        ...              seed=1, verbose=False)
+        >>> path = os.path.join(tempfile.mkdtemp(), "mass.nnfit")
+        >>> fit.save(path, key="our team's secret")   # e.g. key=os.environ["NNFIT_KEY"]
+        >>> nf.load(path, key="our team's secret").settings["formula"]
+        'body_mass_g ~ flipper_length_mm'
         """
         from . import files
 
@@ -545,7 +685,16 @@ class MLPFit:
 
     # -------------------------------------------------------------- printing
     def notation(self) -> str:
-        """The network in the course's notation, with its sizes."""
+        """The network in the course's notation, with its sizes.
+
+        >>> import nnfit as nf
+        >>> penguins = nf.datasets.load("penguins").dropna()
+        >>> fit = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=penguins, hidden=5, epochs=1,
+        ...              seed=1, verbose=False)
+        >>> print(fit.notation())
+        f(X) = beta_0 + sum_{k=1}^{K} beta_k g(w_k0 + sum_{l=1}^{p} w_kl X_l)
+          K = 5 hidden units, g = ReLU, g(z) = max(0, z), p = 2 predictors
+        """
         sizes = self.model.sizes
         p = len(self.design.columns)
         activations = self.model.activations
@@ -627,7 +776,14 @@ class MLPFit:
 
 
 def score(pred: np.ndarray, truth: np.ndarray, task: str) -> dict:
-    """mae, rmse, r2 (regression, averaged over outputs) or accuracy, log_loss (classification)."""
+    """mae, rmse, r2 (regression, averaged over outputs) or accuracy, log_loss (classification).
+
+    >>> import numpy as np
+    >>> from nnfit.mlpfit import score
+    >>> scores = score(np.array([[1.0], [2.0], [4.0]]), np.array([[1.0], [3.0], [4.0]]), "regression")
+    >>> {name: round(value, 3) for name, value in scores.items()}
+    {'mae': 0.333, 'rmse': 0.577, 'r2': 0.786}
+    """
     if task == "regression":
         errors = pred - truth
         total = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
@@ -677,7 +833,13 @@ def _as_polars(result):
     return converted
 
 
-def _probabilities(out: np.ndarray, task: str) -> np.ndarray:
+def probabilities(out: np.ndarray, task: str) -> np.ndarray:
+    """Class probabilities (n, levels) from a network's outputs (n, outputs): the logistic of the
+    one logit for a binary task, the softmax otherwise.
+
+    >>> probabilities(np.array([[0.0], [np.log(3.0)]]), "binary").round(3).tolist()
+    [[0.5, 0.5], [0.25, 0.75]]
+    """
     if task == "binary":
         p = 1.0 / (1.0 + np.exp(-out.reshape(-1)))
         return np.column_stack([1 - p, p])

@@ -41,7 +41,12 @@ ACTIVATION_FORMULAS = {
 
 
 def per_layer(value, n_layers: int, name: str) -> list:
-    """A value given once or once per hidden layer, as a list of ``n_layers`` values."""
+    """A value given once or once per hidden layer, as a list of ``n_layers`` values.
+
+    >>> from nnfit.modules import per_layer
+    >>> per_layer(0.4, 2, "dropout"), per_layer([0.4, 0.3], 2, "dropout")
+    ([0.4, 0.4], [0.4, 0.3])
+    """
     values = list(value) if isinstance(value, (list, tuple)) else [value] * n_layers
     if len(values) != n_layers:
         raise ArgumentError(f"{name} has {len(values)} values but there are {n_layers} hidden layers.")
@@ -49,7 +54,12 @@ def per_layer(value, n_layers: int, name: str) -> list:
 
 
 def hidden_sizes(hidden) -> list[int]:
-    """Hidden layer sizes from a number or a list (``[]`` is the linear model)."""
+    """Hidden layer sizes from a number or a list (``[]`` is the linear model).
+
+    >>> from nnfit.modules import hidden_sizes
+    >>> hidden_sizes(50), hidden_sizes([256, 128]), hidden_sizes([])
+    ([50], [256, 128], [])
+    """
     sizes = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
     if not isinstance(sizes, (list, tuple)):
         raise ArgumentTypeError(f"hidden must be a number of units or a list of them, not {hidden!r}.")
@@ -60,7 +70,16 @@ def hidden_sizes(hidden) -> list[int]:
 
 
 def check_architecture(hidden, activation, dropout):
-    """(sizes, activations, dropouts), one per hidden layer, or a clear error."""
+    """(sizes, activations, dropouts), one per hidden layer, or a clear error.
+
+    >>> from nnfit.modules import check_architecture
+    >>> check_architecture([10, 5], "ReLU", [0.4, 0.3])
+    ([10, 5], ['relu', 'relu'], [0.4, 0.3])
+    >>> check_architecture(10, "relu", 1.5)
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.ArgumentError: dropout must lie in [0, 1), not 1.5.
+    """
     sizes = hidden_sizes(hidden)
     activations = per_layer(activation, len(sizes), "activation")
     dropouts = per_layer(dropout, len(sizes), "dropout")
@@ -150,7 +169,12 @@ class MLP(nn.Module):
 
 
 def embedding_size(n_levels: int) -> int:
-    """The length of a factor's embedding vector: min(50, (levels + 1) // 2), the fast.ai course's rule of thumb."""
+    """The length of a factor's embedding vector: min(50, (levels + 1) // 2), the fast.ai course's rule of thumb.
+
+    >>> from nnfit.modules import embedding_size
+    >>> embedding_size(3), embedding_size(24), embedding_size(1000)
+    (2, 12, 50)
+    """
     return min(50, (n_levels + 1) // 2)
 
 

@@ -24,7 +24,9 @@ def truth_vs_predicted(truth, predicted, xlabel: str = "Truth", ylabel: str = "P
     """The R lab's scatter of true against predicted values, with the line y = x.
 
     >>> import nnfit as nf
-    >>> figure = nf.plot.truth_vs_predicted([1, 2, 3], [1.1, 1.9, 3.2])
+    >>> figure = nf.plot.truth_vs_predicted([1, 2, 3], [1.1, 1.9, 3.2], xlabel="body_mass_g")
+    >>> figure.axes[0].get_xlabel()
+    'body_mass_g'
     """
     plt = _pyplot()
     truth, predicted = _numbers(truth), _numbers(predicted)
@@ -46,7 +48,17 @@ def truth_vs_predicted(truth, predicted, xlabel: str = "Truth", ylabel: str = "P
 
 
 def learning_curves(history, title: str | None = None):
-    """One panel per metric, training and validation value by epoch, from a long history frame."""
+    """One panel per metric, training and validation value by epoch, from a long history frame.
+
+    The frame is a fit's ``.metrics`` (columns set, metric, epoch, value); ``fit.plot()`` draws it.
+
+    >>> import pandas as pd, nnfit as nf
+    >>> history = pd.DataFrame({"set": ["train", "valid"] * 4, "metric": ["loss"] * 4 + ["mae"] * 4,
+    ...                         "epoch": [1, 1, 2, 2] * 2, "value": [0.9, 1.0, 0.5, 0.7, 9, 10, 5, 7]})
+    >>> figure = nf.plot.learning_curves(history, title="body_mass_g ~ .")
+    >>> [axis.get_title() for axis in figure.axes]
+    ['loss', 'mae']
+    """
     plt = _pyplot()
     names = list(dict.fromkeys(history["metric"]))
     figure, axes = plt.subplots(1, max(len(names), 1), figsize=(4 * max(len(names), 1), 3.2), squeeze=False)
@@ -63,7 +75,13 @@ def learning_curves(history, title: str | None = None):
 
 
 def confusion_matrix(truth, predicted, levels=None, title: str | None = None):
-    """A table of counts, true class by predicted class, drawn as a heat map with the counts."""
+    """A table of counts, true class by predicted class, drawn as a heat map with the counts.
+
+    >>> import nnfit as nf
+    >>> figure = nf.plot.confusion_matrix(["Adelie", "Gentoo", "Gentoo"], ["Adelie", "Gentoo", "Adelie"])
+    >>> [text.get_text() for text in figure.axes[0].texts]   # rows: truth; columns: predicted
+    ['1', '0', '1', '1']
+    """
     import pandas as pd
 
     plt = _pyplot()

@@ -55,7 +55,7 @@ from torch import nn
 from .design import Design, _column_stats, as_pandas, warn_left_out
 from .errors import check_rate
 from .learner import predict_in_blocks
-from .mlpfit import MLPFit, _optimizer_name, _probabilities
+from .mlpfit import MLPFit, _optimizer_name, probabilities
 from .modules import MLP, hidden_sizes
 from .optimizers import resolve as resolve_optimizer
 
@@ -386,7 +386,7 @@ class MLPClassifier(ClassifierMixin, _NetworkEstimator):
         """Class probabilities, (n, n_classes), columns in the order of ``classes_``."""
         if self.formula is not None:
             return self._fitted_model().predict(X, type="prob").to_numpy()
-        return _probabilities(self._outputs(X), self._loss_task())
+        return probabilities(self._outputs(X), self._loss_task())
 
     def predict_log_proba(self, X):
         """The logarithm of ``predict_proba``."""

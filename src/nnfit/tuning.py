@@ -24,6 +24,17 @@ class CVResult:
 
     ``dropped`` names the folds whose training diverged and were left out
     (``on_divergence="drop"``), with the reason; ``folds`` and ``summary`` hold the others.
+
+    ``nf.cross_validate`` returns one.
+
+    >>> import nnfit as nf
+    >>> penguins = nf.datasets.load("penguins").dropna()
+    >>> cv = nf.cross_validate("body_mass_g ~ flipper_length_mm + sex", penguins, folds=3, hidden=5,
+    ...                        epochs=5, seed=1, verbose=False)
+    >>> cv.folds.columns.tolist(), len(cv.folds)
+    (['fold', 'n', 'mae', 'rmse', 'r2'], 3)
+    >>> cv.summary.columns.tolist()
+    ['metric', 'mean', 'sd']
     """
 
     def __init__(self, folds, formula: str, seconds: float, metrics, dropped=None):
@@ -35,7 +46,15 @@ class CVResult:
 
     @property
     def summary(self):
-        """mean and sd (n - 1) of each metric over the folds."""
+        """mean and sd (n - 1) of each metric over the folds.
+
+        >>> import nnfit as nf
+        >>> penguins = nf.datasets.load("penguins").dropna()
+        >>> cv = nf.cross_validate("species ~ bill_length_mm + flipper_length_mm", penguins, folds=3,
+        ...                        hidden=5, epochs=5, seed=1, verbose=False)
+        >>> cv.summary["metric"].tolist()
+        ['accuracy', 'log_loss']
+        """
         import pandas as pd
 
         metrics = [c for c in self.folds.columns if c not in ("fold", "n")]
@@ -102,8 +121,14 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_div
 
     >>> import nnfit as nf
     >>> penguins = nf.datasets.load("penguins").dropna()
-    >>> cv = nf.cross_validate("body_mass_g ~ . - year", penguins, folds=5, epochs=5, seed=1)  # doctest: +SKIP
-    >>> cv.summary  # doctest: +SKIP
+    >>> cv = nf.cross_validate("body_mass_g ~ . - year", penguins, folds=5, epochs=5, seed=1, verbose=False)
+    >>> cv                                             # doctest: +ELLIPSIS
+    <nnfit CVResult> 5-fold cross-validation of body_mass_g ~ . - year (... s)
+      mae       ... (sd ...)
+      rmse      ... (sd ...)
+      r2        ... (sd ...)
+    >>> cv.summary["metric"].tolist()
+    ['mae', 'rmse', 'r2']
     """
     import time
 
@@ -115,7 +140,7 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_div
     if isinstance(formula, Learner):
         return _cross_validate_learner(formula, data, folds, seed, on_divergence=on_divergence, **mlp_options)
     from .ensemble import seeds_for
-    from .mlpfit import Prepared, _fit_many, _probabilities, _task, check_training, score
+    from .mlpfit import Prepared, _fit_many, _task, check_training, probabilities, score
 
     for option in ("valid", "n_models", "callbacks"):
         if option in mlp_options:
@@ -183,7 +208,7 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_div
             pred = part * y_scale[k] + y_center[k] + shift
             truth = matrices.y[valid_rows[k]] + shift
         else:
-            pred = _probabilities(part, task)
+            pred = probabilities(part, task)
             truth = codes[valid_rows[k]]
         rows.append(dict(fold=k + 1, n=len(valid_rows[k]), **score(pred, truth, task)))
     metrics = fit.metrics[fit.metrics["model"].isin([k + 1 for k in kept])].reset_index(drop=True)
@@ -250,6 +275,17 @@ class GridResult:
     ``dropped`` names the models whose training diverged and were left out
     (``on_divergence="drop"``), with the reason: a combination is scored on its other seeds,
     and left out of ``results`` when every seed diverged.
+
+    ``nf.grid`` returns one.
+
+    >>> import nnfit as nf
+    >>> penguins = nf.datasets.load("penguins").dropna()
+    >>> result = nf.grid("body_mass_g ~ flipper_length_mm + sex", penguins, hidden=5, lr=[0.003, 0.01],
+    ...                  epochs=5, seed=1, verbose=False)
+    >>> result.results["lr"].tolist()
+    [0.003, 0.01]
+    >>> result.best["lr"] in (0.003, 0.01), type(result.fit).__name__
+    (True, 'MLPFit')
     """
 
     def __init__(self, results, best: dict, metric: str, fit, seconds: float, dropped=None):
@@ -291,7 +327,11 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
     >>> import nnfit as nf
     >>> penguins = nf.datasets.load("penguins").dropna()
     >>> result = nf.grid("body_mass_g ~ . - year", penguins, lr=[0.003, 0.01], dropout=[0, 0.4],
-    ...                  epochs=10, seed=1)  # doctest: +SKIP
+    ...                  epochs=10, seed=1, verbose=False)
+    >>> result.results[["lr", "dropout"]].values.tolist()   # one row per combination
+    [[0.003, 0.0], [0.003, 0.4], [0.01, 0.0], [0.01, 0.4]]
+    >>> sorted(result.best)                            # the best combination, refit as result.fit
+    ['activation', 'dropout', 'hidden', 'lr', 'weight_decay']
     """
     import time
 

@@ -24,6 +24,17 @@ class FittedMany:
 
     ``dropped`` lists the models left out because their training diverged
     (``on_divergence="drop"``), by name, with the reason; the others are renumbered.
+
+    ``Learner.fit(..., n_models=K)`` returns one.
+
+    >>> import torch, nnfit as nf
+    >>> X = torch.randn(64, 3); y = X @ torch.tensor([[1.0], [2.0], [-1.0]])
+    >>> learner = nf.setup(nf.MLP, loss="mse").set_hparams(input_size=3, hidden=[8], output_size=1)
+    >>> many = learner.fit((X, y), epochs=3, seed=1, n_models=4, verbose=False)
+    >>> many.n_models, many.predict(X).shape, many.predict(X, type="all").shape
+    (4, torch.Size([64, 1]), torch.Size([4, 64, 1]))
+    >>> many.evaluate((X, y)).columns.tolist()          # one row per model
+    ['model', 'loss']
     """
 
     def __init__(self, learner, models: list, records: list, seconds: float, threads: int, device, dropped=None):
@@ -103,6 +114,18 @@ def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device
     Each model's epoch loss is checked by ``checkpoints.Divergence``, the rule of every engine:
     one that diverges raises a ``DivergenceError`` naming it (``names[k]``, default 'model k
     of K'), or with ``on_divergence="drop"`` is left out of the result (``FittedMany.dropped``).
+
+    ``Learner.fit(..., n_models=K)`` calls it; ``train_rows`` gives each model its own rows:
+
+    >>> import torch, nnfit as nf
+    >>> from nnfit.vectorized import fit_many
+    >>> X = torch.randn(60, 3); y = X @ torch.tensor([[1.0], [2.0], [-1.0]])
+    >>> learner = nf.setup(nf.MLP, loss="mse").set_hparams(input_size=3, hidden=[8], output_size=1)
+    >>> halves = [torch.arange(0, 30), torch.arange(30, 60)]
+    >>> many = fit_many(learner, (X, y), n_models=2, epochs=2, batch_size=10, seed=1, device=torch.device("cpu"),
+    ...                 threads=1, train_rows=halves)
+    >>> many.n_models
+    2
     """
     from torch.func import functional_call, stack_module_state, vmap
 

@@ -45,6 +45,15 @@ class Matrices:
     ``n_left_out`` counts the rows left out for a missing value. ``codes`` holds the level
     codes (n, k) of the k embedded factors, or None; ``offset`` the summed ``offset()`` terms
     (in the response's units), or None.
+
+    >>> import nnfit as nf
+    >>> penguins = nf.datasets.load("penguins")
+    >>> design = nf.Design("body_mass_g ~ flipper_length_mm + sex").fit(penguins.dropna())
+    >>> matrices = design.transform(penguins)
+    >>> matrices.X.shape, matrices.y.shape, matrices.n_left_out
+    ((333, 3), (333, 1), 11)
+    >>> matrices.missing_by_column
+    {'body_mass_g': 2, 'flipper_length_mm': 2, 'sex': 11}
     """
 
     X: np.ndarray
@@ -370,7 +379,13 @@ class Design:
         return X, torch.as_tensor(m.y, dtype=torch.float32)
 
     def decode(self, codes):
-        """Class labels for integer codes (a tensor, array or list), as a pandas Categorical."""
+        """Class labels for integer codes (a tensor, array or list), as a pandas Categorical.
+
+        >>> import nnfit as nf
+        >>> design = nf.Design("species ~ bill_length_mm").fit(nf.datasets.load("penguins").dropna())
+        >>> design.levels, list(design.decode([0, 2]))
+        (['Adelie', 'Chinstrap', 'Gentoo'], ['Adelie', 'Gentoo'])
+        """
         import pandas as pd
 
         levels = self.levels
@@ -381,7 +396,15 @@ class Design:
 
     def unscale_response(self, y, offset=None):
         """Map standardized response values (array or tensor, (n, k)) back to original units,
-        adding ``offset`` (a ``Matrices.offset``) when the formula has one."""
+        adding ``offset`` (a ``Matrices.offset``) when the formula has one.
+
+        >>> import numpy as np, nnfit as nf
+        >>> penguins = nf.datasets.load("penguins").dropna()
+        >>> design = nf.Design("body_mass_g ~ flipper_length_mm", scale_response=True).fit(penguins)
+        >>> design.unscale_response(np.array([[0.0], [1.0]])).round(1)   # the mean, one sd above
+        array([[4207.1],
+               [5012.3]])
+        """
         if hasattr(y, "new_tensor"):
             out = y * y.new_tensor(self.response_scale_) + y.new_tensor(self.response_center_)
             return out if offset is None else out + y.new_tensor(offset)[:, None]
@@ -701,7 +724,18 @@ class _StateChecker:
 
 # ---------------------------------------------------------------------- helpers
 def as_pandas(data):
-    """A pandas DataFrame for pandas or polars input; anything else is a type error."""
+    """A pandas DataFrame for pandas or polars input; anything else is a type error.
+
+    >>> import nnfit as nf
+    >>> from nnfit.design import as_pandas
+    >>> penguins = nf.datasets.load("penguins")
+    >>> as_pandas(penguins) is penguins                # a polars frame comes back converted
+    True
+    >>> as_pandas([181, 186])
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.ArgumentTypeError: data must be a pandas (or polars) DataFrame, not list.
+    """
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
@@ -730,12 +764,29 @@ def as_pandas(data):
 
 
 def is_polars(data) -> bool:
-    """True for a polars DataFrame or Series (without importing polars)."""
+    """True for a polars DataFrame or Series (without importing polars).
+
+    >>> import nnfit as nf
+    >>> from nnfit.design import is_polars
+    >>> is_polars(nf.datasets.load("penguins"))
+    False
+    """
     return type(data).__module__.split(".")[0] == "polars"
 
 
 def warn_left_out(m: Matrices, n_rows: int, stacklevel: int = 3):
-    """Say how many rows were left out for a missing value, if any."""
+    """Say how many rows were left out for a missing value, if any.
+
+    >>> import warnings, nnfit as nf
+    >>> from nnfit.design import warn_left_out
+    >>> penguins = nf.datasets.load("penguins")
+    >>> matrices = nf.Design("body_mass_g ~ sex").fit(penguins.dropna()).transform(penguins)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_left_out(matrices, len(penguins))
+    >>> str(caught[0].message)
+    'Left out 11 of 344 rows with a missing value (body_mass_g: 2, sex: 11).'
+    """
     if m.n_left_out:
         warnings.warn(
             f"Left out {m.n_left_out} of {n_rows} rows with a missing value{_missing_summary(m.missing_by_column)}.",

@@ -1,0 +1,400 @@
+"""Training steps in closed form for one MLP or K stacked MLPs: no autograd, no torch.optim.
+
+An MLP (linear layers; relu, sigmoid, tanh or identity; dropout) trained with MSE,
+cross-entropy or binary cross-entropy on one logit has simple gradients. This module holds that
+math once, for the fused single-model step (``nnfit.fused``) and for K models trained together
+(``nnfit.ensemble``):
+
+- ``Layers``: the forward pass that keeps what the backward pass needs, and the backward pass,
+  writing every gradient in place (``addmm``/``mm`` for one model, ``baddbmm``/``bmm`` for K
+  models whose weights are stacked, shape (K, in, out));
+- ``LOSSES``: each loss and its gradient with respect to the predictions, optionally with a
+  weight per row (sample weights, or the rows a model does not have);
+- ``Optimizer``: torch.optim's SGD (momentum, dampening, nesterov), RMSprop, Adam and AdamW on
+  one flat buffer of all parameters, with one learning rate and weight decay per model if
+  wanted, and models that sit a step out.
+
+>>> import torch
+>>> from torch import nn
+>>> from nnfit import closed_form
+>>> net = nn.Linear(3, 1)
+>>> opt = closed_form.Optimizer(net.parameters(), torch.optim.SGD, {"lr": 0.1})
+>>> layers = closed_form.Layers([opt.params[0].t()], [opt.params[1]], [opt.grads[0].t()], [opt.grads[1]], [])
+>>> X, y = torch.ones(4, 3), torch.zeros(4, 1)
+>>> pred, loss = layers.train_step(X, y, closed_form.LOSSES["mse"])
+>>> opt.step()
+>>> bool(closed_form.LOSSES["mse"](net(X).detach(), y)[0] < loss)
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch.nn import functional as F
+
+
+def _relu_backward(grad, out):
+    return torch.ops.aten.threshold_backward(grad, out, 0)
+
+
+# name -> (g(z) in place, the gradient through g from g's output): torch's own backward kernels.
+ACTIVATIONS = {
+    "relu": (torch.relu_, _relu_backward),
+    "sigmoid": (torch.sigmoid_, torch.ops.aten.sigmoid_backward),
+    "tanh": (torch.tanh_, torch.ops.aten.tanh_backward),
+    "identity": (None, None),
+    "linear": (None, None),
+}
+
+
+# ------------------------------------------------------------------ the network
+class Layers:
+    """The layers of one MLP, or of K stacked MLPs, as the closed-form step sees them.
+
+    ``weights[i]`` multiplies from the right, ``x @ weights[i] + biases[i]``: shape (in, out)
+    for one model (an ``nn.Linear`` weight's transpose, a view) or (K, in, out) for K models;
+    ``weight_grads`` and ``bias_grads`` are tensors of the same shapes that ``train_step``
+    overwrites (a transposed view is written as such, without a copy). ``activations`` names
+    each hidden layer's g; ``keep`` gives each hidden layer's probability to keep a unit under
+    dropout: a number, or (K, 1, 1) with one per model (1 for no dropout). Dropout noise is
+    drawn as ``nn.Dropout`` draws it (Bernoulli(keep) / keep, from torch's generator), so one
+    seeded model equals its autograd twin; with ``uniform_noise=True`` as ``StackedMLP`` draws
+    it (uniform >= 1 - keep), which costs a quarter as much on CPUs.
+    """
+
+    def __init__(self, weights, biases, weight_grads, bias_grads, activations, keep=None, uniform_noise=False):
+        self.weights, self.biases = list(weights), list(biases)
+        self.weight_grads, self.bias_grads = list(weight_grads), list(bias_grads)
+        batched = self.weights[0].dim() == 3
+        # one model: addmm and mm; K stacked models: their batched forms
+        self._affine, self._matmul = (torch.baddbmm, torch.bmm) if batched else (torch.addmm, torch.mm)
+        keep = [1.0] * len(activations) if keep is None else list(keep)
+        self.hidden = [(*ACTIVATIONS[name], _dropout_keep(k)) for name, k in zip(activations, keep)]
+        self.uniform_noise = uniform_noise
+        # per layer, last first: (gradient of W, whether to write it as its transpose, gradient of
+        # b, W^T for the gradient of the layer's input, the backward of the g below)
+        self._backward_plan = []
+        for index in range(len(self.weights) - 1, -1, -1):
+            grad = self.weight_grads[index]
+            transposed = not grad.is_contiguous() and grad.transpose(-1, -2).is_contiguous()  # written as (b^T a^T)^T
+            self._backward_plan.append((
+                grad.transpose(-1, -2) if transposed else grad, transposed, self.bias_grads[index],
+                self.weights[index].transpose(-1, -2), self.hidden[index - 1][1] if index else None,
+            ))
+
+    def forward_saving(self, x, training: bool = True):
+        """The prediction, and per layer what its gradient needs: (input, g's output, dropout noise)."""
+        saved = []
+        affine = self._affine
+        for weight, bias, (g, _, keep) in zip(self.weights, self.biases, self.hidden):
+            a = affine(bias, x, weight)
+            if g is not None:
+                a = g(a)
+            noise = None
+            if training and keep is not None:
+                if self.uniform_noise:
+                    noise = torch.rand_like(a).ge_(1 - keep).div_(keep)
+                else:
+                    noise = torch.empty_like(a).bernoulli_(keep).div_(keep)
+            saved.append((x, a, noise))
+            x = a if noise is None else a * noise
+        saved.append((x, None, None))
+        return affine(self.biases[-1], x, self.weights[-1]), saved
+
+    def backward(self, grad, saved):
+        """Write d loss / d weight and d loss / d bias of every layer, from ``grad`` = d loss / d prediction."""
+        matmul = self._matmul
+        keepdim = grad.dim() == 3
+        index = len(saved) - 1
+        for weight_grad, transposed, bias_grad, weight_t, g_backward in self._backward_plan:
+            x = saved[index][0]
+            if transposed:
+                matmul(grad.transpose(-1, -2), x, out=weight_grad)
+            else:
+                matmul(x.transpose(-1, -2), grad, out=weight_grad)
+            torch.sum(grad, -2, keepdim=keepdim, out=bias_grad)
+            index -= 1
+            if index >= 0:
+                _, a, noise = saved[index]
+                grad = matmul(grad, weight_t)
+                if noise is not None:
+                    grad.mul_(noise)
+                if g_backward is not None:
+                    grad = g_backward(grad, a)
+
+    def train_step(self, x, target, loss_gradient, weight=None, total=None):
+        """Forward, loss and backward on one batch; returns (prediction, loss) and leaves the gradients written.
+
+        ``loss_gradient`` is one of ``LOSSES``; ``weight`` and ``total`` as there. The weights
+        are detached views, so nothing records an autograd graph.
+        """
+        pred, saved = self.forward_saving(x)
+        loss, grad = loss_gradient(pred, target, weight, total)
+        self.backward(grad, saved)
+        return pred, loss
+
+
+def _dropout_keep(keep):
+    """None when no unit is ever dropped; else the probability to keep one (a number or per-model tensor)."""
+    if isinstance(keep, torch.Tensor):
+        if bool((keep == 1).all()):
+            return None
+        if bool((keep == keep.reshape(-1)[0]).all()):
+            return float(keep.reshape(-1)[0])
+        return keep
+    return None if keep == 1 else float(keep)
+
+
+# ------------------------------------------------------------------ losses
+# Each maps (pred, target, weight=None, total=None) to (loss, d loss / d pred). pred is (n, outputs)
+# or (K, n, outputs); the loss is one number per model: the mean over rows, or with ``weight``
+# (n,) or (K, n) sum(weight * row loss) / total (``total`` defaults to the sum of the weights, at
+# least 1e-12, as ``nnfit.losses.SampleWeighted``; folds pass their row counts).
+def _weighted(row_losses, grad, weight, total):
+    if weight is None:
+        return row_losses.mean(-1), grad.div_(row_losses.shape[-1])
+    weight = weight.to(row_losses.dtype)
+    if total is None:
+        total = weight.sum(-1).clamp(min=1e-12)
+    scale = weight / (total[..., None] if isinstance(total, torch.Tensor) else total)
+    return (row_losses * scale).sum(-1), grad.mul_(scale[..., None])
+
+
+def mse(pred, target, weight=None, total=None):
+    """Squared error averaged over the outputs (nn.MSELoss), per row."""
+    residual = pred - target
+    if weight is None:
+        return residual.square().mean((-2, -1)), residual.mul_(2 / (residual.shape[-1] * residual.shape[-2]))
+    row = residual.square().mean(-1)
+    return _weighted(row, residual.mul_(2 / residual.shape[-1]), weight, total)
+
+
+def cross_entropy(logits, codes, weight=None, total=None):
+    """Cross-entropy of the class codes (nn.CrossEntropyLoss)."""
+    log_probs = torch.log_softmax(logits, -1)
+    index = codes.unsqueeze(-1)
+    if weight is None and logits.dim() == 2:
+        loss = F.nll_loss(log_probs, codes)  # torch's own mean, in one operation
+        return loss, log_probs.exp_().scatter_(-1, index, -1.0, reduce="add").div_(len(codes))
+    row = log_probs.gather(-1, index).squeeze_(-1).neg_()
+    return _weighted(row, log_probs.exp_().scatter_(-1, index, -1.0, reduce="add"), weight, total)
+
+
+def binary(logit, codes, weight=None, total=None):
+    """Binary cross-entropy of 0/1 codes from one logit per row (``nnfit.losses.BinaryLogitLoss``)."""
+    target = codes.reshape(logit.shape).to(logit.dtype)
+    grad = torch.sigmoid(logit).sub_(target)
+    if weight is None:
+        loss = F.binary_cross_entropy_with_logits(logit, target, reduction="none").mean((-2, -1))
+        return loss, grad.div_(logit.shape[-2])
+    row = F.binary_cross_entropy_with_logits(logit[..., 0], target[..., 0], reduction="none")
+    return _weighted(row, grad, weight, total)
+
+
+LOSSES = {"mse": mse, "cross_entropy": cross_entropy, "binary": binary}
+
+
+# ------------------------------------------------------------------ optimizers
+def defaults(optimizer_class) -> dict:
+    """The keyword defaults of a torch.optim class, {"lr": 0.001, ...}."""
+    signature = inspect.signature(optimizer_class.__init__)
+    return {name: p.default for name, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+PER_MODEL = ("lr", "weight_decay")  # the options that may hold one value per model
+
+
+class Optimizer:
+    """torch.optim's SGD, RMSprop, Adam or AdamW update, applied to all parameters at once.
+
+    The parameters (and their ``.grad``) are moved into one flat buffer each, so an update is
+    a handful of elementwise operations on one tensor whatever the number of layers or models.
+    The formulas and their order are those of torch's single-tensor implementations, so the
+    parameters follow the torch optimizer's to float rounding. Options live in
+    ``param_groups[0]`` as in torch (changing ``lr`` there takes effect at the next step).
+    ``params`` and ``grads`` are per-parameter views of the buffers (``params`` detached, so
+    nothing computed from them records an autograd graph).
+
+    With ``n_models=K`` every parameter is stacked, shape (K, ...); ``lr`` and
+    ``weight_decay`` may then hold one value per model, and ``step(active)`` leaves the models
+    marked False as they were (a fold with no rows in this batch), each model keeping its own
+    count of steps.
+    """
+
+    def __init__(self, params, optimizer_class, options: dict, n_models: int = 1):
+        self.parameters = list(params)
+        self.flat_params = torch.cat([param.detach().reshape(-1) for param in self.parameters])
+        self.flat_grads = torch.zeros_like(self.flat_params)
+        self.params, self.grads = [], []
+        offset = 0
+        for param in self.parameters:
+            size = param.numel()
+            param.data = self.flat_params[offset : offset + size].view_as(param)
+            param.grad = self.flat_grads[offset : offset + size].view_as(param)
+            self.params.append(param.detach())
+            self.grads.append(param.grad)
+            offset += size
+        self.param_groups = [{**defaults(optimizer_class), **options, "params": self.parameters}]
+        self.imitates = optimizer_class  # the torch.optim class whose update this is
+        self.update = {
+            torch.optim.SGD: self._sgd,
+            torch.optim.RMSprop: self._rmsprop,
+            torch.optim.Adam: self._adam,
+            torch.optim.AdamW: self._adamw,
+        }[optimizer_class]
+        self.n_models = n_models
+        self.steps = 0
+        self.model_steps = None  # (K,) steps each model took, once some model sat one out
+        self.state = {}  # name -> flat buffer (momentum, running averages)
+        self._spread = {}  # option -> (the value given, the same per element)
+        self._model_index = None  # the model of each element of the flat buffer, once needed
+
+    # -------------------------------------------------------------- stepping
+    def step(self, active=None):
+        """Update the parameters from ``grads``; with ``active`` (K,) only the models marked True."""
+        self.steps += 1
+        options = self.param_groups[0]
+        if not (isinstance(options["lr"], (float, int)) and isinstance(options["weight_decay"], (float, int))):
+            options = {**options, **{name: self._per_element(name, options[name]) for name in PER_MODEL}}
+        if active is None:
+            if self.model_steps is None:
+                self.update(options, self.flat_params, self.flat_grads, self.steps)
+                return
+            self.model_steps += 1
+            self.update(options, self.flat_params, self.flat_grads, self._step_count())
+            return
+        if self.model_steps is None:
+            self.model_steps = torch.full((self.n_models,), float(self.steps - 1), device=self.flat_params.device)
+        self.model_steps += active.to(self.model_steps.dtype)
+        before = {name: buffer.clone() for name, buffer in self.state.items()}
+        params_before = self.flat_params.clone()
+        self.update(options, self.flat_params, self.flat_grads, self._step_count())
+        mask = active.to(torch.bool)[self._model_of()]
+        self.flat_params.copy_(torch.where(mask, self.flat_params, params_before))
+        for name, buffer in self.state.items():
+            old = before.get(name)
+            buffer.copy_(torch.where(mask, buffer, torch.zeros_like(buffer) if old is None else old))
+
+    def _model_of(self):
+        """For each element of the flat buffer, the model it belongs to (model k's block of each parameter)."""
+        if self._model_index is None:
+            models = torch.arange(self.n_models, device=self.flat_params.device)
+            self._model_index = torch.cat([models.repeat_interleave(p.numel() // self.n_models) for p in self.params])
+        return self._model_index
+
+    def _per_element(self, name, value):
+        """A number, or for one value per model a flat tensor of each element's model's value."""
+        if isinstance(value, (int, float)):
+            return value
+        given, spread = self._spread.get(name, (None, None))
+        if given is not value:
+            values = torch.as_tensor(value, dtype=self.flat_params.dtype, device=self.flat_params.device).reshape(-1)
+            if bool((values == values[0]).all()):
+                spread = float(values[0])
+            else:
+                spread = values[self._model_of()]
+            self._spread[name] = (value, spread)
+        return spread
+
+    def _step_count(self):
+        """Steps taken: a number, or per element once models have taken different numbers of steps."""
+        if self.model_steps is None:
+            return self.steps
+        return self.model_steps.clamp(min=1)[self._model_of()]
+
+    def _zeros(self, name):
+        if name not in self.state:
+            self.state[name] = torch.zeros_like(self.flat_params)
+        return self.state[name]
+
+    # -------------------------------------------------------------- the updates
+    def _sgd(self, options, param, grad, steps):
+        grad = _decayed(grad, param, options["weight_decay"])
+        momentum = options["momentum"]
+        if momentum:
+            if "momentum" not in self.state:
+                self.state["momentum"] = grad.clone()
+            else:
+                self.state["momentum"].mul_(momentum).add_(grad, alpha=1 - options["dampening"])
+            velocity = self.state["momentum"]
+            grad = grad.add(velocity, alpha=momentum) if options["nesterov"] else velocity
+        _add_scaled(param, grad, options["lr"])
+
+    def _rmsprop(self, options, param, grad, steps):
+        grad = _decayed(grad, param, options["weight_decay"])
+        alpha = options["alpha"]
+        square_avg = self._zeros("square_avg")
+        square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+        avg = square_avg.sqrt().add_(options["eps"])
+        if options["momentum"] > 0:
+            velocity = self._zeros("momentum")
+            velocity.mul_(options["momentum"]).addcdiv_(grad, avg)
+            _add_scaled(param, velocity, options["lr"])
+        else:
+            _add_ratio(param, grad, avg, options["lr"])
+
+    def _adam(self, options, param, grad, steps, decoupled: bool = False):
+        lr, (beta1, beta2), decay = options["lr"], options["betas"], options["weight_decay"]
+        if decoupled and _nonzero(decay):
+            param.mul_(1 - lr * decay)
+        elif not decoupled:
+            grad = _decayed(grad, param, decay)
+        exp_avg, exp_avg_sq = self._zeros("exp_avg"), self._zeros("exp_avg_sq")
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias_correction1 = 1 - beta1**steps
+        bias_correction2 = 1 - beta2**steps
+        denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(options["eps"])
+        _add_ratio(param, exp_avg, denom, lr / bias_correction1)
+
+    def _adamw(self, options, param, grad, steps):
+        self._adam(options, param, grad, steps, decoupled=True)
+
+    # -------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """The running averages, step counts and options (without the parameters), as torch's optimizers give them."""
+        state = {"steps": self.steps, "buffers": {name: buffer.clone() for name, buffer in self.state.items()}}
+        if self.model_steps is not None:
+            state["model_steps"] = self.model_steps.clone()
+        options = {key: value for key, value in self.param_groups[0].items() if key != "params"}
+        return {"state": state, "param_groups": [options]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Go on from ``state_dict()``'s state."""
+        state = state_dict["state"]
+        self.steps = int(state["steps"])
+        device = self.flat_params.device
+        self.state = {name: torch.as_tensor(buffer).to(device).clone() for name, buffer in state["buffers"].items()}
+        model_steps = state.get("model_steps")
+        self.model_steps = None if model_steps is None else torch.as_tensor(model_steps).to(device).clone()
+        for key, value in state_dict["param_groups"][0].items():
+            self.param_groups[0][key] = tuple(value) if key == "betas" else value
+
+
+def _nonzero(value) -> bool:
+    return bool(value) if not isinstance(value, torch.Tensor) else True
+
+
+def _decayed(grad, param, decay):
+    """grad + decay * param (L2 weight decay), decay a number or per element."""
+    if isinstance(decay, torch.Tensor):
+        return grad.addcmul(param, decay)
+    return grad.add(param, alpha=decay) if decay else grad
+
+
+def _add_scaled(param, update, lr):
+    """param -= lr * update."""
+    if isinstance(lr, torch.Tensor):
+        param.addcmul_(update, lr, value=-1)
+    else:
+        param.add_(update, alpha=-lr)
+
+
+def _add_ratio(param, numerator, denominator, scale):
+    """param -= scale * numerator / denominator."""
+    if isinstance(scale, torch.Tensor):
+        param.addcdiv_(numerator * scale, denominator, value=-1)
+    else:
+        param.addcdiv_(numerator, denominator, value=-scale)
