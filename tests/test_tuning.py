@@ -33,6 +33,7 @@ def test_summary_is_mean_and_sd_of_folds(penguins333):
     cv = nf.cross_validate("body_mass_g ~ .", penguins333, folds=5, hidden=8, epochs=3, seed=1)
     assert list(cv.folds.columns) == ["fold", "n", "mae", "rmse", "r2"]
     assert cv.folds["n"].sum() == 333
+    assert list(cv.summary.columns) == ["metric", "mean", "sd", "se"]
     summary = cv.summary.set_index("metric")
     assert summary.loc["mae", "mean"] == pytest.approx(cv.folds["mae"].mean())
     assert summary.loc["rmse", "sd"] == pytest.approx(cv.folds["rmse"].std(ddof=1))
@@ -143,3 +144,154 @@ def test_a_grid_whose_cells_hold_one_model_each_scores_them(penguins, quiet):
     search = nf.grid("species ~ . - year", penguins.dropna(), hidden=[[5], [10]], epochs=2, seed=1)
     assert search.results["hidden"].tolist() == [[5], [10]]
     assert search.results["accuracy"].between(0, 1).all()
+
+
+def test_cv_standard_error_is_sd_over_root_folds(penguins333):
+    cv = nf.cross_validate("body_mass_g ~ .", penguins333, folds=5, hidden=8, epochs=3, seed=1)
+    summary = cv.summary.set_index("metric")
+    for name in ("mae", "rmse", "r2"):
+        scores = cv.folds[name].to_numpy()
+        assert summary.loc[name, "sd"] == pytest.approx(np.std(scores, ddof=1), rel=1e-12)
+        assert summary.loc[name, "se"] == pytest.approx(np.std(scores, ddof=1) / np.sqrt(5), rel=1e-12)
+    mae = summary.loc["mae"]
+    assert repr(cv).splitlines()[1] == f"  mae       {mae['mean']:.4g} (se {mae['se']:.3g}, sd {mae['sd']:.3g})"
+
+
+GRID_FOLD_COLUMNS = ["hidden", "activation", "lr", "dropout", "weight_decay", "n_params", "mae", "mae_sd", "mae_se",
+                     "rmse", "rmse_sd", "rmse_se", "r2", "r2_sd", "r2_se"]
+
+
+def test_grid_with_folds_scores_each_cell_by_cross_validation(penguins333):
+    """Each cell's first seed is nf.cross_validate of that cell on the same folds; best = the best CV mean."""
+    result = nf.grid("body_mass_g ~ .", penguins333, hidden=[[3], [8]], activation="tanh", lr=[0.003, 0.03],
+                     folds=4, epochs=3, seed=2, refit=False)
+    results = result.results
+    assert list(results.columns) == GRID_FOLD_COLUMNS
+    assert list(result.folds.columns) == ["cell", "fold", "n", "mae", "rmse", "r2"]
+    assert result.folds["cell"].tolist() == [c for c in range(4) for _ in range(4)]
+    assert result.n_folds == 4 and result.rule == "min"
+    for cell, row in results.iterrows():
+        cv = nf.cross_validate("body_mass_g ~ .", penguins333, folds=4, hidden=row["hidden"], activation="tanh",
+                               lr=row["lr"], epochs=3, seed=2)
+        folds = result.folds[result.folds["cell"] == cell]
+        np.testing.assert_allclose(folds["mae"], cv.folds["mae"], rtol=1e-5)
+        assert folds["n"].tolist() == cv.folds["n"].tolist()
+        scores = folds["mae"].to_numpy()
+        assert row["mae"] == pytest.approx(scores.mean(), rel=1e-12)
+        assert row["mae_sd"] == pytest.approx(np.std(scores, ddof=1), rel=1e-12)
+        assert row["mae_se"] == pytest.approx(np.std(scores, ddof=1) / np.sqrt(4), rel=1e-12)
+    best = results.loc[results["mae"].idxmin()]
+    assert result.best == {"hidden": best["hidden"], "activation": "tanh", "lr": best["lr"], "dropout": 0.0,
+                           "weight_decay": 0.0}
+    assert repr(result).startswith("<nnfit GridResult> 4 combinations in ")
+    assert repr(result).endswith(f"s; best by 4-fold CV mae: hidden={best['hidden']}, activation='tanh', "
+                                 f"lr={best['lr']}, dropout=0.0, weight_decay=0.0")
+
+
+def test_grid_with_folds_averages_seeds_within_each_fold(penguins333):
+    """Seed s of fold k starts from seed + s + k, on folds drawn with seed: each equals nf.mlp on its rows."""
+    result = nf.grid("species ~ .", penguins333, hidden=[[4]], weight_decay=[0.0, 0.01], seeds=2, folds=3, epochs=2,
+                     seed=1, refit=False)
+    assert list(result.results.columns) == ["hidden", "activation", "lr", "dropout", "weight_decay", "n_params",
+                                            "accuracy", "accuracy_sd", "accuracy_se", "log_loss", "log_loss_sd",
+                                            "log_loss_se"]
+    assert len(result.folds) == 6 and result.metric == "log_loss"
+    codes = penguins333["species"].cat.codes.to_numpy()
+    assignment = _assign_folds(codes, len(codes), 3, 1, stratify=True)
+    folds = result.folds[result.folds["cell"] == 1]
+    for k in range(3):
+        alone = [nf.mlp("species ~ .", penguins333[assignment != k], hidden=4, weight_decay=0.01, epochs=2,
+                        seed=1 + s + k, verbose=False).evaluate(penguins333[assignment == k])["log_loss"]
+                 for s in range(2)]
+        assert folds.iloc[k]["log_loss"] == pytest.approx(np.mean(alone), rel=1e-4)
+
+
+def test_one_standard_error_rule_on_a_constructed_grid():
+    from nnfit.tuning import _choose
+
+    results = pd.DataFrame({
+        "n_params": [1051, 211, 211, 211, 36, 211],
+        "weight_decay": [0.0, 0.0, 0.01, 0.01, 0.0, 0.01],
+        "dropout": [0.0, 0.0, 0.0, 0.0, 0.0, 0.4],
+        "lr": [0.01, 0.01, 0.01, 0.003, 0.01, 0.01],
+        "mae": [100.0, 104.0, 109.0, 108.0, 111.0, 112.0],
+        "mae_se": [10.0, 3.0, 3.0, 3.0, 3.0, 3.0],
+    })
+    # within 100 + 10: rows 0-3 (row 4 has fewest parameters but 111 > 110; row 5 is out too);
+    # fewest parameters: rows 1-3; largest weight decay: rows 2, 3; smallest lr: row 3
+    assert _choose(results, "mae", "min") == 0
+    assert _choose(results, "mae", "1se") == 3
+    results.loc[3, "lr"] = 0.01  # a tie in every setting: the better mean, row 3 (108) before row 2 (109)
+    assert _choose(results, "mae", "1se") == 3
+    accuracy = pd.DataFrame({"n_params": [91, 36, 36], "weight_decay": [0.0] * 3, "dropout": [0.0, 0.0, 0.4],
+                             "lr": [None] * 3, "accuracy": [0.95, 0.94, 0.90], "accuracy_se": [0.02] * 3})
+    assert _choose(accuracy, "accuracy", "min") == 0
+    assert _choose(accuracy, "accuracy", "1se", default_lr=0.001) == 1  # 0.90 < 0.95 - 0.02
+
+
+def test_grid_one_standard_error_rule_takes_the_simplest_cell_near_the_best(penguins333):
+    result = nf.grid("body_mass_g ~ .", penguins333, hidden=[[2], [16]], weight_decay=[0.0, 0.1], folds=3,
+                     rule="1se", epochs=3, seed=1)
+    results = result.results
+    inputs = 8  # species and island (2 dummies each), bill length and depth, flipper length, sex
+    assert results["n_params"].tolist() == [(inputs + 2) * 2 + 1] * 2 + [(inputs + 2) * 16 + 1] * 2
+    assert results.loc[2, "n_params"] == sum(p.numel() for p in nf.mlp(
+        "body_mass_g ~ .", penguins333, hidden=16, epochs=1, seed=1, verbose=False).model.parameters())
+    best = results.loc[results["mae"].idxmin()]
+    near = results[results["mae"] <= best["mae"] + best["mae_se"]]
+    simplest = near.sort_values(["n_params", "weight_decay", "mae"], ascending=[True, False, True]).iloc[0]
+    assert (best.name, simplest.name) == (2, 3)  # [16] with weight decay 0.1, not the best mean's 0
+    assert (result.best["hidden"], result.best["weight_decay"]) == (simplest["hidden"], simplest["weight_decay"])
+    assert result.rule == "1se" and result.fit.settings["weight_decay"] == simplest["weight_decay"]
+    assert "best by 3-fold CV mae (the simplest within one standard error of the best): " in repr(result)
+
+
+def test_grid_without_folds_keeps_its_hold_out(penguins333):
+    result = nf.grid("body_mass_g ~ .", penguins333, hidden=[[3]], lr=[0.003, 0.03], epochs=2, seed=1, refit=False)
+    assert list(result.results.columns) == ["hidden", "activation", "lr", "dropout", "weight_decay", "n_params", "mae",
+                                            "mae_sd", "rmse", "rmse_sd", "r2", "r2_sd"]
+    assert result.folds is None and result.n_folds is None and result.rule == "min"
+    assert " best by validation mae: " in repr(result)
+
+
+GRID_FOLD_ERRORS = [
+    ({"folds": 1}, "folds must be a whole number of at least 2, not 1."),
+    ({"folds": 2.5}, "folds must be a whole number of at least 2, not 2.5."),
+    ({"folds": True}, "folds must be a whole number of at least 2, not True."),
+    ({"folds": 400}, "folds=400 is more than the 333 rows with complete data."),
+    ({"folds": 3, "valid": 0.2}, ("Give valid= (one hold-out) or folds= (cross-validation), not both: with folds=3 "
+                                  "each fold is held out in turn.")),
+    ({"folds": 3, "rule": "best"}, ("rule must be 'min' (the best cross-validated mean) or '1se' (the simplest "
+                                    "combination within one standard error of it), not 'best'.")),
+    ({"folds": 3, "rule": None}, ("rule must be 'min' (the best cross-validated mean) or '1se' (the simplest "
+                                  "combination within one standard error of it), not None.")),
+    ({"rule": "1se"}, ("rule='1se' needs folds=: the standard error is that of the mean over cross-validation "
+                       "folds (e.g. folds=5).")),
+]
+
+
+@pytest.mark.parametrize("options, message", GRID_FOLD_ERRORS, ids=[repr(o) for o, _ in GRID_FOLD_ERRORS])
+def test_grid_fold_and_rule_errors(penguins333, options, message):
+    with pytest.raises(ArgumentError) as error:
+        nf.grid("body_mass_g ~ .", penguins333, hidden=[4], epochs=1, seed=1, refit=False, **options)
+    assert str(error.value) == message
+
+
+def test_grid_folds_for_a_classifier_are_limited_by_its_smallest_class(penguins333):
+    with pytest.raises(ArgumentError) as error:
+        nf.grid("species ~ .", penguins333, hidden=[4], folds=100, epochs=1, refit=False)
+    assert str(error.value) == "folds=100 is more than the 68 rows of the smallest class; use at most 68 folds."
+
+
+def test_grid_with_folds_leaves_out_a_cell_that_diverged(penguins333):
+    names = ["grid cell hidden=[4], lr=1e+06, fold 1 of 2", "grid cell hidden=[4], lr=1e+06, fold 2 of 2"]
+    with pytest.warns(UserWarning) as caught:
+        result = nf.grid("body_mass_g ~ .", penguins333, hidden=[4], lr=[0.01, 1e6], folds=2, epochs=2, seed=1,
+                         refit=False, on_divergence="drop")
+    assert [str(w.message) for w in caught if "diverged" in str(w.message)] == [
+        (f"2 of 4 models diverged and were left out ({', '.join(names)}); the results hold the others, and "
+         ".dropped says why.")
+    ]
+    assert list(result.dropped) == names
+    assert result.results["lr"].tolist() == [0.01] and result.folds["cell"].tolist() == [0, 0]
+    assert result.best["lr"] == 0.01

@@ -456,13 +456,32 @@ def _fit(args) -> int:
         )
         folder.stage(MODEL_FILE, fitted.save)
         folder.stage("metrics.csv", lambda path: atomic_write(path, fitted.metrics.to_csv(index=False).encode()))
-        folder.stage("learning_curves.png", lambda path: plot.save(fitted.plot(), path))
+        folder.stage("learning_curves.png", lambda path: plot.save(plot.learning_curves(fitted), path))
         if fitted.task == "regression" and len(fitted.design.response_columns) == 1:
-            scored = fitted.design.transform(frame, response=True)  # the rows with a response and predictors
-            truth = fitted.design.unscale_response(scored.y, scored.offset)[:, 0]
-            predicted = fitted.predict(frame).to_numpy()[scored.rows]
-            folder.stage("truth_vs_predicted.png",
-                         lambda path: plot.save(plot.truth_vs_predicted(truth, predicted), path))
+            # With --valid, the held-out rows (found by their encoded predictors and response, as
+            # training saw them); without, the training rows, and the title says so.
+            shown, rows = frame, "training rows (the model saw them; --valid holds some out)"
+            held = getattr(getattr(fitted, "fitted", None), "ctx", None)
+            if getattr(held, "valid_data", None) is not None:
+                import numpy as np
+
+                def key(X, y):
+                    pairs = zip(np.asarray(X, np.float32), np.asarray(y, np.float32))
+                    return [a.tobytes() + b.tobytes() for a, b in pairs]
+
+                scored = fitted.design.transform(frame, response=True)
+                wanted = {}
+                for k in key(held.valid_data.X.cpu().numpy(), held.valid_data.y.cpu().numpy()):
+                    wanted[k] = wanted.get(k, 0) + 1
+                picked = []
+                positions = np.flatnonzero(scored.rows) if scored.rows.dtype == bool else scored.rows
+                for row, k in zip(positions, key(scored.inputs(), scored.y)):
+                    if wanted.get(k, 0) > 0:
+                        wanted[k] -= 1
+                        picked.append(row)
+                shown, rows = frame.iloc[picked], f"validation rows (held out from training, --valid {args.valid})"
+            folder.stage("truth_vs_predicted.png", lambda path: plot.save(
+                plot.truth_vs_predicted(fitted, shown, rows=rows), path))
         folder.publish()
     finally:
         folder.close()

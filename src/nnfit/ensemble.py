@@ -344,7 +344,7 @@ def fit(X, y, task: str, n_outputs: int, hidden, activation, dropouts, optimizer
     X, y = X.to(device), y.to(device)
     rows_on = lambda rows: None if rows is None else [r.to(device) for r in rows]  # noqa: E731
     if threads is None:
-        threads = threads_module.choose(net, batch_size, len(X), device)
+        threads = threads_module.choose(net, batch_size, X.shape[-2], device)  # rows: X is (n, p) or (K, n, p)
     with torch.random.fork_rng(devices=[]), threads_module.using(threads):
         torch.manual_seed(seeds[0])
         records, diverged = train(net, X, y, task, seeds, optimizer, lr, weight_decay, epochs, batch_size,
