@@ -207,6 +207,25 @@ def nnfit_cross_validate_sequential(workload, data, threads):
     return Result(seconds, seconds, sum(scores) / len(scores), fit.settings["threads"])
 
 
+def nnfit_sklearn(workload, data, threads):
+    """nnfit's scikit-learn face: MLPRegressor for R, MLPClassifier for C, fit on the arrays."""
+    import torch
+
+    from nnfit.sklearn import MLPClassifier, MLPRegressor
+
+    kind = MLPRegressor if workload.task == "regression" else MLPClassifier
+    estimator = kind(hidden=list(workload.hidden), dropout=list(workload.dropout), optimizer=workload.optimizer,
+                     lr=workload.lr, epochs=workload.epochs, batch_size=workload.batch_size,
+                     random_state=workload.seed, device="cpu")
+    X, y = data.X.numpy(), data.y.numpy()
+    began = time.perf_counter()
+    estimator.fit(X, y.reshape(-1) if workload.task == "regression" else y)
+    seconds = time.perf_counter() - began
+    test_X = data.test_X.numpy()
+    pred = estimator.predict(test_X) if workload.task == "regression" else estimator.predict_proba(test_X)
+    return Result(seconds, seconds, data.score(torch.as_tensor(pred)), torch.get_num_threads())
+
+
 def skorch(workload, data, threads):
     """skorch's NeuralNetRegressor / NeuralNetClassifier."""
     import torch
@@ -292,6 +311,7 @@ CONTENDERS = {
     "DataLoader hand loop": (dataloader, None),
     "nnfit setup().fit()": (nnfit_setup, None),
     "nnfit nf.mlp (fused)": (nnfit_mlp, None),
+    "nnfit sklearn MLPRegressor / MLPClassifier": (nnfit_sklearn, None),
     "nf.mlp(n_models=32)": (nnfit_ensemble, None),
     "32 x nf.mlp in sequence": (nnfit_ensemble_sequential, None),
     "setup().fit(n_models=32)": (nnfit_setup_many, None),

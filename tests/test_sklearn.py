@@ -13,6 +13,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 import nnfit as nf
+from nnfit import fused
 from nnfit.errors import ArgumentError, DataError, MissingValuesWarning
 from nnfit.sklearn import EXPECTED_FAILED_CHECKS, MLPClassifier, MLPRegressor
 
@@ -246,3 +247,107 @@ def test_formula_classifier_in_cross_validation(penguins, quiet):
     assert fitted.predict(data.iloc[:3]).tolist() == fitted.fitted_model().predict(data.iloc[:3]).tolist()
     with pytest.raises(DataError, match=r"^MLPClassifier needs a factor response; 'body_mass_g' is numeric"):
         MLPClassifier(formula="body_mass_g ~ .", epochs=1).fit(data)
+
+
+def _autograd_only(learner, callbacks=None):
+    """In place of fused.learner_for: every fit keeps the autograd learner."""
+    return learner
+
+
+def _three_fits(make, X, y, **fit_options):
+    """A fit, a warm refit and a partial_fit: the predictions after each."""
+    model = make().set_params(warm_start=True)
+    method = model.predict if isinstance(model, MLPRegressor) else model.predict_proba
+    model.fit(X, y, **fit_options)
+    first = method(X)
+    model.fit(X, y, **fit_options)
+    second = method(X)
+    model.partial_fit(X, y, **fit_options)
+    return model, [first, second, method(X)]
+
+
+ESTIMATORS = {
+    "regressor, rmsprop, dropout": (lambda: MLPRegressor(hidden=[8, 4], dropout=[0.2, 0.1], lr=0.01, epochs=4,
+                                                         random_state=0), "numbers", {}),
+    "regressor, two targets, adam, weight decay": (lambda: MLPRegressor(hidden=6, optimizer="adam", weight_decay=1e-3,
+                                                                        epochs=3, batch_size=16, random_state=1),
+                                                   "two numbers", {}),
+    "binary classifier, sample weights": (lambda: MLPClassifier(hidden=6, dropout=0.3, optimizer="adamw", epochs=4,
+                                                                random_state=2), "two labels", {"weighted": True}),
+    "three classes, class weights, sgd": (lambda: MLPClassifier(hidden=[6, 4], activation="tanh", optimizer="sgd",
+                                                                lr=0.1, epochs=4, random_state=3,
+                                                                class_weight="balanced"), "three labels", {}),
+}
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_fit_warm_start_and_partial_fit_train_in_closed_form_as_autograd_trains(name, monkeypatch):
+    make, target, options = ESTIMATORS[name]
+    X, y = _data()
+    y = {"numbers": y, "two numbers": np.column_stack([y, X[:, 0]]), "two labels": y > 0,
+         "three labels": np.select([y < -1, y < 1], ["low", "mid"], "high")}[target]
+    fit_options = {"sample_weight": np.linspace(0.2, 3.0, len(X))} if options.get("weighted") else {}
+    fast, fast_predictions = _three_fits(make, X, y, **fit_options)
+    monkeypatch.setattr(fused, "learner_for", _autograd_only)
+    slow, slow_predictions = _three_fits(make, X, y, **fit_options)
+    assert type(fast.learner_) is fused.FusedLearner and type(slow.learner_) is nf.Learner
+    assert fast.n_iter_ == slow.n_iter_ == 2 * make().epochs + 1
+    for a, b in zip(fast_predictions, slow_predictions):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast.loss_curve_, slow.loss_curve_, rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_a_warm_start_goes_on_from_either_optimizers_state(optimizer, monkeypatch):
+    """A fit on one path and a partial_fit on the other continue the running averages and step
+    counts, as two fits on one path do (the closed-form and torch states are converted)."""
+    X, y = _data()
+    def make():
+        return MLPRegressor(hidden=8, optimizer=optimizer, lr=0.01, epochs=3, random_state=0)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fused, "learner_for", _autograd_only)
+        autograd_then_fast = make().fit(X, y)
+        autograd_all_along = make().fit(X, y).partial_fit(X, y)
+    fast_then_autograd = make().fit(X, y)
+    fast_all_along = make().fit(X, y).partial_fit(X, y)
+    autograd_then_fast.partial_fit(X, y)
+    with monkeypatch.context() as patched:
+        patched.setattr(fused, "learner_for", _autograd_only)
+        fast_then_autograd.partial_fit(X, y)
+    assert type(autograd_then_fast.learner_) is fused.FusedLearner and type(fast_then_autograd.learner_) is nf.Learner
+    expected = fast_all_along.predict(X)
+    np.testing.assert_allclose(autograd_all_along.predict(X), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(autograd_then_fast.predict(X), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast_then_autograd.predict(X), expected, rtol=1e-5, atol=1e-5)
+    # without the saved state the partial_fit would differ: the state is what carries over
+    restarted = make().fit(X, y)
+    del restarted._optimizer_state
+    assert np.abs(restarted.partial_fit(X, y).predict(X) - expected).max() > 1e-3
+
+
+def test_options_outside_the_closed_form_keep_autograd():
+    X, y = _data()
+    for model in (MLPRegressor(hidden=4, activation="elu", epochs=2, random_state=0, warm_start=True),
+                  MLPRegressor(hidden=4, optimizer="adagrad", epochs=2, random_state=0, warm_start=True)):
+        model.fit(X, y).fit(X, y)
+        assert type(model.learner_) is nf.Learner and model.n_iter_ == 4
+
+
+def test_equal_weights_are_no_weights_to_the_bit():
+    X, y = _data()
+    labels = np.where(y > 0, "a", "b")
+    for make, target in ((lambda: MLPRegressor(hidden=8, epochs=5, random_state=0), y),
+                         (lambda: MLPClassifier(hidden=8, epochs=5, random_state=0), labels)):
+        method = "predict" if target is y else "predict_proba"
+        plain = getattr(make().fit(X, target), method)(X)
+        doubled = getattr(make().fit(X, target, sample_weight=np.full(len(X), 2.0)), method)(X)
+        np.testing.assert_array_equal(plain, doubled)
+
+
+def test_a_warm_start_leaves_torchs_generator_alone():
+    X, y = _data()
+    model = MLPRegressor(hidden=8, dropout=0.2, epochs=2, random_state=0).fit(X, y)
+    state = torch.get_rng_state()
+    model.partial_fit(X, y)
+    assert torch.equal(torch.get_rng_state(), state)

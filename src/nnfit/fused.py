@@ -57,8 +57,9 @@ def learner_for(learner: Learner, callbacks=None) -> Learner:
     """A ``FusedLearner`` when ``learner`` trains an ``MLP`` within the fused family, else ``learner``.
 
     The family: activations relu/sigmoid/tanh/identity; an MSE, cross-entropy (class codes,
-    no weights or label smoothing) or ``BinaryLogitLoss`` loss; SGD, RMSprop, Adam or AdamW
-    with the options in ``_OPTIMIZER_OPTIONS``; and callbacks that only act between epochs.
+    no weights or label smoothing), ``BinaryLogitLoss`` or ``nn.BCEWithLogitsLoss`` (mean, no
+    weights) loss; SGD, RMSprop, Adam or AdamW with the options in ``_OPTIMIZER_OPTIONS``; and
+    callbacks that only act between epochs.
     """
     loss_gradient = _loss_gradient(learner.loss)
     if (
@@ -163,7 +164,12 @@ def _loss_gradient(loss):
         and loss.label_smoothing == 0
     ):
         return closed_form.cross_entropy
-    if type(loss) is BinaryLogitLoss:
+    if type(loss) is BinaryLogitLoss or (
+        type(loss) is nn.BCEWithLogitsLoss
+        and loss.reduction == "mean"
+        and loss.weight is None
+        and loss.pos_weight is None
+    ):
         return closed_form.binary
     return None
 

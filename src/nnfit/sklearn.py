@@ -2,7 +2,10 @@
 
 They are a face over the pieces below: ``nnfit.modules.MLP`` is the network,
 ``nnfit.learner.setup(...).fit`` trains it, and with ``formula=`` a ``nnfit.Design`` encodes
-data frames (factors, levels and scaling learned on the training data only). Every
+data frames (factors, levels and scaling learned on the training data only). As for
+``nf.mlp``, ``nnfit.fused.learner_for`` decides the step: closed-form gradients for the
+activations, losses and optimizers it knows (weighted rows, warm starts and ``partial_fit``
+included), autograd otherwise; both train the same network to float rounding. Every
 hyperparameter is a constructor argument, so ``clone``, ``Pipeline``, ``cross_val_score`` and
 ``GridSearchCV`` see and keep all of them: a grid search over ``lr`` trains every candidate
 for the ``epochs`` it was given.
@@ -11,7 +14,8 @@ Inputs are standardized with the training mean and standard deviation (as ``nf.m
 and so is a regression target; predictions come back in the target's own units and labels.
 
 ``sample_weight`` and ``class_weight`` go to the engine's ``fit(sample_weight=,
-class_weight=)``: each batch's loss is the weighted mean sum(w * loss) / sum(w).
+class_weight=)``: each batch's loss is the weighted mean sum(w * loss) / sum(w). Equal
+weights are no weights: they train on the plain mean, to the bit.
 
 Both pass ``sklearn.utils.estimator_checks.check_estimator`` (tested at 20 random states)
 except for the checks in ``EXPECTED_FAILED_CHECKS``, with the reason: stochastic mini-batch training cannot make a row
@@ -35,7 +39,6 @@ is an ``ArgumentError`` at fit that points to ``nf.mlp(..., n_models=K)`` for en
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
@@ -52,11 +55,13 @@ except ImportError:
     raise MissingDependencyError("nnfit.sklearn needs scikit-learn 1.6 or later: pip install 'nnfit[sklearn]'.") from None
 from torch import nn
 
+from . import closed_form, fused
+from .callbacks import Callback
 from .design import Design, _column_stats, as_pandas, warn_left_out
 from .errors import check_rate
-from .learner import predict_in_blocks
+from .learner import predict_in_blocks, setup
 from .mlpfit import MLPFit, _optimizer_name, probabilities
-from .modules import MLP, hidden_sizes
+from .modules import MLP, check_architecture
 from .optimizers import resolve as resolve_optimizer
 
 # check_estimator's checks that stochastic mini-batch training cannot pass, with the reason.
@@ -68,17 +73,69 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-def _resumed(optimizer_class, state, params, **hparams):
-    """An optimizer that goes on from ``state`` (its running averages and step counts).
+class _Resume(Callback):
+    """Puts the last fit's optimizer state (running averages, step counts) into this fit's optimizer.
 
     Without it, each warm start or ``partial_fit`` would restart RMSprop or Adam from empty
-    averages, whose first steps are far too large.
+    averages, whose first steps are far too large. The state may come from a torch optimizer
+    or from the closed-form one (``nnfit.closed_form.Optimizer``), whichever trained last; the
+    hyperparameters are those asked for now, not the saved ones. It acts once, before the
+    first step, so the closed-form path keeps it.
     """
-    optimizer = optimizer_class(params, **hparams)
-    optimizer.load_state_dict(state)
-    for group in optimizer.param_groups:
-        group.update(hparams)  # the hyperparameters asked for now, not the saved ones
-    return optimizer
+
+    needs_autograd = False
+
+    def __init__(self, state: dict, hparams: dict):
+        self.state, self.hparams = state, hparams
+
+    def on_fit_begin(self, ctx):
+        optimizer = ctx.opt
+        optimizer.load_state_dict(_state_for(optimizer, self.state))
+        for group in optimizer.param_groups:
+            group.update(self.hparams)
+
+
+# the closed-form optimizer's buffer names -> torch.optim's (the others are the same in both)
+_TORCH_BUFFER_NAMES = {"momentum": "momentum_buffer"}
+
+
+def _state_for(optimizer, state: dict) -> dict:
+    """``state`` (a torch optimizer's ``state_dict()`` or the closed-form one's) in ``optimizer``'s own form."""
+    closed = "steps" in state["state"]
+    if isinstance(optimizer, closed_form.Optimizer) == closed:
+        return state
+    options = {key: value for key, value in state["param_groups"][0].items() if key != "params"}
+    if closed:  # flat buffers -> one torch state per parameter
+        params, offset, per_param = optimizer.param_groups[0]["params"], 0, {}
+        for index, param in enumerate(params):
+            size = param.numel()
+            per_param[index] = {"step": torch.tensor(float(state["state"]["steps"]))}
+            for name, buffer in state["state"]["buffers"].items():
+                per_param[index][_TORCH_BUFFER_NAMES.get(name, name)] = buffer[offset : offset + size].view_as(param)
+            offset += size
+        return {"state": per_param, "param_groups": [{**options, "params": list(range(len(params)))}]}
+    per_param = [state["state"].get(index, {}) for index in state["param_groups"][0]["params"]]
+    steps = max([int(s["step"]) for s in per_param if "step" in s], default=0)
+    buffers = {}
+    for name in ("momentum", "square_avg", "exp_avg", "exp_avg_sq"):
+        torch_name = _TORCH_BUFFER_NAMES.get(name, name)
+        if per_param and all(s.get(torch_name) is not None for s in per_param):  # SGD without momentum has none
+            buffers[name] = torch.cat([s[torch_name].reshape(-1) for s in per_param])
+    return {"state": {"steps": steps, "buffers": buffers}, "param_groups": [options]}
+
+
+def _network_from(network, module_class):
+    """``network`` as an instance of ``module_class`` (``MLP``, or the fused trainer's), same weights.
+
+    Building one draws initial weights: leave torch's generator alone, so a warm start draws
+    its dropout masks as when it deep-copied the network.
+    """
+    if type(network) is module_class:
+        return network
+    with torch.random.fork_rng(devices=[]):
+        built = module_class(**network.architecture())
+    built.load_state_dict(network.state_dict())
+    return built
 
 
 class _NetworkEstimator(BaseEstimator):
@@ -122,29 +179,33 @@ class _NetworkEstimator(BaseEstimator):
             for name in ("module_", "n_iter_", "loss_curve_", "_records", "_optimizer_state"):
                 self.__dict__.pop(name, None)
         X, y, sample_weight = self._encode(X, y, sample_weight, reset=not keep, classes=classes)
-        if sample_weight is None:  # all ones, so that weights of 1 and no weights train alike
-            sample_weight = np.ones(len(y))
-        elif not np.sum(sample_weight) > 0:
+        if sample_weight is not None and not np.sum(sample_weight) > 0:
             raise DataError("sample_weight sums to zero; at least one row needs a positive weight.")
+        if sample_weight is not None and np.all(sample_weight == sample_weight[0]):
+            sample_weight = None  # equal weights are no weights: both train on the plain mean, to the bit
         self._train(X, self._target(y), epochs, sample_weight)
         return self
 
     def _train(self, X, y, epochs, sample_weight):
-        from .learner import setup
-
         seed = check_random_state(self.random_state).randint(2**31 - 1) + getattr(self, "n_iter_", 0)
-        optimizer = resolve_optimizer(self.optimizer)
-        if hasattr(self, "_optimizer_state"):
-            optimizer = functools.partial(_resumed, optimizer, self._optimizer_state)
-        learner = setup(self.module_ if hasattr(self, "module_") else MLP, loss=self._loss(), optimizer=optimizer)
-        learner.set_hparams(input_size=X.shape[1], hidden=hidden_sizes(self.hidden), output_size=self._n_outputs(),
-                            activation=self.activation, dropout=self.dropout)
-        learner.set_opt_hparams(**({"lr": self.lr} if self.lr is not None else {}),
-                                **({"weight_decay": self.weight_decay} if self.weight_decay else {}))
+        if hasattr(self, "module_"):  # warm: the network goes on as it is
+            architecture = self.module_.architecture()
+        else:
+            sizes, activations, dropouts = check_architecture(self.hidden, self.activation, self.dropout)
+            architecture = {"input_size": X.shape[1], "hidden": sizes, "output_size": self._n_outputs(),
+                            "activation": activations, "dropout": dropouts}
+        opt_hparams = {**({"lr": self.lr} if self.lr is not None else {}),
+                       **({"weight_decay": self.weight_decay} if self.weight_decay else {})}
+        learner = (setup(MLP, loss=self._loss(), optimizer=resolve_optimizer(self.optimizer))
+                   .set_hparams(**architecture).set_opt_hparams(**opt_hparams))
+        callbacks = [_Resume(self._optimizer_state, opt_hparams)] if hasattr(self, "_optimizer_state") else []
+        learner = fused.learner_for(learner, callbacks)  # closed-form gradients when the network allows (as nf.mlp)
+        if hasattr(self, "module_"):
+            learner.module = _network_from(self.module_, learner.module)
         fitted = learner.fit(
             (torch.as_tensor(X, dtype=torch.float32), y), epochs=epochs, batch_size=self.batch_size,
-            device=self.device, verbose=bool(self.verbose), seed=seed, sample_weight=sample_weight,
-            class_weight=self._class_weight_by_code(),
+            callbacks=callbacks, device=self.device, verbose=bool(self.verbose), seed=seed,
+            sample_weight=sample_weight, class_weight=self._class_weight_by_code(),
         )
         done = getattr(self, "n_iter_", 0)
         self.module_ = fitted.model.cpu().eval()
