@@ -46,8 +46,8 @@ def test_fit_predict_evaluate_round_trip(tmp_path, capsys):
     assert cli.main(["evaluate", str(out), "penguins"]) == 0
     lines = capsys.readouterr().out.splitlines()
     scores = model.evaluate(nf.datasets.load("penguins"))
-    assert lines[0] == f"mae        {scores['mae']:.6g}"
-    assert lines[-2:] == ["n          333", "left_out   11"]
+    assert lines[0] == f"{'mae':<17} {scores['mae']:.6g}"  # as wide as 'balanced_accuracy'
+    assert lines[-2:] == [f"{'n':<17} 333", f"{'left_out':<17} 11"]
 
 
 def test_classifier_predictions_have_class_and_probabilities(tmp_path):

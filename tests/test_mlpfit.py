@@ -294,7 +294,7 @@ def test_bad_hidden_type(lab_split):
 def test_predict_type_for_regression(mass_fit, raw_split):
     with pytest.raises(ArgumentError) as error:
         mass_fit.predict(raw_split[1], type="prob")
-    assert str(error.value) == "type must be one of 'response' for this model, not 'prob'."
+    assert str(error.value) == "type must be one of 'response', 'link' for this model, not 'prob'."
 
 
 def test_data_not_a_frame():
@@ -327,3 +327,28 @@ def test_an_offset_is_added_to_the_network_output_as_glm_adds_it(lab_split, quie
     np.testing.assert_allclose(offset.predict(shifted_test), plain.predict(testing) + 20 * testing["flipper_length_mm"],
                                rtol=1e-12)
     assert offset.evaluate(shifted_test)["mae"] == pytest.approx(plain.evaluate(testing)["mae"], rel=1e-9)
+
+
+def test_print_shows_dropout_as_given_not_as_float32_stores_it(mass_fit, species_fit):
+    assert "dropout after each hidden layer: [0.4]" in repr(mass_fit)
+    assert "dropout after each hidden layer: [0.4, 0.3]" in repr(species_fit)
+    assert "0.4000000059604645" not in repr(mass_fit) + repr(species_fit)
+
+
+@pytest.mark.parametrize("threshold, shown", [(1.5, "1.5"), ("0.5", "'0.5'"), (0, "0"), (True, "True"),
+                                              (float("nan"), "nan")])
+def test_a_file_whose_threshold_is_not_a_probability_is_refused(tmp_path, threshold, shown):
+    from nnfit import files
+    from nnfit.errors import ModelFileError
+
+    data = nf.datasets.load("penguins").dropna()
+    fit = nf.mlp("sex ~ body_mass_g", data=data, hidden=[], epochs=1, seed=1, threshold=0.4, verbose=False)
+    fit.save(tmp_path / "sex.nnfit")
+    tensors, metadata = files.read(tmp_path / "sex.nnfit")
+    assert metadata["settings"]["threshold"] == 0.4
+    metadata["settings"]["threshold"] = threshold
+    files.write(tmp_path / "lying.nnfit", tensors, metadata)
+    with pytest.raises(ModelFileError) as caught:
+        nf.load(tmp_path / "lying.nnfit")
+    assert str(caught.value) == (f"{str(tmp_path / 'lying.nnfit')!r} is not a valid nnfit model file: settings.threshold "
+                                 f"is {shown}, not a probability strictly between 0 and 1.")

@@ -138,8 +138,8 @@ def test_the_classification_summaries_print_log_odds_tables(fits):
     start = lines.index("Coefficients in the data's units, for the log-odds of 'Yes' against 'No':")
     assert lines[start - 4:start + 3] == [
         "Metrics (eval mode, no dropout):",
-        "              accuracy    log_loss",
-        "  training      0.9725     0.07982",
+        "              accuracy  balanced_accuracy    log_loss         auc       brier  sensitivity  specificity",
+        "  training      0.9725              0.648     0.07982       0.948     0.02171       0.3003       0.9957",
         "",
         "Coefficients in the data's units, for the log-odds of 'Yes' against 'No':",
         "                  Estimate   Std. Error      z value",

@@ -549,10 +549,10 @@ def _evaluate(args) -> int:
     model = load(_model_path(args.model))
     scores = model.evaluate(read(args.data))
     for name, value in scores.items():
-        print(f"{name:<10} {value:.6g}")
-    print(f"{'n':<10} {scores.n}")
+        print(f"{name:<17} {value:.6g}")
+    print(f"{'n':<17} {scores.n}")
     if scores.n_left_out:
-        print(f"{'left_out':<10} {scores.n_left_out}")
+        print(f"{'left_out':<17} {scores.n_left_out}")
     return 0
 
 

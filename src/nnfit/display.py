@@ -64,3 +64,15 @@ def fitted(title: str, facts, last: dict, curves=None) -> str:
     if curves is not None:
         parts.append(figure(curves))
     return "".join(parts)
+
+
+def frame(data, title: str = "") -> str:
+    """A pandas DataFrame as a table under a bold title: its index names the rows.
+
+    >>> import pandas as pd
+    >>> from nnfit import display
+    >>> "<th>yes</th>" in display.frame(pd.DataFrame({"yes": [1]}, index=["no"]), title="Confusion")
+    True
+    """
+    rows = [[index] + list(values) for index, values in zip(data.index, data.itertuples(index=False))]
+    return table(rows, title=title, header=[data.index.name or ""] + [str(c) for c in data.columns])

@@ -23,7 +23,7 @@ from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_siz
 def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer="rmsprop", lr=None,
         epochs=100, batch_size=32, valid=None, seed=None, weight_decay=0.0, callbacks=None,
         device="auto", verbose=None, threads=None, scale=True, n_models=1, embed=None, unknown="error",
-        on_divergence="error"):
+        on_divergence="error", weights=None, class_weight=None, threshold=None):
     """Fit a neural network from a formula and a data frame; return an ``MLPFit``.
 
     Predictors are standardized with the training data; a numeric response is standardized for
@@ -37,7 +37,17 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     activation, dropout : one value, or one per hidden layer.
     optimizer : "rmsprop" (default, as the R lab), "sgd", "adam", "adamw", or a torch.optim class.
     lr : learning rate (default: the optimizer's own, 0.01 for RMSprop).
-    valid : a fraction of the training rows held out for validation metrics.
+    valid : a fraction of the training rows held out for validation metrics, or a data frame of
+        validation rows (encoded with the training design; its rows with a missing value are left
+        out, counted in ``fit.settings["n_valid_left_out"]``, with a warning).
+    weights : case weights, as R's ``weights=``: the name of a column of ``data`` (which is then not
+        a predictor, not even for ``.``) or one number per row of ``data``; each batch's loss is
+        sum(w * loss) / sum(w), so whole-number weights act as repeated rows.
+    class_weight : classifiers only: "balanced" (n / (levels * n_level), as scikit-learn's
+        ``compute_class_weight``) or {level: weight}; multiplies ``weights``.
+    threshold : binary classifiers only: the probability of the second level above which
+        ``predict(type="class")`` and ``evaluate`` say the second level (default 0.5);
+        ``fit.choose_threshold`` picks one on validation rows.
     n_models : train this many networks at once (an ensemble; model k uses seed + k), in one
         vectorized pass; predictions are their mean.
     on_divergence : a fit whose training loss diverges (NaN, infinite, or 10,000 times the
@@ -68,8 +78,21 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
 
     sizes = check_architecture(hidden, activation, dropout)[0]  # before any work starts
     check_training(lr, weight_decay, epochs, batch_size, on_divergence)
-    prepared = prepare(formula, data, scale, embed=embed, unknown=unknown)
+    threshold = check_threshold(threshold)
+    frame = as_pandas(data)
+    if isinstance(weights, str):  # a column of data, not a predictor
+        if weights not in frame.columns:
+            raise DataError(f"weights names the column {weights!r}, which the data does not have.")
+        weight_column, frame = frame[weights], frame.drop(columns=[weights])
+    else:
+        weight_column = weights
+    prepared = prepare(formula, frame, scale, embed=embed, unknown=unknown)
     design, task, n_outputs, X, y = prepared.design, prepared.task, prepared.n_outputs, prepared.X, prepared.y
+    if threshold is not None and task != "binary":
+        raise ArgumentError(f"threshold is for a two-level factor response; this model's task is {_TASK_NAMES[task]}.")
+    sample_weight = _case_weights(weight_column, frame, prepared.rows, weights)
+    class_weight = _class_weight_codes(class_weight, design, task)
+    valid, n_valid_left_out = _validation(valid, design, task, n_models)
     embeddings = [  # one row per level, and one more for "other"
         [len(levels) + (unknown == "other"), embedding_size(len(levels))] for levels in design.embedded_.values()
     ]
@@ -78,15 +101,30 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
         tracked = [metrics.Rescaled(metrics.MAE(), design.response_center_, design.response_scale_)]
     else:
         loss = losses.BinaryLogitLoss() if task == "binary" else "cross_entropy"
-        tracked = [metrics.Accuracy()]
+        tracked = [metrics.Accuracy(threshold=0.5 if threshold is None else threshold)]  # the fit's decisions
     if check_n_models(n_models) > 1:
+        if sample_weight is not None or class_weight is not None:
+            raise ArgumentError("weights and class_weight are not supported with n_models > 1 yet; fit one model.")
         if embeddings:
             raise ArgumentError("embed is not supported with n_models > 1 yet; fit one model, or leave embed=None.")
         if callbacks:
             raise ArgumentError("callbacks are not supported with n_models > 1; fit the models one at a time to use them.")
-        return _fit_many(prepared, sizes, activation, [dropout] * n_models, optimizer, [lr] * n_models,
+        rows = {}
+        if not isinstance(valid, (type(None), float, int)):  # validation rows given: after the training rows
+            import torch
+
+            n, m = len(X), len(valid[0])
+            prepared = Prepared(design, task, n_outputs, torch.cat([X, valid[0]]), torch.cat([y, valid[1]]),
+                                prepared.n_left_out, prepared.offset, prepared.rows)
+            rows = {"train_rows": [torch.arange(n)] * n_models, "valid_rows": [torch.arange(n, n + m)] * n_models}
+            valid = None
+        many = _fit_many(prepared, sizes, activation, [dropout] * n_models, optimizer, [lr] * n_models,
                          [weight_decay] * n_models, epochs, batch_size, valid, ensemble.seeds_for(seed, n_models),
-                         device, threads, formula, on_divergence=on_divergence)
+                         device, threads, formula, on_divergence=on_divergence, **rows)
+        many.settings.update(_extra_settings(valid, n_valid_left_out, weights, class_weight, threshold, design))
+        if rows:
+            many.settings["valid"] = "data frame"
+        return many
     opt_hparams = {"weight_decay": weight_decay}
     if lr is not None:
         opt_hparams["lr"] = lr
@@ -99,21 +137,135 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     learner.run_info = {"formula": repr(formula), "scale": repr(scale), "embed": repr(embed), "unknown": repr(unknown)}
     if not embeddings:  # the fused step has no embedding layer
         learner = fused.learner_for(learner, callbacks)  # closed-form gradients when nothing needs autograd
+    if task == "binary" and (sample_weight is not None or class_weight is not None):
+        # The closed-form step weights rows itself; the Learner still wraps the loss in
+        # SampleWeighted (for validation, unweighted), which asks for a `reduction` that
+        # BinaryLogitLoss does not have. Autograd would need a per-row BinaryLogitLoss.
+        if not isinstance(learner, fused.FusedLearner):
+            raise ArgumentError("weights and class_weight with a two-level response need the fast path: "
+                                "no embed=, and callbacks that act only between epochs.")
+        learner.loss.reduction = "mean"
     fitted = learner.fit(
         (X, y), epochs=epochs, batch_size=batch_size, valid_data=valid, callbacks=callbacks,
-        device=device, verbose=verbose, seed=seed, threads=threads,
+        device=device, verbose=verbose, seed=seed, threads=threads, sample_weight=sample_weight,
+        class_weight=class_weight,
     )
     settings = {
         "formula": formula, "optimizer": _optimizer_name(learner.optimizer), "lr": learner.opt_hparams.get("lr"),
-        "weight_decay": weight_decay, "epochs": epochs, "batch_size": batch_size, "valid": valid, "seed": seed,
+        "weight_decay": weight_decay, "epochs": epochs, "batch_size": batch_size,
+        "valid": valid if isinstance(valid, (type(None), float, int)) else "data frame", "seed": seed,
         "n_train": len(fitted.ctx.train_data), "n_valid": len(fitted.ctx.valid_data) if fitted.ctx.valid_data else 0,
         "n_left_out": prepared.n_left_out, "seconds": fitted.seconds,
         "threads": fitted.threads,
+        **_extra_settings(valid, n_valid_left_out, weights, class_weight, threshold, design),
     }
     model = fitted.model.cpu()
     if embeddings and unknown == "other":
         _other_as_average(model)
     return MLPFit(design, model, task, fitted.records, settings, fitted=fitted)
+
+
+def check_threshold(threshold):
+    """A decision threshold: None (0.5) or a number strictly between 0 and 1.
+
+    >>> from nnfit.mlpfit import check_threshold
+    >>> check_threshold(0.3)
+    0.3
+    >>> check_threshold(1.5)
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.ArgumentError: threshold must be a probability strictly between 0 and 1, not 1.5.
+    """
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) or not 0 < threshold < 1:
+        raise ArgumentError(f"threshold must be a probability strictly between 0 and 1, not {threshold!r}.")
+    return float(threshold)
+
+
+def _case_weights(given, frame, rows, weights):
+    """One weight per training row (the rows the design kept), or None; a clear error otherwise."""
+    if given is None:
+        return None
+    what = f"the weights column {weights!r}" if isinstance(weights, str) else "weights"
+    try:
+        values = np.asarray(given, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must hold numbers, one per row of data.") from None
+    if len(values) != len(frame):
+        raise DataError(f"{what} has {len(values)} values, but data has {len(frame)} rows; give one per row.")
+    if rows is not None:
+        values = values[rows]
+    if np.isnan(values).any():
+        raise DataError(f"{what} is missing for {int(np.isnan(values).sum())} rows used for fitting; give every "
+                        f"row a weight (0 leaves a row out).")
+    if not (np.isfinite(values).all() and (values >= 0).all()):
+        raise DataError(f"{what} must hold finite, non-negative numbers.")
+    if not values.sum() > 0:
+        raise DataError(f"{what} sums to zero; at least one row needs a positive weight.")
+    return values
+
+
+def _class_weight_codes(class_weight, design, task):
+    """class_weight by level name, as the engine takes it: "balanced" or {code: weight}."""
+    if class_weight is None:
+        return None
+    if task == "regression":
+        raise ArgumentError("class_weight is for a factor response; for a numeric one, use weights=.")
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ArgumentError(f"class_weight must be 'balanced' or a dict {{level: weight}}, not {class_weight!r}.")
+        return class_weight
+    if not isinstance(class_weight, dict):
+        raise ArgumentError(f"class_weight must be 'balanced' or a dict {{level: weight}}, not {class_weight!r}.")
+    levels = [str(level) for level in design.levels]
+    codes = {}
+    for level, weight in class_weight.items():
+        if str(level) not in levels:
+            raise ArgumentError(f"class_weight names the level {level!r}, which the response does not have "
+                                f"(levels: {', '.join(levels)}).")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and weight >= 0):
+            raise ArgumentError(f"class_weight[{level!r}] must be a finite number of at least 0, not {weight!r}.")
+        codes[levels.index(str(level))] = float(weight)
+    return codes
+
+
+def _validation(valid, design, task, n_models):
+    """valid= as the engine takes it: None, a fraction, or (X, y) tensors from a data frame encoded
+    with the training design; and how many of its rows had a missing value."""
+    import torch
+
+    if valid is None or (isinstance(valid, (int, float)) and not isinstance(valid, bool)):
+        return valid, 0
+    if isinstance(valid, bool) or not (hasattr(valid, "columns") or is_polars(valid)):
+        raise ArgumentError(f"valid must be a fraction of the training rows or a data frame of validation rows, "
+                            f"not {type(valid).__name__}.")
+    frame = as_pandas(valid)
+    missing = [name for name in design.response if name not in frame.columns]
+    if missing:
+        raise DataError(f"valid needs the response: the validation data has no column {missing[0]!r}.")
+    matrices = design.transform(frame, response=True)
+    warn_left_out(matrices, len(frame), stacklevel=4)
+    if not len(matrices.X):
+        raise DataError("valid has no rows to score: every row has a missing value.")
+    X = torch.as_tensor(matrices.inputs(), dtype=torch.float32)
+    y = torch.as_tensor(matrices.y, dtype=torch.float32 if task == "regression" else torch.int64)
+    return (X, y), int(matrices.n_left_out)
+
+
+def _extra_settings(valid, n_valid_left_out, weights, class_weight, threshold, design) -> dict:
+    """The settings of weights, validation rows and threshold that were given (none when not)."""
+    extra = {}
+    if n_valid_left_out:
+        extra["n_valid_left_out"] = n_valid_left_out
+    if weights is not None:
+        extra["weights"] = weights if isinstance(weights, str) else "given"
+    if class_weight is not None:
+        extra["class_weight"] = (class_weight if isinstance(class_weight, str)
+                                 else {str(design.levels[code]): w for code, w in class_weight.items()})
+    if threshold is not None:
+        extra["threshold"] = threshold
+    return extra
 
 
 def _other_as_average(model) -> None:
@@ -237,6 +389,7 @@ class Prepared:
     y: "torch.Tensor"
     n_left_out: int
     offset: np.ndarray | None = None  # the formula's offset() per row (added to predictions)
+    rows: np.ndarray | None = None  # which rows of the data were used (a boolean mask)
 
 
 def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prepared:
@@ -256,10 +409,29 @@ def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prep
         matrices = design.fit_transform(data)
     warn_left_out(matrices, len(matrices.rows), stacklevel=4)
     task = _task(design)
+    if task == "regression":
+        _warn_if_classes(design, matrices.y)
     n_outputs = len(design.levels) if task == "multiclass" else 1 if task == "binary" else len(design.response_columns)
     X = torch.as_tensor(matrices.inputs(), dtype=torch.float32)
     y = torch.as_tensor(matrices.y, dtype=torch.float32 if task == "regression" else torch.int64)
-    return Prepared(design, task, n_outputs, X, y, int(matrices.n_left_out), matrices.offset)
+    return Prepared(design, task, n_outputs, X, y, int(matrices.n_left_out), matrices.offset, matrices.rows)
+
+
+def _warn_if_classes(design: Design, y: np.ndarray) -> None:
+    """Warn when a numeric response looks like class codes (a few whole numbers, as 0/1 or 1..5)."""
+    if len(design.response_columns) != 1 or not len(y):
+        return
+    with np.errstate(all="ignore"):
+        values = np.unique(design.unscale_response(y).round(9))
+    if not 2 <= len(values) <= 10 or not np.all(np.isfinite(values) & (values == np.round(values))):
+        return
+    name = design.response_columns[0]
+    shown = ", ".join(f"{v:g}" for v in values)
+    warnings.warn(
+        f"The response {name!r} is numeric with only {len(values)} distinct whole-number values ({shown}), so it "
+        f"is fitted as a regression (mean squared error). To fit a classifier, make it a factor in the formula: "
+        f"'factor({name}) ~ ...'.", UserWarning, stacklevel=4,
+    )
 
 
 def _task(design: Design) -> str:
@@ -280,7 +452,9 @@ _TASK_NAMES = {"regression": "regression", "binary": "binary classification", "m
 class Scores(dict):
     """Evaluation metrics (a dict) that also knows how many rows it scored and left out.
 
-    ``MLPFit.evaluate`` returns one.
+    ``MLPFit.evaluate`` returns one. A classifier's also holds ``.confusion`` (a DataFrame: rows
+    the true levels, columns the predicted ones), ``.by_class`` (sensitivity, specificity,
+    precision, recall, f1 and support per level) and ``.threshold`` (binary: the decision threshold).
 
     >>> from nnfit.mlpfit import Scores
     >>> scores = Scores({"mae": 279.1, "r2": 0.85}, n=67, n_left_out=1)
@@ -290,21 +464,41 @@ class Scores(dict):
     (279.1, 67)
     """
 
-    def __init__(self, values: dict, n: int, n_left_out: int):
+    def __init__(self, values: dict, n: int, n_left_out: int, confusion=None, by_class=None, threshold=None):
         super().__init__(values)
         self.n = n
         self.n_left_out = n_left_out
+        self.confusion = confusion
+        self.by_class = by_class
+        self.threshold = threshold
 
     def __repr__(self):
         text = ", ".join(f"{k}: {v:.4g}" for k, v in self.items())
         extra = f", {self.n_left_out} left out (missing values)" if self.n_left_out else ""
-        return f"{{{text}}} ({self.n} rows scored{extra})"
+        extra += f", threshold {self.threshold:g}" if self.threshold is not None else ""
+        lines = [f"{{{text}}} ({self.n} rows scored{extra})"]
+        if self.confusion is not None:
+            lines += ["confusion (rows: truth, columns: predicted):", _indent(self.confusion.to_string())]
+        if self.by_class is not None:
+            lines += ["by class:", _indent(self.by_class.round(4).to_string())]
+        return "\n".join(lines)
 
     def _repr_html_(self):
         from . import display
 
         rows = list(self.items()) + [("rows scored", self.n), ("left out (missing values)", self.n_left_out)]
-        return display.table(rows, title="nnfit evaluation")
+        if self.threshold is not None:
+            rows.append(("threshold", self.threshold))
+        parts = [display.table(rows, title="nnfit evaluation")]
+        if self.confusion is not None:
+            parts.append(display.frame(self.confusion, title="Confusion (rows: truth, columns: predicted)"))
+        if self.by_class is not None:
+            parts.append(display.frame(self.by_class, title="By class"))
+        return "".join(parts)
+
+
+def _indent(text: str) -> str:
+    return "  " + text.replace("\n", "\n  ")
 
 
 class MLPFit:
@@ -387,16 +581,28 @@ class MLPFit:
             return self.design.unscale_response(out, offset)
         return np.stack([probabilities(o, self.task) for o in out])
 
-    def predict(self, data, type: str = "response"):
+    def predict(self, data, type: str | None = None):
         """Predictions for every row of ``data``, aligned to its index (NaN where a predictor is missing).
 
-        Regression: a Series in the response's units (a DataFrame for several responses).
-        Classification: ``type="response"`` or ``"class"`` gives a categorical Series of labels;
-        ``type="prob"`` a DataFrame with one column of probabilities per level.
-        Ensembles: the mean over models; ``type="all"`` gives each model's prediction (one
-        column per model), and for regression ``type="interval"`` gives mean, sd and the 2.5%
-        and 97.5% quantiles across models. A polars frame gives polars results (labels as an
-        Enum in level order, null where a predictor is missing).
+        Regression: a Series in the response's units (a DataFrame for several responses);
+        ``type="response"`` (the default) and ``"link"`` are the same, as for a gaussian glm.
+
+        Classification, as R's ``predict``:
+
+        - ``type="class"`` (the default): a categorical Series of labels. For two levels, the
+          second where its probability is above the fit's threshold (``fit.threshold``, 0.5
+          unless ``nf.mlp(threshold=)`` or ``fit.threshold = ...`` set it).
+        - ``type="prob"``: a DataFrame with one column of probabilities per level.
+        - ``type="response"``: two levels: a Series of the probability of the second level, as
+          ``predict(glm, type="response")``; more levels: the probabilities, as ``"prob"`` (the
+          response scale of a multinomial model).
+        - ``type="link"``: the logits: two levels, a Series of the log-odds of the second level;
+          more levels, a DataFrame with one column per level (softmax gives the probabilities).
+
+        Ensembles: the mean over models (of probabilities; ``"link"`` the mean logit);
+        ``type="all"`` gives each model's prediction (one column per model), and for regression
+        ``type="interval"`` gives mean, sd and the 2.5% and 97.5% quantiles across models. A polars
+        frame gives polars results (labels as an Enum in level order, null where a predictor is missing).
 
         >>> import nnfit as nf
         >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
@@ -407,25 +613,43 @@ class MLPFit:
         >>> probs = fit.predict(testing.head(2), type="prob")
         >>> probs.columns.tolist(), probs.sum(axis=1).round(6).tolist()
         (['Adelie', 'Chinstrap', 'Gentoo'], [1.0, 1.0])
+        >>> sex = nf.mlp("sex ~ body_mass_g + bill_depth_mm", data=training, hidden=[], epochs=10,
+        ...              seed=1, verbose=False)
+        >>> p = sex.predict(testing.head(3), type="response")      # P(sex == "male"), as glm
+        >>> p.name, bool(((p > 0) & (p < 1)).all())
+        ('sex', True)
+        >>> import numpy as np
+        >>> link = sex.predict(testing.head(3), type="link")       # its log-odds
+        >>> np.allclose(1 / (1 + np.exp(-link)), p)
+        True
         """
         import pandas as pd
 
         if is_polars(data):
             return _as_polars(self.predict(as_pandas(data), type=type))
-        choices = ["response"] + (["class", "prob"] if self.task != "regression" else [])
+        if type is None:
+            type = "response" if self.task == "regression" else "class"
+        choices = ["response", "link"] + (["class", "prob"] if self.task != "regression" else [])
         if self.n_models > 1:
             choices += ["all"] + (["interval"] if self.task == "regression" else [])
         if type not in choices:
             raise ArgumentError(f"type must be one of {', '.join(map(repr, choices))} for this model, not {type!r}.")
         frame = as_pandas(data)
         matrices = self.design.transform(frame, response=False)
-        values = self._responses(self._outputs(matrices.inputs()), matrices.offset)
+        outputs = self._outputs(matrices.inputs())
 
         def full(array, columns):  # rows with a missing predictor stay NaN
             out = np.full((len(frame), array.shape[1]), np.nan)
             out[matrices.rows] = array
             return pd.DataFrame(out, index=frame.index, columns=columns)
 
+        levels = [str(level) for level in self.design.levels] if self.task != "regression" else None
+        if type == "link" and self.task != "regression":
+            mean = outputs.mean(axis=0)
+            if self.task == "binary":
+                return full(mean, [self.design.response[0]]).iloc[:, 0]
+            return full(mean, levels)
+        values = self._responses(outputs, matrices.offset)
         models = [f"model_{k}" for k in range(1, self.n_models + 1)]
         if type == "all" and self.task == "regression":
             if values.shape[2] == 1:
@@ -441,24 +665,127 @@ class MLPFit:
         if self.task == "regression":
             result = full(mean, self.design.response_columns)
             return result.iloc[:, 0] if mean.shape[1] == 1 else result
-        if type == "prob":
-            return full(mean, [str(level) for level in self.design.levels])
+        if type == "response" and self.task == "binary":
+            return full(mean[:, 1:], [self.design.response[0]]).iloc[:, 0]
+        if type in ("prob", "response"):
+            return full(mean, levels)
         return self._labels(frame, matrices.rows, mean)
+
+    @property
+    def threshold(self) -> float | None:
+        """A binary classifier's decision threshold on the probability of the second level (None: 0.5).
+
+        Set it to change what ``predict(type="class")`` and ``evaluate`` decide; ``choose_threshold``
+        picks one.
+
+        >>> import nnfit as nf
+        >>> training = nf.datasets.load("penguins").dropna()
+        >>> sex = nf.mlp("sex ~ body_mass_g + bill_depth_mm", data=training, hidden=[], epochs=5,
+        ...              seed=1, verbose=False, threshold=0.4)
+        >>> sex.threshold
+        0.4
+        >>> sex.threshold = 0.6
+        >>> sex.settings["threshold"]
+        0.6
+        """
+        return self.settings.get("threshold")
+
+    @threshold.setter
+    def threshold(self, value) -> None:
+        value = check_threshold(value)
+        if value is not None and self.task != "binary":
+            raise ArgumentError(f"threshold is for a two-level factor response; this model's task is {_TASK_NAMES[self.task]}.")
+        if value is None:
+            self.settings.pop("threshold", None)
+        else:
+            self.settings["threshold"] = value
+
+    def choose_threshold(self, data, target: str = "balanced_accuracy", sensitivity=None, specificity=None) -> float:
+        """A decision threshold for a binary classifier, picked on the rows of ``data`` (validation
+        rows, not the test rows you report on). Returns it; set ``fit.threshold`` to use it.
+
+        ``target="balanced_accuracy"`` (or ``"accuracy"``, ``"f1"``) takes the threshold that
+        scores best on those rows (the midpoint between neighbouring predicted probabilities);
+        ``sensitivity=0.9`` instead takes the largest threshold whose sensitivity (recall of the
+        second level) is at least 0.9, and ``specificity=0.9`` the smallest whose specificity is.
+
+        >>> import nnfit as nf
+        >>> training, validation = nf.split(nf.datasets.load("penguins").dropna(), prop=0.7, seed=1)
+        >>> sex = nf.mlp("sex ~ body_mass_g + bill_depth_mm", data=training, hidden=[], epochs=20,
+        ...              seed=1, verbose=False)
+        >>> sex.threshold = sex.choose_threshold(validation, sensitivity=0.95)
+        >>> sex.evaluate(validation)["sensitivity"] >= 0.95
+        True
+        """
+        if self.task != "binary":
+            raise ArgumentError(f"choose_threshold is for a two-level factor response; this model's task is "
+                                f"{_TASK_NAMES[self.task]}.")
+        targets = ("balanced_accuracy", "accuracy", "f1")
+        if target not in targets:
+            raise ArgumentError(f"target must be one of {', '.join(map(repr, targets))}, not {target!r}.")
+        if sensitivity is not None and specificity is not None:
+            raise ArgumentError("give sensitivity= or specificity=, not both.")
+        for name, value in (("sensitivity", sensitivity), ("specificity", specificity)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1):
+                raise ArgumentError(f"{name} must be a number above 0 and at most 1, not {value!r}.")
+        probs, truth, _ = self._scored(data)
+        p = probs[:, 1]
+        positive = truth == 1
+        if positive.all() or not positive.any():
+            raise DataError("choose_threshold needs rows of both levels in data.")
+        distinct = np.unique(p)
+        cuts = np.concatenate([[distinct[0] / 2], (distinct[1:] + distinct[:-1]) / 2,
+                               [(distinct[-1] + 1) / 2]])  # every distinct decision, as a threshold
+        above = p[None, :] > cuts[:, None]
+        tp = (above & positive).sum(axis=1)
+        fp = (above & ~positive).sum(axis=1)
+        sens, spec = tp / positive.sum(), 1 - fp / (~positive).sum()
+        if sensitivity is not None:
+            return float(cuts[np.flatnonzero(sens >= sensitivity - 1e-12).max()])
+        if specificity is not None:
+            return float(cuts[np.flatnonzero(spec >= specificity - 1e-12).min()])
+        scores = {
+            "balanced_accuracy": (sens + spec) / 2,
+            "accuracy": (tp + (~positive).sum() - fp) / len(p),
+            "f1": 2 * tp / np.maximum(tp + fp + positive.sum(), 1),
+        }[target]
+        best = np.flatnonzero(scores >= scores.max() - 1e-12)
+        return float(cuts[best[np.argmin(np.abs(cuts[best] - 0.5))]])  # of equals, the nearest to 0.5
 
     def _labels(self, frame, rows, probs):
         import pandas as pd
 
         codes = np.full(len(frame), -1, dtype=np.int64)
-        codes[rows] = probs.argmax(axis=1)
+        if self.task == "binary":  # the second level above the threshold, as nnfit.metrics decides
+            codes[rows] = probs[:, 1] > (self.threshold if self.threshold is not None else 0.5)
+        else:
+            codes[rows] = probs.argmax(axis=1)
         labels = pd.Categorical.from_codes(codes, categories=self.design.levels)
         return pd.Series(labels, index=frame.index, name=self.design.response[0])
+
+    def _scored(self, data):
+        """(K, n, ...) predictions' mean, the truth, and the Matrices of the rows of ``data`` that can be scored."""
+        frame = as_pandas(data)
+        if not all(name in frame.columns for name in self.design.response):
+            missing = [n for n in self.design.response if n not in frame.columns]
+            raise DataError(f"evaluate needs the response: the data has no column {missing[0]!r}.")
+        matrices = self.design.transform(frame, response=True)
+        warn_left_out(matrices, len(frame), stacklevel=4)
+        if not len(matrices.X):
+            raise DataError("No rows to score: every row has a missing value.")
+        values = self._responses(self._outputs(matrices.inputs()), matrices.offset)
+        truth = self.design.unscale_response(matrices.y, matrices.offset) if self.task == "regression" else matrices.y
+        return values.mean(axis=0), truth, (values, matrices)
 
     def evaluate(self, data, by_model: bool = False):
         """Metrics on the rows of ``data`` it can score, in original units or labels.
 
-        Regression: mae, rmse, r2. Classification: accuracy, log_loss. The number of rows left
-        out for a missing value is in ``.n_left_out`` (and a warning). An ensemble is scored
-        on its mean prediction; ``by_model=True`` gives a DataFrame with one row per model.
+        Regression: mae, rmse, r2. Classification (``classification_scores``): accuracy,
+        balanced_accuracy, log_loss, auc, brier and, for two levels, sensitivity and specificity
+        of the second level at the fit's threshold; the returned Scores also holds
+        ``.confusion`` and ``.by_class``. The number of rows left out for a missing value is in
+        ``.n_left_out`` (and a warning). An ensemble is scored on its mean prediction;
+        ``by_model=True`` gives a DataFrame with one row per model.
 
         >>> import nnfit as nf
         >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
@@ -468,23 +795,29 @@ class MLPFit:
         ['mae', 'r2', 'rmse']
         >>> ensemble.evaluate(testing, by_model=True).columns.tolist()
         ['model', 'mae', 'rmse', 'r2']
+        >>> species = nf.mlp("species ~ bill_length_mm + flipper_length_mm", data=training, hidden=10,
+        ...                  epochs=10, seed=1, verbose=False)
+        >>> scores = species.evaluate(testing)
+        >>> list(scores)
+        ['accuracy', 'balanced_accuracy', 'log_loss', 'auc', 'brier']
+        >>> scores.confusion.columns.tolist(), scores.by_class.columns.tolist()
+        (['Adelie', 'Chinstrap', 'Gentoo'], ['sensitivity', 'specificity', 'precision', 'recall', 'f1', 'support'])
         """
         import pandas as pd
 
-        frame = as_pandas(data)
-        if not all(name in frame.columns for name in self.design.response):
-            missing = [n for n in self.design.response if n not in frame.columns]
-            raise DataError(f"evaluate needs the response: the data has no column {missing[0]!r}.")
-        matrices = self.design.transform(frame, response=True)
-        warn_left_out(matrices, len(frame))
-        if not len(matrices.X):
-            raise DataError("No rows to score: every row has a missing value.")
-        values = self._responses(self._outputs(matrices.inputs()), matrices.offset)
-        truth = self.design.unscale_response(matrices.y, matrices.offset) if self.task == "regression" else matrices.y
+        mean, truth, (values, matrices) = self._scored(data)
         if by_model:
-            rows = [dict(model=k + 1, **score(v, truth, self.task)) for k, v in enumerate(values)]
+            if self.task == "regression":
+                rows = [dict(model=k + 1, **score(v, truth, self.task)) for k, v in enumerate(values)]
+            else:
+                rows = [dict(model=k + 1, **classification_scores(v, truth, self.design.levels, self.threshold))
+                        for k, v in enumerate(values)]
             return pd.DataFrame(rows)
-        return Scores(score(values.mean(axis=0), truth, self.task), n=len(matrices.X), n_left_out=matrices.n_left_out)
+        if self.task == "regression":
+            return Scores(score(mean, truth, self.task), n=len(matrices.X), n_left_out=matrices.n_left_out)
+        scores = classification_scores(mean, truth, self.design.levels, self.threshold)
+        scores.n_left_out = matrices.n_left_out
+        return scores
 
     # -------------------------------------------------------------- the network
     def coef(self, scale=None):
@@ -571,7 +904,7 @@ class MLPFit:
         """
         from . import plot
 
-        return plot.learning_curves(self.metrics, title=self.settings["formula"])
+        return plot.learning_curves(self, title=self.settings["formula"])
 
     def save(self, path, key=None) -> None:
         """One file: weights as safetensors, the design, architecture and history as JSON.
@@ -730,9 +1063,9 @@ class MLPFit:
                          f"{size} numbers, input beside X")
         dropouts = self.model.dropouts if self.n_models == 1 else sorted({tuple(d) for d in self.model.dropouts})
         if self.n_models == 1 and any(dropouts):
-            lines.append(f"  dropout after each hidden layer: {dropouts}")
+            lines.append(f"  dropout after each hidden layer: {_rates(dropouts)}")
         elif self.n_models > 1:
-            shown = ", ".join(str(list(d)) for d in dropouts)
+            shown = ", ".join(_rates(d) for d in dropouts)
             lines.append(f"  an ensemble of {self.n_models} such networks (own initialization, shuffling, dropout); "
                          f"dropout per layer: {shown}")
         return "\n".join(lines)
@@ -750,6 +1083,12 @@ class MLPFit:
             + (f", {s['n_valid']} held out for validation" if s.get("n_valid") else "")
             + (f" ({s['n_left_out']} left out for missing values)" if s.get("n_left_out") else ""),
         ]
+        weighted = [f"case weights {s['weights']!r}" if s.get("weights") not in (None, "given") else
+                    "case weights given" if s.get("weights") else "",
+                    f"class weights {s['class_weight']}" if s.get("class_weight") else "",
+                    f"decision threshold {s['threshold']:g} on P({self.design.levels[1]!r})" if s.get("threshold") else ""]
+        if any(weighted):
+            lines.append("  " + "; ".join(text for text in weighted if text))
         last = _last_epoch(self.history)
         if last:
             unit = f" ({self.design.response_columns[0]} units)" if self.task == "regression" and len(self.design.response_columns) == 1 else ""
@@ -770,7 +1109,8 @@ class MLPFit:
             ("epochs", _epochs_run(self.history)),
             ("training rows", s["n_train"]),
             ("left out (missing values)", s.get("n_left_out") or 0),
-        ]
+        ] + [(name, s[key]) for name, key in (("case weights", "weights"), ("class weights", "class_weight"),
+                                              ("decision threshold", "threshold")) if s.get(key) is not None]
         curves = self.plot() if self.history else None
         return display.fitted(f"nnfit MLP ({_TASK_NAMES[self.task]})", facts, _last_epoch(self.history), curves)
 
@@ -792,6 +1132,80 @@ def score(pred: np.ndarray, truth: np.ndarray, task: str) -> dict:
     eps = np.finfo(np.float64).eps
     picked = np.clip(pred[np.arange(len(truth)), truth], eps, 1.0)
     return {"accuracy": float((pred.argmax(axis=1) == truth).mean()), "log_loss": float(-np.log(picked).mean())}
+
+
+def classification_scores(probs: np.ndarray, truth: np.ndarray, levels, threshold=None) -> Scores:
+    """The full evaluation of a classifier from its probabilities (n, levels) and true codes (n,).
+
+    accuracy, balanced_accuracy (the mean recall over the levels present), log_loss, auc (binary;
+    the macro mean one-vs-rest for several levels) and brier (binary: mean (p - y)^2 of the second
+    level; several levels: the mean over rows of the sum over levels, as scikit-learn's
+    ``brier_score_loss``); for two levels also sensitivity and specificity of the second level
+    (the one a logistic model predicts the probability of, as glm). ``.confusion`` and
+    ``.by_class`` hold the table and the per-level sensitivity, specificity, precision, recall,
+    f1 and support. Classes are the largest probability, or for two levels the second level where
+    its probability is above ``threshold`` (0.5 by default). Every number comes from
+    ``nnfit.metrics``.
+
+    >>> import numpy as np
+    >>> from nnfit.mlpfit import classification_scores
+    >>> probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8]])
+    >>> scores = classification_scores(probs, np.array([0, 0, 1, 1]), ["no", "yes"])
+    >>> scores["accuracy"], scores["sensitivity"], scores["specificity"], scores["auc"]
+    (0.5, 0.5, 0.5, 0.75)
+    >>> scores.confusion
+    predicted  no  yes
+    truth
+    no          1    1
+    yes         1    1
+    """
+    import pandas as pd
+    import torch
+
+    from . import metrics
+
+    t = 0.5 if threshold is None else threshold
+    binary = probs.shape[1] == 2
+    pred = torch.as_tensor(probs[:, 1] if binary else probs, dtype=torch.float64)
+    target = torch.as_tensor(truth, dtype=torch.int64)
+
+    def measured(metric):
+        metric.update(pred, target)
+        return metric
+
+    def per_class(metric):  # the per-level values behind a macro average
+        metric = measured(metric)
+        return metric._score(metric._tp, metric._predicted, metric._true).numpy()
+
+    k = probs.shape[1]
+    options = {"from_logits": False, "threshold": t}
+    classes = metrics.Accuracy(**options)._classes(pred).numpy()
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (truth, classes), 1)
+    precision = per_class(metrics.Precision("macro", **options))
+    recall = per_class(metrics.Recall("macro", **options))
+    f1 = per_class(metrics.F1("macro", **options))
+    negatives = confusion.sum() - confusion.sum(axis=1)
+    false_positives = confusion.sum(axis=0) - np.diag(confusion)
+    specificity = np.where(negatives > 0, (negatives - false_positives) / np.maximum(negatives, 1), np.nan)
+    support = confusion.sum(axis=1)
+    onehot = np.eye(k)[truth]
+    squared = (probs - onehot) ** 2
+    values = {
+        "accuracy": float(measured(metrics.Accuracy(**options)).compute()),
+        "balanced_accuracy": float(recall[support > 0].mean()),
+        "log_loss": float(measured(metrics.LogLoss(from_logits=False)).compute()),
+        "auc": float(measured(metrics.AUROC("macro", from_logits=False)).compute()) if (support > 0).all() else math.nan,
+        "brier": float(squared[:, 1].mean() if binary else squared.sum(axis=1).mean()),
+    }
+    if binary:
+        values["sensitivity"], values["specificity"] = float(recall[1]), float(specificity[1])
+    names = pd.Index([str(level) for level in levels])
+    table = pd.DataFrame(confusion, index=names.rename("truth"), columns=names.rename("predicted"))
+    by_class = pd.DataFrame({"sensitivity": recall, "specificity": specificity, "precision": precision,
+                             "recall": recall, "f1": f1, "support": support}, index=names.rename("level"))
+    return Scores(values, n=len(truth), n_left_out=0, confusion=table, by_class=by_class,
+                  threshold=threshold if binary else None)
 
 
 def _embedding_rows(model, design):
@@ -846,6 +1260,11 @@ def probabilities(out: np.ndarray, task: str) -> np.ndarray:
     shifted = out - out.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _rates(rates) -> str:
+    """Dropout rates as given, not as float32 stores them: [0.4, 0.3], not [0.4000000059604645, ...]."""
+    return "[" + ", ".join(f"{float(r):.4g}" for r in rates) + "]"
 
 
 def _epochs_run(history) -> int:

@@ -296,9 +296,12 @@ def _check_settings(settings) -> None:
             raise Refusal(f"settings.{field} is {short(settings[field])}, not a text")
     if settings["batch_size"] is not None and not _whole(settings["batch_size"], 1, 2**62):
         raise Refusal(f"settings.batch_size is {short(settings['batch_size'])}, not a positive whole number or null")
-    for field in ("n_train", "n_valid", "n_left_out"):
+    for field in ("n_train", "n_valid", "n_left_out", "n_valid_left_out"):
         if field in settings and settings[field] is not None and not _whole(settings[field], 0, 2**62):
             raise Refusal(f"settings.{field} is {short(settings[field])}, not a whole number of rows")
+    threshold = settings.get("threshold")  # a binary classifier's decision threshold (nf.mlp(threshold=))
+    if threshold is not None and not (_number(threshold) and 0 < threshold < 1):
+        raise Refusal(f"settings.threshold is {short(threshold)}, not a probability strictly between 0 and 1")
     lr = settings.get("lr")
     lrs = lr if isinstance(lr, list) else [lr]
     if len(lrs) > MAX_MODELS or not all(v is None or (_number(v) and v >= 0) for v in lrs):

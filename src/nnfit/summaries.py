@@ -252,7 +252,7 @@ def _metrics(fit, X_std: np.ndarray, y: np.ndarray) -> dict:
     """The fit's metrics on standardized rows, in eval mode (no dropout), in the response's units."""
     import torch
 
-    from .mlpfit import probabilities, score
+    from .mlpfit import classification_scores, probabilities, score
 
     model = fit.model.eval()
     with torch.no_grad():
@@ -263,7 +263,7 @@ def _metrics(fit, X_std: np.ndarray, y: np.ndarray) -> dict:
         pred = np.mean([fit.design.unscale_response(o) for o in out], axis=0)
         return score(pred, fit.design.unscale_response(y), fit.task)
     prob = np.mean([probabilities(o, fit.task) for o in out], axis=0)
-    return score(prob, y, fit.task)
+    return dict(classification_scores(prob, y, fit.design.levels, fit.threshold))
 
 
 # ---------------------------------------------------------------------------- the summary
@@ -435,10 +435,12 @@ class Summary:
     def _metric_lines(self) -> list:
         names = list(dict.fromkeys(name for values in self.metrics.values() for name in values))
         width = max(len(split) for split in self.metrics)
-        header = " " * width + "".join(f"  {name:>10}" for name in names)
+        widths = [max(10, len(name)) for name in names]  # a column as wide as its name
+        header = " " * width + "".join(f"  {name:>{w}}" for name, w in zip(names, widths))
         lines = [header]
         for split, values in self.metrics.items():
-            lines.append(f"{split:<{width}}" + "".join(f"  {_format(values.get(name, math.nan)):>10}" for name in names))
+            lines.append(f"{split:<{width}}" + "".join(f"  {_format(values.get(name, math.nan)):>{w}}"
+                                                       for name, w in zip(names, widths)))
         return lines
 
     def _coefficient_lines(self) -> list:
