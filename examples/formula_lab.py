@@ -1,4 +1,4 @@
-"""The formula one-liner (../shared/API.md, section 2)."""
+"""The formula one-liner: nf.mlp on the penguins, with R's formula, predictions in grams and the classifier."""
 
 import nnfit as nf
 

@@ -1,4 +1,4 @@
-"""The R course's seed lab, line for line in luz style (../shared/API.md, section 1)."""
+"""The R course's seed lab, line for line in luz style: Design, an nn.Module, setup / set_hparams / fit / predict."""
 
 import torch
 from torch import nn
