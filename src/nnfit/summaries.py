@@ -250,20 +250,13 @@ def _rows(fit, data):
 
 def _metrics(fit, X_std: np.ndarray, y: np.ndarray) -> dict:
     """The fit's metrics on standardized rows, in eval mode (no dropout), in the response's units."""
-    import torch
+    from .mlpfit import classification_scores, score
 
-    from .mlpfit import classification_scores, probabilities, score
-
-    model = fit.model.eval()
-    with torch.no_grad():
-        out = model(torch.as_tensor(X_std, dtype=torch.float32)).double().numpy()
-    if out.ndim == 2:  # one network; an ensemble gives (models, n, outputs), scored on its mean
-        out = out[None]
+    # The fit's own prediction path (eval mode, fixed-size blocks); an ensemble is scored on its mean.
+    values = fit._responses(fit._outputs(X_std)).mean(axis=0)
     if fit.task == "regression":
-        pred = np.mean([fit.design.unscale_response(o) for o in out], axis=0)
-        return score(pred, fit.design.unscale_response(y), fit.task)
-    prob = np.mean([probabilities(o, fit.task) for o in out], axis=0)
-    return dict(classification_scores(prob, y, fit.design.levels, fit.threshold))
+        return score(values, fit.design.unscale_response(y), fit.task)
+    return dict(classification_scores(values, y, fit.design.levels, fit.threshold))
 
 
 # ---------------------------------------------------------------------------- the summary

@@ -222,7 +222,7 @@ class Design:
         named += list(zip(labels_of(self.terms_.offsets), offsets))
         missing, rows = {}, np.ones(len(frame), dtype=bool)
         for label, value in named:
-            _check_finite_matrix(value, label)
+            _check_not_string(value, label)
             na = np.broadcast_to(value.missing(), (len(frame),))
             if na.any():
                 missing[label] = missing.get(label, 0) + int(na.sum())
@@ -593,7 +593,8 @@ def _subset(value: Value, rows, n) -> Value:
     return Value(value.kind, np.asarray(data)[rows], value.levels, value.ordered, value.colnames)
 
 
-def _check_finite_matrix(value: Value, label: str) -> None:
+def _check_not_string(value: Value, label: str) -> None:
+    """A string constant (as in I("a")) is not a variable."""
     if value.kind == "string":
         raise FormulaError(f"The term {label!r} is a string constant, not a variable.")
 

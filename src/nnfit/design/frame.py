@@ -75,7 +75,7 @@ def poly_names(n: int) -> list:
     return names[: n - 1]
 
 
-def variable_columns(value: Value, label: str, code, where: str):
+def variable_columns(value: Value, label: str, code):
     """The columns (n, k) and their names that one variable contributes to a term."""
     if value.kind == "numeric":
         data = np.asarray(value.data, dtype=np.float64)
@@ -92,7 +92,7 @@ def variable_columns(value: Value, label: str, code, where: str):
         return onehot, [label + level for level in levels]
     if n_levels < 2:
         raise DataError(
-            f"The factor {label!r} has only one level ({levels[0] if levels else 'none'!r}) in the training data{where}; "
+            f"The factor {label!r} has only one level ({levels[0] if levels else 'none'!r}) in the training data; "
             "contrasts need at least two. Leave it out of the formula (- " + label + ")."
         )
     if value.ordered:
@@ -118,7 +118,7 @@ def model_matrix(n: int, terms: list, values: list, labels: list, codes: list, i
     for k, term in enumerate(terms):
         if k in skip:
             continue
-        parts = [variable_columns(values[i], labels[i], codes[k].get(i), "") for i in term]
+        parts = [variable_columns(values[i], labels[i], codes[k].get(i)) for i in term]
         column_names = [""]
         for _, var_names in parts:
             column_names = [f"{c}:{v}" if c else v for v in var_names for c in column_names]

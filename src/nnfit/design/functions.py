@@ -173,7 +173,7 @@ def bind(node: Node, name: str, text: str) -> dict:
     for arg_name, arg in zip(node.names, node.args):
         if arg_name is not None:
             continue
-        if spec.variadic and not (name in ("pmin", "pmax") and False):
+        if spec.variadic:
             extra.append(arg)
             continue
         if not slots:
