@@ -179,8 +179,9 @@ def fake_labs(monkeypatch):
         print(f"Plots written to {out}/: {name}.png", file=stream)
 
     labs.run = run
-    monkeypatch.setitem(sys.modules, "nnfit.labs", labs)
+    # the attribute first: reading it imports the real labs (nnfit's lazy names), which undo restores
     monkeypatch.setattr(nnfit, "labs", labs, raising=False)
+    monkeypatch.setitem(sys.modules, "nnfit.labs", labs)
     return labs
 
 
@@ -239,3 +240,91 @@ def test_a_fit_killed_with_sigkill_leaves_a_staging_folder_the_next_fit_removes(
     assert len(leftovers) == 1 and leftovers[0] == f".nnfit-{child.pid}-{leftovers[0].rsplit('-', 1)[1]}"
     assert _fit(tmp_path / "m") == 0
     assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+# ---------------------------------------------------------------------- evaluate of a classifier, nnfit report
+def test_evaluate_prints_a_classifiers_confusion_table_and_per_class_numbers(tmp_path, capsys):
+    out = tmp_path / "species"
+    assert _fit(out, "species ~ bill_length_mm + island") == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out), "penguins"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    with pytest.warns(nf.errors.MissingValuesWarning):
+        scores = nf.load(out / "model.nnfit").evaluate(nf.datasets.load("penguins"))
+    start = lines.index("confusion (rows: truth, columns: predicted):")
+    assert lines[start - 3:start] == [f"{'n':<17} {scores.n}", f"{'left_out':<17} {scores.n_left_out}", ""]
+    assert lines[start + 1].split() == ["predicted", "Adelie", "Chinstrap", "Gentoo"]
+    assert lines[start + 2].split() == ["truth"]
+    table = [line.split() for line in lines[start + 3:start + 6]]
+    assert [row[0] for row in table] == list(scores.confusion.index)
+    assert [[int(v) for v in row[1:]] for row in table] == scores.confusion.to_numpy().tolist()
+    start = lines.index("by class:")
+    assert lines[start + 1].split() == ["sensitivity", "specificity", "precision", "recall", "f1", "support"]
+    rows = [line.split() for line in lines[start + 3:start + 6]]
+    assert [row[0] for row in rows] == list(scores.by_class.index) and len(lines) == start + 6
+    printed = pd.DataFrame([[float(v) for v in row[1:]] for row in rows], index=scores.by_class.index,
+                           columns=scores.by_class.columns)
+    pd.testing.assert_frame_equal(printed, scores.by_class.astype(float), rtol=1e-5)
+
+
+def test_report_writes_into_the_folder_and_lists_the_page_in_its_manifest(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "m"
+    assert _fit(out) == 0
+    before = json.loads((out / ".nnfit-manifest.json").read_text())["files"]
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--data", "penguins"]) == 0
+    assert capsys.readouterr().out == f"Report written to {out / 'report.html'}\n"
+    page = (out / "report.html").read_text()
+    assert "<h2>Permutation importance</h2>" in page
+    assert "Rows: none held by this fit (loaded from a file, or an ensemble)" in page  # a loaded fit
+    assert json.loads((out / ".nnfit-manifest.json").read_text())["files"] == {
+        **before, "report.html": [_sha256(out / "report.html")]}
+    assert cli.main(["report", str(out)]) == 0  # its own earlier page is replaced
+    assert "<h2>Permutation importance</h2>" not in (out / "report.html").read_text()
+    assert json.loads((out / ".nnfit-manifest.json").read_text())["files"]["report.html"] == [
+        _sha256(out / "report.html")]
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # no staging folder left
+    assert _fit(out, "body_mass_g ~ . - year", "--overwrite") == 0  # a new fit drops the stale page
+    assert "report.html" not in os.listdir(out)
+
+
+def test_report_refuses_a_page_nnfit_did_not_write_and_the_fits_own_files(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert _fit(out) == 0
+    (out / "report.html").write_text("mine")
+    capsys.readouterr()
+    assert cli.main(["report", str(out)]) == 1
+    assert capsys.readouterr().err == (f"nnfit: error: DIR {str(out)!r} holds files nnfit did not write (report.html); "
+                                       "nnfit never replaces them: choose another folder, or move them away.\n")
+    assert (out / "report.html").read_text() == "mine"
+    assert cli.main(["report", str(out), "--out", str(out / "model.nnfit")]) == 1
+    assert capsys.readouterr().err == (f"nnfit: error: --out {str(out / 'model.nnfit')!r} is one of the files of the "
+                                       f"fit in {str(out)!r}; choose another name for the report (default: "
+                                       "report.html).\n")
+
+
+def test_report_out_elsewhere_follows_the_reports_own_rules(tmp_path, capsys):
+    from nnfit.report import is_report
+
+    out, page = tmp_path / "m", tmp_path / "page.html"
+    assert _fit(out) == 0
+    page.write_text("mine")
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--out", str(page)]) == 1
+    assert capsys.readouterr().err == (f"nnfit: error: --out {str(page)!r} exists and nnfit did not write it; pass "
+                                       "--overwrite to replace it, or choose another file.\n")
+    assert page.read_text() == "mine"
+    assert cli.main(["report", str(out), "--out", str(page), "--overwrite"]) == 0
+    assert cli.main(["report", str(out), "--out", str(page)]) == 0  # now nnfit's page: replaced
+    assert is_report(page) and "report.html" not in os.listdir(out)
+
+
+def test_report_of_a_missing_folder_prints_one_line(tmp_path):
+    result = run("report", "nothing", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "nnfit: error: No model folder at 'nothing'; 'nnfit fit DATA FORMULA --out DIR' writes one.\n"
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["report", str(tmp_path / "file")]) == 1

@@ -67,7 +67,7 @@ def test_ensemble_predicts_the_mean_and_every_model(lab_split):
     every = fit.predict(testing, type="all")
     assert list(every.columns) == ["model_1", "model_2", "model_3", "model_4"]
     pd.testing.assert_series_equal(fit.predict(testing), every.mean(axis=1), check_names=False)
-    interval = fit.predict(testing, type="interval")
+    interval = fit.predict(testing, type="spread")
     np.testing.assert_allclose(interval["sd"], every.std(axis=1, ddof=1), rtol=1e-9)
     np.testing.assert_allclose(interval["lower"], every.quantile(0.025, axis=1), rtol=1e-9)
     by_model = fit.evaluate(testing, by_model=True)

@@ -294,7 +294,7 @@ def test_bad_hidden_type(lab_split):
 def test_predict_type_for_regression(mass_fit, raw_split):
     with pytest.raises(ArgumentError) as error:
         mass_fit.predict(raw_split[1], type="prob")
-    assert str(error.value) == "type must be one of 'response', 'link' for this model, not 'prob'."
+    assert str(error.value) == "type must be one of 'response', 'link', 'interval' for this model, not 'prob'."
 
 
 def test_data_not_a_frame():

@@ -67,8 +67,9 @@ def test_dropout_masks_differ_between_models(data):
 def test_unsupported_options_and_data(data):
     learner = nf.setup(Small, loss="mse").set_hparams(p=5)
     with pytest.raises(ArgumentError) as error:
-        learner.fit(data, epochs=1, n_models=2, valid_data=0.2)
-    assert str(error.value) == "fit(n_models > 1) does not support valid_data yet; fit one model to use them."
+        learner.fit(data, epochs=1, n_models=2, accumulate=2)
+    assert str(error.value) == ("fit(n_models > 1) steps after every batch; accumulate must be 1. Fit one model to "
+                                "accumulate gradients.")
     class Rows(torch.utils.data.Dataset):
         def __len__(self):
             return len(data[0])

@@ -168,10 +168,20 @@ class MetricsRecorder(Callback):
         self._n = 0
         self._pending = []  # (pred, target) batches the metrics have not seen yet
         self._pending_size = 0
-        for metric in metrics:
-            metric.reset()
+        for model_list in self._per_model(ctx, metrics):
+            for metric in model_list:
+                metric.reset()
+
+    @staticmethod
+    def _per_model(ctx, metrics) -> list:
+        """One list of metrics per model: [metrics] for one model, K lists for K models."""
+        if not ctx.stacked:
+            return [metrics]
+        return ctx.model_metrics["train" if ctx.training else "valid"]
 
     def _update(self, ctx, metrics):
+        if ctx.stacked:
+            return self._update_many(ctx, metrics)
         n = _rows(ctx.target if ctx.target is not None else ctx.input)
         # A module's own step() may set several losses as a dict: each is recorded as loss_<name>.
         losses = ctx.loss if isinstance(ctx.loss, dict) else {None: ctx.loss}
@@ -209,7 +219,49 @@ class MetricsRecorder(Callback):
                     f"Metric {type(metric).__name__}.update failed {where(ctx)}: {type(error).__name__}: {error}"
                 ) from error
 
+    # K models (nnfit.many): the loss is one number per model and each batch says which rows
+    # each model has (RowWeights); the epoch's predictions reach each model's metrics once.
+    def _update_many(self, ctx, metrics):
+        rows = ctx.weight
+        counts = rows.counts if rows is not None else _rows(ctx.target)
+        values, weights = self._losses.setdefault("loss", ([], []))
+        values.append(ctx.loss.detach())
+        weights.append(counts)
+        if metrics:
+            self._pending.append((ctx.pred.detach(), ctx.target, None if rows is None else rows.mask))
+
+    def _compute_many(self, ctx, metrics):
+        values, weights = self._losses.get("loss", ([], []))
+        data = ctx.train_data if ctx.training else ctx.valid_data
+        sizes = torch.tensor(data.sizes, dtype=torch.float64, device=ctx.device)
+        losses = sum(v.to(torch.float64) * (w.to(torch.float64) if isinstance(w, torch.Tensor) else w)
+                     for v, w in zip(values, weights)) / sizes
+        numbers = {"loss": losses}
+        if metrics and self._pending:
+            preds = torch.cat([p for p, _, _ in self._pending], dim=1)
+            targets = torch.cat([t for _, t, _ in self._pending], dim=1)
+            masks = None
+            if any(m is not None for _, _, m in self._pending):
+                masks = torch.cat([torch.ones(p.shape[:2], dtype=torch.bool, device=p.device) if m is None else m
+                                   for p, _, m in self._pending], dim=1)
+            self._pending = []
+            per_model = self._per_model(ctx, metrics)
+            for k, model_list in enumerate(per_model):
+                pred, target = (preds[k], targets[k]) if masks is None else (preds[k][masks[k]], targets[k][masks[k]])
+                self._update_metrics(ctx, model_list, pred, target)
+            for i, metric in enumerate(metrics):
+                try:
+                    numbers[metric.name] = torch.stack([m[i].compute().reshape(()) for m in per_model])
+                except Exception as error:
+                    raise TrainingError(
+                        f"Metric {type(metric).__name__}.compute failed {where(ctx)}: {type(error).__name__}: {error}"
+                    ) from error
+        read = torch.stack([v.to("cpu", torch.float64) for v in numbers.values()]).tolist()  # one transfer
+        return dict(zip(numbers, read))
+
     def _compute(self, ctx, metrics):
+        if ctx.stacked:
+            return self._compute_many(ctx, metrics)
         self._flush(ctx, metrics)
         # The one device-to-host transfer of the epoch: every value at once.
         sums = {name: _weighted_sum(values, rows) for name, (values, rows) in self._losses.items()}
@@ -299,8 +351,18 @@ def format_records(records: dict) -> str:
     """'train: loss 0.1234, mae 0.2345 | valid: ...' from {set: {metric: value}}."""
     parts = []
     for split, values in records.items():
-        parts.append(f"{split}: " + ", ".join(f"{name} {value:.4g}" for name, value in values.items()))
+        parts.append(f"{split}: " + ", ".join(f"{name} {_shown(value)}" for name, value in values.items()))
     return " | ".join(parts)
+
+
+def _shown(value) -> str:
+    """A number as '0.1234'; K models' values as their mean and range, '0.1234 [0.1011, 0.1502]'."""
+    if not isinstance(value, (list, tuple)):
+        return f"{value:.4g}"
+    finite = [v for v in value if v is not None and math.isfinite(v)]
+    if not finite:
+        return "nan"
+    return f"{sum(finite) / len(finite):.4g} [{min(finite):.4g}, {max(finite):.4g}]"
 
 
 class EarlyStopping(Monitor, Callback):
@@ -336,11 +398,13 @@ class EarlyStopping(Monitor, Callback):
 
     def on_fit_begin(self, ctx):
         super().on_fit_begin(ctx)
-        self.wait = 0
-        self.stopped_epoch = None
+        self.wait = 0 if not ctx.stacked else [0] * ctx.n_models
+        self.stopped_epoch = None if not ctx.stacked else [None] * ctx.n_models
 
     def on_epoch_end(self, ctx):
         improved, _ = self.update(ctx)
+        if ctx.stacked:
+            return self._per_model(ctx, improved)
         if improved:
             self.wait = 0
             return
@@ -348,6 +412,18 @@ class EarlyStopping(Monitor, Callback):
         if self.wait >= self.patience and ctx.epoch + 1 >= ctx.min_epochs:
             self.stopped_epoch = ctx.epoch + 1
             ctx.stop_training = True
+            ctx.hooks("on_early_stopping", ctx)
+
+    def _per_model(self, ctx, improved):
+        """K models: each stops on its own (its steps are masked); the fit ends when all have."""
+        for k, (better, training) in enumerate(zip(improved, ctx.active)):
+            if not training:
+                continue
+            self.wait[k] = 0 if better else self.wait[k] + 1
+            if self.wait[k] >= self.patience and ctx.epoch + 1 >= ctx.min_epochs:
+                self.stopped_epoch[k] = ctx.epoch + 1
+                ctx.deactivate(k)
+        if ctx.stop_training:
             ctx.hooks("on_early_stopping", ctx)
 
     def state_dict(self):
@@ -459,14 +535,14 @@ class CSVLogger(Callback):
         from .files import atomic_write
 
         rows, names = {}, {}
-        for split, name, epoch, value in ctx.records:
-            rows.setdefault((epoch, split), {})[name] = value
+        for split, name, epoch, value, *model in ctx.records:  # K models: a model column
+            rows.setdefault((epoch, split, *model), {})[name] = value
             names[name] = None
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["epoch", "set", *names])
-        for (epoch, split), values in rows.items():
-            writer.writerow([epoch, split, *(repr(values[n]) if n in values else "" for n in names)])
+        writer.writerow(["epoch", "set", *(["model"] if ctx.stacked else []), *names])
+        for key, values in rows.items():
+            writer.writerow([*key, *(repr(values[n]) if n in values else "" for n in names)])
         atomic_write(self.path, text.getvalue().encode())
 
     def __repr__(self):

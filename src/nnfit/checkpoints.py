@@ -62,6 +62,10 @@ def save_checkpoint(path, ctx, epoch_seconds: float = 0.0, run: dict | None = No
         "epoch_seconds": list(ctx.epoch_seconds) + [float(epoch_seconds)],
         "callbacks": {},
     }
+    if ctx.stacked:  # K models: each one's shuffling generator, which still train, which diverged
+        state["generators"] = [g.get_state() for g in ctx.train_data.generators]
+        state["active"] = ctx.active
+        state["diverged"] = {str(k): str(error) for k, error in ctx.diverged.items()}
     if run is not None:
         state["run"] = dict(run)
     for key, callback in _keyed(ctx.hooks.callbacks):
@@ -133,6 +137,13 @@ def load_checkpoint(path, ctx, state: dict | None = None) -> None:
             f"{error}. Delete it, or resume with the same module, optimizer and callbacks."
         ) from None
     _set_rng_state(state["rng"], ctx.generator)
+    if ctx.stacked:
+        for generator, saved in zip(ctx.train_data.generators, state["generators"]):
+            generator.set_state(saved)
+        for k, training in enumerate(state["active"]):
+            if not training:
+                ctx.deactivate(k)
+        ctx.diverged = {int(k): DivergenceError(text) for k, text in state["diverged"].items()}
     ctx.records[:] = [tuple(row) for row in state["records"]]
     ctx.epoch_seconds[:] = state["epoch_seconds"]
     ctx.epoch = state["epoch"] - 1
@@ -170,13 +181,18 @@ def _set_rng_state(state: dict, generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _copy_weights(model, into=None) -> dict:
-    """A copy of the model's state_dict on its device, reusing ``into``'s buffers when given."""
+def _copy_weights(model, into=None, models=None) -> dict:
+    """A copy of the model's state_dict on its device, reusing ``into``'s buffers when given.
+
+    ``models`` (K stacked models, every tensor (K, ...)): copy only those models' slices into ``into``."""
     state = model.state_dict()
     if into is None:
         return {name: value.detach().clone() for name, value in state.items()}
     for name, value in state.items():
-        into[name].copy_(value)
+        if models is None:
+            into[name].copy_(value)
+        else:
+            into[name][models] = value[models]
     return into
 
 
@@ -204,6 +220,7 @@ class ModelCheckpoint(Monitor, Callback):
     """
 
     weight = 900  # after callbacks that change state at the end of an epoch
+    needs_autograd = False  # weights and optimizer state between epochs: the closed-form step has both
 
     def __init__(self, path, monitor: str | None = None, save_best_only: bool = False, mode: str = "auto",
                  min_delta: float = 0.0):
@@ -231,6 +248,10 @@ class ModelCheckpoint(Monitor, Callback):
 
     def on_epoch_end(self, ctx):
         improved, value = self.update(ctx)
+        if ctx.stacked:  # K models: a checkpoint when any improves; {monitor} is their mean
+            improved = any(improved)
+            finite = [v for v in value if math.isfinite(v)]
+            value = sum(finite) / len(finite) if finite else math.nan
         if self.save_best_only and not improved:
             return
         target = Path(self.path.format(epoch=ctx.epoch + 1, monitor=value))
@@ -272,6 +293,7 @@ class KeepBestModel(Monitor, Callback):
     """
 
     weight = 800
+    needs_autograd = False
 
     def __init__(self, monitor: str | None = None, mode: str = "auto", min_delta: float = 0.0):
         super().__init__(monitor, mode, min_delta)
@@ -287,6 +309,12 @@ class KeepBestModel(Monitor, Callback):
 
     def on_epoch_end(self, ctx):
         improved, _ = self.update(ctx)
+        if ctx.stacked:  # K models: each keeps the weights of its own best epoch
+            better = [k for k, b in enumerate(improved) if b]
+            if better:
+                first = self._weights is None
+                self._weights = _copy_weights(ctx.model, self._weights, None if first else better)
+            return
         if improved:
             self._weights = _copy_weights(ctx.model, self._weights)
 
@@ -314,6 +342,8 @@ class Interrupt(Callback):
     >>> import nnfit as nf
     >>> # fitted = learner.fit(data, epochs=1000, callbacks=[nf.callbacks.Interrupt()])  # Ctrl-C when bored
     """
+
+    needs_autograd = False
 
     def on_fit_begin(self, ctx):
         ctx.interruptible = True
@@ -359,6 +389,7 @@ class AutoResume(Callback):
     """
 
     weight = 950  # restores after other callbacks began, saves after they ended the epoch
+    needs_autograd = False
 
     def __init__(self, path=None, every: int = 1, on_mismatch: str = "error", extend: bool = False):
         from .errors import check_positive_int
@@ -681,9 +712,11 @@ class DivergenceGuard(Callback):
     def on_fit_begin(self, ctx):
         self._snapshot = self._snapshot_epoch = None  # the weights, and their epoch as a device tensor
         self._last_finite = None  # (loss, epoch, batch), 1-based; the loss a 0-d device tensor
-        self.rule = Divergence()  # AutoResume (later in on_fit_begin) may restore its reference
+        self.rule = Divergence(ctx.n_models)  # AutoResume (later in on_fit_begin) may restore its reference
 
     def on_epoch_begin(self, ctx):
+        if ctx.stacked:  # K models: a diverged one is dropped or named in the error, not rolled back
+            return
         state = ctx.model.state_dict()
         floating = [value for value in state.values() if value.is_floating_point()]
         if not floating:
@@ -701,6 +734,9 @@ class DivergenceGuard(Callback):
         self._losses = []
 
     def on_train_batch_end(self, ctx):
+        if ctx.stacked:
+            self.rule.first(ctx.loss)
+            return
         loss = ctx.loss
         if isinstance(loss, dict):  # a module's step() may set several: their sum is finite iff each is
             loss = sum(value.detach().reshape(()) for value in loss.values() if isinstance(value, torch.Tensor))
@@ -710,6 +746,8 @@ class DivergenceGuard(Callback):
             self.rule.first(loss)
 
     def on_train_end(self, ctx):
+        if ctx.stacked:
+            return self._check_models(ctx)
         loss = _train_loss(ctx)
         if loss is None or self.rule.reason(loss) is None:
             if self._losses:  # kept on the device; read only if a later epoch diverges
@@ -722,6 +760,22 @@ class DivergenceGuard(Callback):
 
     def load_state_dict(self, state):
         self.rule.load_state_dict(state)
+
+    def _check_models(self, ctx):
+        """K models: each one's epoch loss by the rule; one that diverged raises, or with
+        ``ctx.on_divergence == "drop"`` stops training and is listed in ``ctx.diverged``."""
+        losses = ctx.get_metrics("train").get("loss", [])
+        lr = ctx.opt.param_groups[0].get("lr")
+        for k in self.rule.check(losses):
+            if k in ctx.diverged:
+                continue
+            rate = lr[k] if isinstance(lr, (list, tuple)) else lr
+            error = divergence_error(self.rule, k, losses[k], ctx.epoch + 1, ctx.model_names[k], rate,
+                                     can_drop=ctx.on_divergence == "error")
+            if ctx.on_divergence == "error":
+                raise error
+            ctx.diverged[k] = error
+            ctx.deactivate(k)
 
     def _diverged(self, ctx, epoch_loss):
         # Only now, on the way to an error, are the batch losses read from the device.

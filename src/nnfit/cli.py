@@ -1,4 +1,4 @@
-"""The ``nnfit`` command: the labs, the bundled data sets, and fit / predict / evaluate on files.
+"""The ``nnfit`` command: the labs, the bundled data sets, and fit / predict / evaluate / report on files.
 
 A user's mistake prints one line on stderr and exits with status 1, never a traceback.
 Nothing the command writes replaces a file it did not write: ``nnfit fit`` keeps a manifest
@@ -24,6 +24,7 @@ MANIFEST = ".nnfit-manifest.json"
 MANIFEST_FORMAT = "nnfit-manifest"
 # What `nnfit fit` writes into --out (the manifest lists those of one fit).
 OUTPUTS = (MODEL_FILE, "metrics.csv", "learning_curves.png", "truth_vs_predicted.png")
+REPORT_FILE = "report.html"  # what `nnfit report DIR` writes into DIR by default
 _STAGING = re.compile(r"\.nnfit-(\d+-[0-9a-f]{8})")  # a folder a fit writes into before it publishes
 _TEMPORARY = re.compile(r"\.(.+)\.(\d+-[0-9a-f]{8})\.tmp")  # what files.atomic_write writes before it renames
 _MAX_MANIFEST_BYTES = 2**20
@@ -71,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="metrics of a fitted model on data with the response")
     evaluate.add_argument("model", metavar="DIR")
     evaluate.add_argument("data", metavar="DATA")
+
+    report = commands.add_parser("report", help="one self-contained HTML page about a fitted model")
+    report.add_argument("model", metavar="DIR", help="a folder written by 'nnfit fit'")
+    report.add_argument("--data", metavar="DATA", default=None,
+                        help="held-out rows with the response: adds their metrics, plots and permutation importance")
+    report.add_argument("--out", metavar="FILE", default=None,
+                        help=f"the page (default: DIR/{REPORT_FILE}, listed in DIR's manifest)")
+    report.add_argument("--overwrite", action="store_true",
+                        help="replace FILE outside DIR even if nnfit did not write it")
     return parser
 
 
@@ -206,13 +216,13 @@ def _same_file(a, b) -> bool:
 class _Folder:
     """An --out folder claimed for one fit: checked, cleared of leftovers, with a staging folder."""
 
-    def __init__(self, shown: str, overwrite: bool):
+    def __init__(self, shown: str, overwrite: bool, label: str = "--out"):
         from .errors import ArgumentError
 
-        self.shown = shown
+        self.shown, self.label = shown, label  # label: how the command's usage names the folder
         self.path = os.path.abspath(shown)
         if os.path.lexists(self.path) and not os.path.isdir(self.path):
-            raise ArgumentError(f"--out {shown!r} exists and is not a folder.")
+            raise ArgumentError(f"{label} {shown!r} exists and is not a folder.")
         self.exists = os.path.isdir(self.path)
         self.previous = {}
         if self.exists:
@@ -220,7 +230,7 @@ class _Folder:
         self.home = self.path if self.exists else _existing_ancestor(self.path, shown)
         remove_leftovers(self.home)
         remove_leftovers(os.path.dirname(self.path))  # where a first fit into --out staged
-        self.staging = _make_staging(self.home, shown)
+        self.staging = _make_staging(self.home, shown, label)
 
     def _check_contents(self, overwrite: bool) -> dict:
         """{name: hashes} of the earlier fit here; refuses what nnfit did not write or what changed since."""
@@ -243,13 +253,13 @@ class _Folder:
             else:
                 ours.append(name)
         if foreign:
-            raise ArgumentError(f"--out {self.shown!r} holds files nnfit did not write ({_names(foreign)}); "
+            raise ArgumentError(f"{self.label} {self.shown!r} holds files nnfit did not write ({_names(foreign)}); "
                                 "nnfit never replaces them: choose another folder, or move them away.")
         if changed:
-            raise ArgumentError(f"--out {self.shown!r} holds files changed since nnfit wrote them ({_names(changed)}); "
+            raise ArgumentError(f"{self.label} {self.shown!r} holds files changed since nnfit wrote them ({_names(changed)}); "
                                 "nnfit never replaces them: choose another folder, or move them away.")
         if ours and not overwrite:
-            raise ArgumentError(f"--out {self.shown!r} holds an earlier fit ({_names(ours)}); pass --overwrite to "
+            raise ArgumentError(f"{self.label} {self.shown!r} holds an earlier fit ({_names(ours)}); pass --overwrite to "
                                 "replace it, or choose another folder.")
         return {name: listed[name] for name in ours}
 
@@ -314,7 +324,7 @@ def _existing_ancestor(path: str, shown: str) -> str:
     return os.path.abspath(folder)
 
 
-def _make_staging(folder: str, shown: str) -> str:
+def _make_staging(folder: str, shown: str, label: str = "--out") -> str:
     """A fresh `.nnfit-PID-XXXXXXXX` folder in ``folder``; it also proves that ``folder`` is writable."""
     import secrets
 
@@ -328,8 +338,8 @@ def _make_staging(folder: str, shown: str) -> str:
         except FileExistsError:
             continue
         except OSError as error:
-            raise ArgumentError(f"Cannot write to --out {shown!r}: {error.strerror}.") from None
-    raise ArgumentError(f"Cannot write to --out {shown!r}: no free name for a staging folder.")
+            raise ArgumentError(f"Cannot write to {label} {shown!r}: {error.strerror}.") from None
+    raise ArgumentError(f"Cannot write to {label} {shown!r}: no free name for a staging folder.")
 
 
 def remove_leftovers(folder: str, names=()) -> None:
@@ -553,10 +563,62 @@ def _evaluate(args) -> int:
     print(f"{'n':<17} {scores.n}")
     if scores.n_left_out:
         print(f"{'left_out':<17} {scores.n_left_out}")
+    if scores.threshold is not None:
+        print(f"{'threshold':<17} {scores.threshold:.6g}")
+    if scores.confusion is not None:  # a classifier: the table and the per-level numbers behind the averages
+        print("\nconfusion (rows: truth, columns: predicted):")
+        print(scores.confusion.to_string())
+        print("\nby class:")
+        print(scores.by_class.to_string(float_format=lambda value: f"{value:.6g}"))
     return 0
 
 
-_COMMANDS = {"lab": _lab, "datasets": _datasets, "fit": _fit, "predict": _predict, "evaluate": _evaluate}
+def _report(args) -> int:
+    """One HTML page about the fit in DIR; into DIR (listed in its manifest) unless --out names another folder."""
+    from . import report
+    from .datasets import read
+    from .errors import ArgumentError
+    from .files import load
+
+    folder = args.model
+    if not os.path.isdir(folder):
+        if os.path.lexists(folder):
+            raise ArgumentError(f"DIR {folder!r} is not a folder; nnfit report takes the folder that "
+                                "'nnfit fit DATA FORMULA --out DIR' wrote.")
+        raise ArgumentError(f"No model folder at {folder!r}; 'nnfit fit DATA FORMULA --out DIR' writes one.")
+    out = args.out if args.out is not None else os.path.join(folder, REPORT_FILE)
+    name = os.path.basename(out)
+    inside = os.path.isdir(os.path.dirname(out) or ".") and _same_file(os.path.dirname(out) or ".", folder)
+    if inside and name in OUTPUTS + (MANIFEST,):
+        raise ArgumentError(f"--out {out!r} is one of the files of the fit in {folder!r}; choose another name "
+                            f"for the report (default: {REPORT_FILE}).")
+    data_file = None if args.data is None else _data_file(args.data)
+    if data_file is not None and _same_file(data_file, out):
+        raise ArgumentError(f"--out {out!r} is the data file; nnfit never writes over its input: choose another file.")
+    if not inside and not args.overwrite and os.path.lexists(out) and not os.path.isdir(out) \
+            and not report.is_report(out):
+        raise ArgumentError(f"--out {out!r} exists and nnfit did not write it; pass --overwrite to replace it, "
+                            "or choose another file.")
+    model = load(os.path.join(folder, MODEL_FILE))
+    frame = None if args.data is None else read(args.data)
+    if inside:  # DIR's manifest rules: its own files only, the manifest updated before and after
+        claimed = _Folder(folder, overwrite=True, label="DIR")
+        try:
+            claimed.stage(name, lambda path: report.write(model, path, data=frame))
+            claimed.publish(keep_previous=True)
+        finally:
+            claimed.close()
+    else:
+        try:
+            report.write(model, out, data=frame, overwrite=args.overwrite)
+        except OSError as error:
+            raise ArgumentError(_os_error(error, out)) from None
+    print(f"Report written to {out}")
+    return 0
+
+
+_COMMANDS = {"lab": _lab, "datasets": _datasets, "fit": _fit, "predict": _predict, "evaluate": _evaluate,
+             "report": _report}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

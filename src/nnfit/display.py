@@ -45,15 +45,15 @@ def last_epoch(values: dict) -> str:
     return table(rows, title="Last epoch", header=["metric"] + sets)
 
 
-def figure(fig) -> str:
-    """A matplotlib figure as an inline PNG ``<img>``; the figure is closed afterwards."""
+def figure(fig, alt: str = "learning curves") -> str:
+    """A matplotlib figure as an inline PNG ``<img>`` with the text ``alt``; the figure is closed afterwards."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="learning curves" src="data:image/png;base64,{encoded}"/>'
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}"/>'
 
 
 def fitted(title: str, facts, last: dict, curves=None) -> str:

@@ -21,13 +21,14 @@ from torch.nn import functional as F
 
 from . import closed_form
 from .errors import ArgumentError
+from .many import Stacked
 from .modules import ACTIVATIONS, MLP
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 OPTIMIZER_DEFAULTS = {name: closed_form.defaults(optimizer) for name, optimizer in OPTIMIZERS.items()}
 
 
-class StackedMLP(nn.Module):
+class StackedMLP(Stacked, nn.Module):
     """K MLPs of one shape with stacked weights; ``forward`` gives (K, n, outputs).
 
     >>> import torch, nnfit as nf
@@ -90,6 +91,30 @@ class StackedMLP(nn.Module):
                 x = x * (torch.rand_like(x) >= self.drop_p[layer]).to(x.dtype) * self.drop_scale[layer]
         return torch.baddbmm(self.biases[-1], x, self.weights[-1])
 
+    # -------------------------------------------------------------- training (nnfit.many's step)
+    loss_gradient = None  # the closed-form loss of the task (closed_form.LOSSES), set by the trainer
+    _layers = _layers_of = None  # the closed-form view of the layers, and the optimizer it was made from
+
+    def losses(self, ctx, pred, target, weight=None, total=None):
+        """Each model's loss on its rows of the batch, (K,)."""
+        return self.loss_gradient(pred, target, weight, total)[0]
+
+    def train_batch(self, ctx, weight, total):
+        """(prediction, loss per model) of a training batch, the gradients written in the optimizer's buffer."""
+        opt = ctx.opt
+        if all(name in CLOSED_FORM for name in self.activations):
+            if self._layers_of is not opt:
+                L = len(self.weights)
+                self._layers = closed_form.Layers(opt.params[:L], opt.params[L:], opt.grads[:L], opt.grads[L:],
+                                                  self.activations, [1 - p for p in self.drop_p], uniform_noise=True)
+                self._layers_of = opt
+            return self._layers.train_step(ctx.input, ctx.target, self.loss_gradient, weight, total)
+        pred = self(ctx.input)  # other activations: autograd, with the same loss and its gradient
+        loss, grad = self.loss_gradient(pred.detach(), ctx.target, weight, total)
+        opt.flat_grads.zero_()
+        pred.backward(grad)
+        return pred.detach(), loss
+
     def unstack(self, k: int) -> MLP:
         """Model k as an ordinary ``MLP``."""
         model = MLP(self.input_size, self.sizes, self.output_size, self.activations, self.dropout[k].tolist())
@@ -126,16 +151,6 @@ def row_losses(pred, target, task: str):
     return F.cross_entropy(pred.reshape(K * n, -1), target.reshape(K * n), reduction="none").reshape(K, n)
 
 
-def row_metric(pred, target, task: str, response_scale=None):
-    """Per-row metric (K, n): absolute error in original units (regression) or correctness."""
-    if task == "regression":
-        errors = (pred - target).abs()
-        return (errors if response_scale is None else errors * response_scale).mean(dim=2)
-    if task == "binary":
-        return ((pred[..., 0] > 0).to(torch.int64) == target).to(pred.dtype)
-    return (pred.argmax(dim=2) == target).to(pred.dtype)
-
-
 def build_models(seeds, input_size, sizes, n_outputs, activation, dropout) -> list:
     """One MLP per seed, each initialized exactly as a single fit with that seed would be."""
     models = []
@@ -150,102 +165,66 @@ CLOSED_FORM = set(closed_form.ACTIVATIONS)
 LOSSES = {"regression": closed_form.mse, "binary": closed_form.binary}  # any other task: cross_entropy
 
 
+VALID_BLOCK = 1 << 16  # validation rows per forward pass (no gradients are kept)
+
+
 def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_decay, epochs: int,
           batch_size, train_rows=None, valid_rows=None, response_scale=None, options=None, generators=None,
-          names=None, on_divergence: str = "error"):
-    """Train the stacked models; return history rows (set, metric, epoch, value, model) and
-    {model index: DivergenceError} for the models whose training diverged.
+          names=None, on_divergence: str = "error", callbacks=(), weight=None, metrics=None, verbose=False,
+          min_epochs=None, description=None):
+    """Train the stacked models with the ordinary loop (``nnfit.many``); return the loop's context.
 
     X is (n, p), shared, or (K, n, p), one version per model (each fold scaled with its own
     training rows); y likewise. ``train_rows`` / ``valid_rows``: one index tensor per model
     (default: every row, no validation). ``response_scale`` (outputs,) or (K, 1, outputs) maps
-    errors back to original units. Gradients are computed in closed form for relu, sigmoid,
-    tanh and identity networks (``nnfit.closed_form``; autograd otherwise), and the optimizer
-    is ``closed_form.Optimizer``, as for a single fused fit. Each epoch's loss and metric are
-    summed on the device and read once.
+    errors back to original units for the default metric (mae; accuracy for classes), or
+    ``metrics`` gives one list of metrics per model. ``weight`` (n,) weighs the rows.
+    Gradients are computed in closed form for relu, sigmoid, tanh and identity networks
+    (``nnfit.closed_form``; through autograd otherwise, with the same loss and its gradient), and
+    the optimizer is ``closed_form.Optimizer``, as for a single fused fit. ``callbacks`` work as
+    for one model, per model (see ``nnfit.many``).
 
-    Each model's epoch loss is checked by ``checkpoints.Divergence``, the rule of every engine
-    (NaN, infinite, or 10,000 times the untrained loss). A model that diverges raises a
-    ``DivergenceError`` naming it (``names[k]``, default 'model k of K'), or with
-    ``on_divergence="drop"`` it trains on apart (the stacked models never mix) and is reported
-    in the dict returned (training ends early when every model diverged).
+    The divergence guard checks each model's epoch loss by ``checkpoints.Divergence``, the rule of
+    every engine (NaN, infinite, or 10,000 times the untrained loss). A model that diverges raises
+    a ``DivergenceError`` naming it (``names[k]``, default 'model k of K'), or with
+    ``on_divergence="drop"`` it stops training (the stacked models never mix) and is listed in
+    ``ctx.diverged`` (training ends early when every model diverged).
     """
-    from .checkpoints import Divergence, divergence_error
+    from . import many
+    from . import metrics as metrics_module
 
     K = net.n_models
-    names = names or [f"model {k + 1} of {K}" for k in range(K)]
     rates = list(lr) if isinstance(lr, (list, tuple)) else [lr] * K
-    rule, diverged = Divergence(K), {}
     n = X.shape[-2]
     device = X.device
-    per_model_x, per_model_y = X.dim() == 3, y.dim() == (3 if task == "regression" else 2)
-    model_index = torch.arange(K, device=device)[:, None]
+    per_model_y = y.dim() == (3 if task == "regression" else 2)
     if train_rows is None:
         train_rows = [torch.arange(n, device=device)] * K
-    sizes = [len(rows) for rows in train_rows]
-    n_max, n_min = max(sizes), min(sizes)
-    sizes_tensor = torch.tensor(sizes, device=device, dtype=X.dtype)
-    if generators is None:
-        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    data = many.ManyRows(X, y, train_rows, seeds=seeds, generators=generators, weight=weight, per_model_y=per_model_y)
+    valid = None
+    if valid_rows is not None:
+        valid = many.ManyRows(X, y, valid_rows, block=VALID_BLOCK, per_model_y=per_model_y)
     opt = _optimizer(net, optimizer, rates, weight_decay, options)
-    scale = None if response_scale is None else torch.as_tensor(response_scale, dtype=X.dtype, device=device)
-    metric_name = "mae" if task == "regression" else "accuracy"
-    size = n_max if batch_size is None else batch_size
-    positions = torch.arange(n_max, device=device)
-    valid_mask = _rows_mask(valid_rows, K, n, device)
-    layers = None
-    if all(name in CLOSED_FORM for name in net.activations):
-        L = len(net.weights)
-        layers = closed_form.Layers(opt.params[:L], opt.params[L:], opt.grads[:L], opt.grads[L:], net.activations,
-                                    [1 - p for p in net.drop_p], uniform_noise=True)
-    loss_gradient = LOSSES.get(task, closed_form.cross_entropy)
-    records = []
-    for epoch in range(1, epochs + 1):
-        net.train()
-        order = torch.stack([
-            torch.cat([rows[torch.randperm(len(rows), generator=g).to(device)], rows.new_zeros(n_max - len(rows))])
-            for rows, g in zip(train_rows, generators)
-        ])
-        loss_sum = torch.zeros(K, device=device)
-        metric_sum = torch.zeros(K, device=device)
-        for start in range(0, n_max, size):
-            index = order[:, start : start + size]
-            xb = X[model_index, index] if per_model_x else X[index]
-            yb = y[model_index, index] if per_model_y else y[index]
-            # Folds of different sizes: mask the rows a model does not have (decided on the host).
-            rows_in = counts = active = None
-            if min(start + size, n_max) > n_min:
-                rows_in = (positions[start : start + size][None, :] < sizes_tensor[:, None]).to(X.dtype)
-                counts = rows_in.sum(dim=1).clamp(min=1)
-                if start >= n_min:
-                    active = torch.tensor([s > start for s in sizes], device=device)
-            if layers is not None:
-                pred, losses = layers.train_step(xb, yb, loss_gradient, rows_in, counts)
-            else:
-                pred, losses = _autograd_step(net, opt, xb, yb, task, rows_in, counts)
-            metric_rows = row_metric(pred, yb, task, scale)
-            if rows_in is not None:
-                metric_rows = metric_rows * rows_in
-            if epoch == 1 and start == 0:  # the untrained networks' losses, each model's reference
-                rule.first(losses)
-            opt.step(active)
-            loss_sum += losses * (index.shape[1] if counts is None else counts)
-            metric_sum += metric_rows.sum(dim=1)
-        values = {("train", "loss"): loss_sum / sizes_tensor, ("train", metric_name): metric_sum / sizes_tensor}
-        if valid_mask is not None:
-            values.update(_valid_values(net, X, y, task, scale, valid_mask, metric_name))
-        epoch_losses = _record(records, values, epoch)[("train", "loss")]
-        for k in rule.check(epoch_losses):
-            if k not in diverged:
-                diverged[k] = divergence_error(rule, k, epoch_losses[k], epoch, names[k], rates[k],
-                                               can_drop=K > 1 and on_divergence == "error")
-                if on_divergence == "error":
-                    raise diverged[k]
-        if len(diverged) == K:
-            break  # nothing left to train; the caller says so
+    net.loss_gradient = LOSSES.get(task, closed_form.cross_entropy)
+    if metrics is None:
+        if task == "regression":
+            scale = torch.ones(y.shape[-1]) if response_scale is None else torch.as_tensor(response_scale, dtype=torch.float32)
+            scales = [scale[k].reshape(-1) if scale.dim() == 3 else scale.reshape(-1) for k in range(K)]
+            metrics = [[metrics_module.Rescaled(metrics_module.MAE(), 0.0, s)] for s in scales]
+        else:
+            metrics = [[metrics_module.Accuracy()] for _ in range(K)]
+    ctx = many.fit(net, None, opt, data, valid, epochs, batch_size, metrics, callbacks, min_epochs=min_epochs,
+                   device=device, names=names, on_divergence=on_divergence, verbose=verbose, seed=seeds[0],
+                   description=description)
     for param in net.parameters():  # each its own tensor again, out of the optimizer's buffer
         param.data, param.grad = param.data.clone(), None
-    return records, diverged
+    net._layers = net._layers_of = None
+    return ctx
+
+
+def optimizer_for(net: StackedMLP, optimizer_class, options: dict) -> closed_form.Optimizer:
+    """The closed-form form of a torch optimizer class with ``options`` over the stacked weights."""
+    return closed_form.Optimizer(net.parameters(), optimizer_class, dict(options), n_models=net.n_models)
 
 
 def _optimizer(net: StackedMLP, name: str, lr, weight_decay, options) -> closed_form.Optimizer:
@@ -259,53 +238,6 @@ def _optimizer(net: StackedMLP, name: str, lr, weight_decay, options) -> closed_
 
     settings = {**(options or {}), "lr": per_model(lr), "weight_decay": per_model(weight_decay)}
     return closed_form.Optimizer(net.parameters(), OPTIMIZERS[name], settings, n_models=net.n_models)
-
-
-def _autograd_step(net: StackedMLP, opt, x, target, task, rows_in, counts):
-    """The closed-form step's (prediction, loss per model) through autograd, for other activations.
-
-    The gradients land in the optimizer's buffer (the parameters' ``.grad`` are views of it).
-    """
-    pred = net(x)
-    per_row = row_losses(pred, target, task)
-    if rows_in is not None:
-        per_row = per_row * rows_in
-    losses = per_row.sum(dim=1) / (per_row.shape[1] if counts is None else counts)
-    opt.flat_grads.zero_()
-    losses.sum().backward()
-    return pred.detach(), losses.detach()
-
-
-def _rows_mask(rows, K, n, device):
-    if rows is None:
-        return None
-    mask = torch.zeros(K, n, dtype=torch.bool, device=device)
-    for k, index in enumerate(rows):
-        mask[k, index] = True
-    return mask
-
-
-@torch.no_grad()
-def _valid_values(net, X, y, task, scale, mask, metric_name):
-    net.eval()
-    pred = net(X)
-    target = y if y.dim() == pred.dim() - (task != "regression") else y.expand(net.n_models, *y.shape)
-    weight = mask.to(pred.dtype)
-    count = weight.sum(dim=1)
-    return {
-        ("valid", "loss"): (row_losses(pred, target, task) * weight).sum(dim=1) / count,
-        ("valid", metric_name): (row_metric(pred, target, task, scale) * weight).sum(dim=1) / count,
-    }
-
-
-def _record(records, values: dict, epoch: int) -> dict:
-    """One device-to-host transfer per epoch for every model's values; returns them, {key: [per model]}."""
-    keys = list(values)
-    numbers = torch.stack([values[key] for key in keys]).cpu().tolist()
-    for (split, name), row in zip(keys, numbers):
-        for k, value in enumerate(row):
-            records.append((split, name, epoch, value if math.isfinite(value) else float("nan"), k + 1))
-    return dict(zip(keys, numbers))
 
 
 def seeds_for(seed, n_models: int) -> list:
@@ -324,10 +256,12 @@ def check_n_models(n_models) -> int:
 
 def fit(X, y, task: str, n_outputs: int, hidden, activation, dropouts, optimizer: str, lr, weight_decay,
         epochs: int, batch_size, seeds, train_rows=None, valid_rows=None, response_scale=None,
-        device="cpu", threads=None, generators=None, names=None, on_divergence: str = "error"):
+        device="cpu", threads=None, generators=None, names=None, on_divergence: str = "error", **training):
     """Build one MLP per seed, stack them and train them together.
 
-    ``dropouts``, ``lr`` and ``weight_decay`` hold one entry per model. Returns the trained
+    ``dropouts``, ``lr`` and ``weight_decay`` hold one entry per model; ``training`` holds
+    ``train``'s other options (callbacks, weight, metrics, verbose, min_epochs, description).
+    Returns the trained
     ``StackedMLP`` (on the CPU), its history rows, the seconds it took, the threads used and
     {model index: DivergenceError} of the models that diverged (see ``train``; with
     ``on_divergence="drop"`` they are still in the stack, for the caller to leave out).
@@ -347,10 +281,12 @@ def fit(X, y, task: str, n_outputs: int, hidden, activation, dropouts, optimizer
         threads = threads_module.choose(net, batch_size, X.shape[-2], device)  # rows: X is (n, p) or (K, n, p)
     with torch.random.fork_rng(devices=[]), threads_module.using(threads):
         torch.manual_seed(seeds[0])
-        records, diverged = train(net, X, y, task, seeds, optimizer, lr, weight_decay, epochs, batch_size,
-                                  rows_on(train_rows), rows_on(valid_rows), response_scale, generators=generators,
-                                  names=names, on_divergence=on_divergence)
-    return net.cpu().eval(), records, time.perf_counter() - began, threads, diverged
+        weight = training.pop("weight", None)
+        ctx = train(net, X, y, task, seeds, optimizer, lr, weight_decay, epochs, batch_size,
+                    rows_on(train_rows), rows_on(valid_rows), response_scale, generators=generators,
+                    names=names, on_divergence=on_divergence, weight=None if weight is None else weight.to(device),
+                    **training)
+    return net.cpu().eval(), ctx.records, time.perf_counter() - began, threads, ctx.diverged
 
 
 def keep_models(net: StackedMLP, records: list, kept: list):

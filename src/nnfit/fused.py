@@ -97,6 +97,10 @@ class FusedLearner(Learner):
     def optimizers_for(self, model) -> dict:
         return {"opt": ClosedFormOptimizer(model.parameters(), self.optimizer, self.opt_hparams)}
 
+    def _describe_run(self, ctx, *args) -> dict:
+        """The run as the ordinary learner describes it: a checkpoint resumes on either path."""
+        return self.autograd._describe_run(ctx, *args)
+
     def fit(self, data, *args, **kwargs):
         """``Learner.fit``; the trained network comes back as a plain ``MLP``."""
         accumulate = kwargs.get("accumulate", args[9] if len(args) > 9 else 1)

@@ -162,9 +162,10 @@ class Learner:
         """
         min_epochs, max_epochs = _epochs(epochs)
         if n_models != 1:
-            return self._fit_many(data, n_models, max_epochs, batch_size, seed, device, threads,
+            return self._fit_many(data, n_models, epochs, batch_size, seed, device, threads,
                                   valid_data=valid_data, callbacks=callbacks, accumulate=accumulate,
-                                  sample_weight=sample_weight, class_weight=class_weight)
+                                  sample_weight=sample_weight, class_weight=class_weight,
+                                  verbose=sys.stdout.isatty() if verbose is None else verbose)
         batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         accumulate = check_positive_int("accumulate", accumulate)
         device = resolve_device(device)
@@ -175,7 +176,8 @@ class Learner:
         generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
         train = as_data(data, batch_size, True, generator, drop_last, dataloader_options)
         _check_finite(train, "data")
-        weight = _row_weights(train, sample_weight, class_weight)
+        in_memory = isinstance(train, InMemory) and train.y is not None
+        weight = row_weights(train.y, sample_weight, class_weight) if in_memory else _no_weights(sample_weight, class_weight)
         if weight is not None:
             train = InMemory(train.X, train.y, weight)
         given = {"data": train}  # before a validation fraction is split off: what AutoResume hashes
@@ -242,16 +244,15 @@ class Learner:
         run.update(self.run_info)
         return run
 
-    def _fit_many(self, data, n_models, epochs, batch_size, seed, device, threads, **unsupported):
-        """``fit(n_models=K)``: K copies trained at once with torch.func (see nnfit.vectorized)."""
+    def _fit_many(self, data, n_models, epochs, batch_size, seed, device, threads, accumulate=1, **options):
+        """``fit(n_models=K)``: K copies trained at once in the ordinary loop (see nnfit.vectorized)."""
         from .vectorized import fit_many
 
-        defaults = {"valid_data": None, "callbacks": None, "accumulate": 1, "sample_weight": None, "class_weight": None}
-        used = [name for name, value in unsupported.items() if value not in (defaults[name], [])]
-        if used:
-            raise ArgumentError(f"fit(n_models > 1) does not support {', '.join(used)} yet; fit one model to use them.")
+        if accumulate != 1:
+            raise ArgumentError("fit(n_models > 1) steps after every batch; accumulate must be 1. Fit one model to "
+                                "accumulate gradients.")
         return fit_many(self, data, check_positive_int("n_models", n_models), epochs, batch_size, seed,
-                        resolve_device(device), threads)
+                        resolve_device(device), threads, **options)
 
     def _valid(self, valid_data, train, batch_size, generator, options):
         """(train, valid) when valid_data is a fraction of train, else (None, valid) or None."""
@@ -549,26 +550,36 @@ def _check_finite(data, what: str) -> None:
             )
 
 
-def _row_weights(train, sample_weight, class_weight):
-    """Each training row's weight from sample_weight and class_weight, or None for neither."""
+def row_weights(y, sample_weight, class_weight):
+    """Each training row's weight from sample_weight and class_weight (targets ``y``), or None for neither.
+
+    >>> import torch
+    >>> from nnfit.learner import row_weights
+    >>> row_weights(torch.tensor([0, 0, 0, 1]), [1.0, 2.0, 1.0, 1.0], "balanced").tolist()
+    [0.6666666865348816, 1.3333333730697632, 0.6666666865348816, 2.0]
+    """
     if sample_weight is None and class_weight is None:
         return None
-    if not isinstance(train, InMemory) or train.y is None:
-        raise ArgumentError(
-            "sample_weight and class_weight need (X, y) data in memory; with a Dataset or DataLoader, "
-            "weight the rows in your own loss function."
-        )
-    weight = torch.ones(len(train))
+    weight = torch.ones(len(y))
     if sample_weight is not None:
         given = as_tensor(sample_weight, "sample_weight").to(torch.float32).reshape(-1)
-        if len(given) != len(train):
-            raise DataError(f"sample_weight has {len(given)} values but the data has {len(train)} rows; give one per row.")
+        if len(given) != len(y):
+            raise DataError(f"sample_weight has {len(given)} values but the data has {len(y)} rows; give one per row.")
         if not (torch.isfinite(given).all() and (given >= 0).all()):
             raise ArgumentError("sample_weight must hold finite, non-negative numbers.")
         weight = weight * given
     if class_weight is not None:
-        weight = weight * _class_weights(train.y, class_weight)
-    return weight.to(train.X.device)
+        weight = weight * _class_weights(y, class_weight)
+    return weight.to(y.device)
+
+
+def _no_weights(sample_weight, class_weight) -> None:
+    """None, or the error for weights given with data that is not (X, y) in memory."""
+    if sample_weight is not None or class_weight is not None:
+        raise ArgumentError(
+            "sample_weight and class_weight need (X, y) data in memory; with a Dataset or DataLoader, "
+            "weight the rows in your own loss function."
+        )
 
 
 def _class_weights(y, class_weight) -> torch.Tensor:

@@ -12,7 +12,7 @@ import time
 import torch
 
 from .callbacks import Hooks, where
-from .errors import ArgumentError, TrainingError
+from .errors import ArgumentError, NnfitError, TrainingError
 
 
 class Context:
@@ -53,6 +53,13 @@ class Context:
         self.seed = None  # the seed fit was given
         self.description = {}  # what identifies the run ({field: text}); AutoResume compares it
         self.data_given = None  # {"data": ..., "validation data": ...} as fit was given them
+        # K models trained as one (nnfit.many): records get a model column, values are lists
+        self.n_models = 1
+        self.model_metrics = None  # {"train": [K metric lists], "valid": [...]}
+        self.model_names = None  # ["model 1 of 5", ...] or ["fold 1", ...]
+        self.on_divergence = "error"  # or "drop": a model that diverges stops, the others go on
+        self.diverged = {}  # {model index: DivergenceError} of the models dropped
+        self._active = None  # (K,) bool on the device, once a model stopped; None: all train
 
     @property
     def opt(self):
@@ -78,6 +85,31 @@ class Context:
         """{'train': [...], 'valid': [...]}: the metric objects of each set."""
         return {"train": self.train_metrics, "valid": self.valid_metrics}
 
+    @property
+    def stacked(self) -> bool:
+        """Whether this fit trains a stack of K models (``nnfit.many``; K may be 1): values are per model."""
+        return self.model_metrics is not None
+
+    @property
+    def active(self) -> list:
+        """Which of the K models still train (early stopping and divergence stop them one by one)."""
+        if self._active is None:
+            return [True] * self.n_models
+        return self._active.tolist()
+
+    @property
+    def active_tensor(self):
+        """``active`` as a (K,) bool tensor on the device, or None while every model trains."""
+        return self._active
+
+    def deactivate(self, k: int) -> None:
+        """Stop training model k (0-based): its steps are masked from now on; all stopped ends the fit."""
+        if self._active is None:
+            self._active = torch.ones(self.n_models, dtype=torch.bool, device=self.device)
+        self._active[k] = False
+        if not bool(self._active.any()):
+            self.stop_training = True
+
     def call_callbacks(self, hook: str) -> None:
         """Run a hook on every callback, e.g. from a module's own ``step(ctx)``."""
         self.hooks(hook, self)
@@ -87,17 +119,31 @@ class Context:
         self.records.append((split, name, self.epoch + 1, float(value)))
 
     def get_metrics(self, split: str | None = None, epoch: int | None = None) -> dict:
-        """{set: {metric: value}} of an epoch (1-based; default the current), or one set's dict."""
+        """{set: {metric: value}} of an epoch (1-based; default the current), or one set's dict.
+
+        With K models each value is a list of K numbers, model 1's first."""
         epoch = self.epoch + 1 if epoch is None else epoch
         out = {}
-        for s, name, e, value in self.records:
-            if e == epoch:
+        for s, name, e, value, *model in reversed(self.records):
+            if e != epoch:
+                if e < epoch:
+                    break
+                continue
+            if model:
+                out.setdefault(s, {}).setdefault(name, [None] * self.n_models)[model[0] - 1] = value
+            else:
                 out.setdefault(s, {})[name] = value
+        out = {s: dict(reversed(list(values.items()))) for s, values in reversed(list(out.items()))}
         return out if split is None else out.get(split, {})
 
     def record(self, split: str, values: dict):
+        """Record this epoch's {metric: value} of a set; with K models, {metric: [K values]}."""
+        epoch = self.epoch + 1
         for name, value in values.items():
-            self.records.append((split, name, self.epoch + 1, value))
+            if isinstance(value, (list, tuple)):
+                self.records.extend((split, name, epoch, v, k + 1) for k, v in enumerate(value))
+            else:
+                self.records.append((split, name, epoch, value))
 
     def last_records(self) -> dict:
         """{set: {metric: value}} for the current epoch."""
@@ -201,7 +247,9 @@ def _valid_epoch(ctx, hooks):
     hooks("on_valid_begin", ctx)
     custom_step = getattr(ctx.model, "step", None)  # luz: a module's step() runs in validation too
     ctx.weight = None  # validation scores every row alike
-    for ctx.iter, (ctx.input, ctx.target, *_) in enumerate(ctx.valid_data.batches(ctx.batch_size, shuffle=False)):
+    for ctx.iter, (ctx.input, ctx.target, *rows) in enumerate(ctx.valid_data.batches(ctx.batch_size, shuffle=False)):
+        if ctx.stacked:  # K models: which rows of the batch each model has
+            ctx.weight = rows[0]
         hooks("on_valid_batch_begin", ctx)
         if custom_step is not None:
             _call(ctx, "the module's step()", custom_step, ctx)
@@ -251,7 +299,7 @@ def _zero_grad(opt):
 def _call(ctx, what, function, *args):
     try:
         return function(*args)
-    except TrainingError:
+    except NnfitError:  # already says what is wrong
         raise
     except Exception as error:
         raise TrainingError(f"{what} failed {where(ctx)}: {type(error).__name__}: {error}") from error

@@ -8,6 +8,7 @@ objects in the response's own units or labels, aligned to the rows given.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from .design import Design, as_pandas, is_polars, warn_left_out
 from .errors import ArgumentError, DataError
-from . import ensemble
+from . import ensemble, intervals
 from .ensemble import StackedMLP, check_n_models
 from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_size
 
@@ -103,24 +104,24 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
         loss = losses.BinaryLogitLoss() if task == "binary" else "cross_entropy"
         tracked = [metrics.Accuracy(threshold=0.5 if threshold is None else threshold)]  # the fit's decisions
     if check_n_models(n_models) > 1:
-        if sample_weight is not None or class_weight is not None:
-            raise ArgumentError("weights and class_weight are not supported with n_models > 1 yet; fit one model.")
+        import torch
+
         if embeddings:
             raise ArgumentError("embed is not supported with n_models > 1 yet; fit one model, or leave embed=None.")
-        if callbacks:
-            raise ArgumentError("callbacks are not supported with n_models > 1; fit the models one at a time to use them.")
+        weight = learner_module.row_weights(y, sample_weight, class_weight)
         rows = {}
         if not isinstance(valid, (type(None), float, int)):  # validation rows given: after the training rows
-            import torch
-
             n, m = len(X), len(valid[0])
             prepared = Prepared(design, task, n_outputs, torch.cat([X, valid[0]]), torch.cat([y, valid[1]]),
                                 prepared.n_left_out, prepared.offset, prepared.rows)
             rows = {"train_rows": [torch.arange(n)] * n_models, "valid_rows": [torch.arange(n, n + m)] * n_models}
+            if weight is not None:  # validation rows are scored unweighted
+                weight = torch.cat([weight, torch.ones(m, dtype=weight.dtype)])
             valid = None
         many = _fit_many(prepared, sizes, activation, [dropout] * n_models, optimizer, [lr] * n_models,
                          [weight_decay] * n_models, epochs, batch_size, valid, ensemble.seeds_for(seed, n_models),
-                         device, threads, formula, on_divergence=on_divergence, **rows)
+                         device, threads, formula, on_divergence=on_divergence, callbacks=callbacks, weight=weight,
+                         verbose=verbose, **rows)
         many.settings.update(_extra_settings(valid, n_valid_left_out, weights, class_weight, threshold, design))
         if rows:
             many.settings["valid"] = "data frame"
@@ -162,7 +163,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     model = fitted.model.cpu()
     if embeddings and unknown == "other":
         _other_as_average(model)
-    return MLPFit(design, model, task, fitted.records, settings, fitted=fitted)
+    return intervals.on_validation(MLPFit(design, model, task, fitted.records, settings, fitted=fitted), fitted.ctx.valid_data)
 
 
 def check_threshold(threshold):
@@ -306,8 +307,12 @@ def check_training(lr, weight_decay, epochs, batch_size, on_divergence="error") 
 
 def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_decays, epochs, batch_size, valid,
               seeds, device, threads, formula, train_rows=None, valid_rows=None, response_scale=None,
-              names=None, on_divergence="error", keep_diverged=False) -> "MLPFit":
+              names=None, on_divergence="error", keep_diverged=False, callbacks=None, weight=None,
+              verbose=None, metrics=None) -> "MLPFit":
     """Train len(seeds) networks of one shape at once (an ensemble, folds or a grid's cell).
+
+    The models train in the ordinary loop as one stacked module (``nnfit.many``): ``callbacks``
+    work per model, ``weight`` (one per row of ``prepared``) weighs the rows' losses.
 
     Models that diverge raise ``DivergenceError`` naming them (``names``), or with
     ``on_divergence="drop"`` are left out (``keep_diverged``: left in the stack, for a caller
@@ -318,7 +323,7 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
     from .data import InMemory, split_valid
     from .learner import _epochs, resolve_device
 
-    max_epochs = _epochs(epochs)[1]
+    min_epochs, max_epochs = _epochs(epochs)
     check_training(lrs, weight_decays, epochs, batch_size, on_divergence)
     name = optimizer.lower() if isinstance(optimizer, str) else _optimizer_name(optimizer)
     defaults = ensemble.OPTIMIZER_DEFAULTS.get(name, {})
@@ -339,6 +344,8 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
         X, y, prepared.task, prepared.n_outputs, sizes, activation, dropouts, name, lrs, weight_decays,
         max_epochs, batch_size, seeds, train_rows, valid_rows, scale,
         resolve_device(device), threads, generators, names=names, on_divergence=on_divergence,
+        callbacks=list(callbacks or []), weight=weight, min_epochs=min_epochs, metrics=metrics,
+        verbose=sys.stdout.isatty() if verbose is None else verbose,
     )
     names = names or [f"model {k + 1} of {len(seeds)}" for k in range(len(seeds))]
     dropped = {names[k]: str(error) for k, error in sorted(diverged.items())}
@@ -366,7 +373,7 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
     }
     if dropped:
         settings["dropped"] = dropped
-    return MLPFit(prepared.design, net, prepared.task, records, settings)
+    return intervals.on_validation(MLPFit(prepared.design, net, prepared.task, records, settings), X, y, valid_rows)
 
 
 @dataclass
@@ -529,11 +536,15 @@ class MLPFit:
     >>> nf.load(path).predict(testing).equals(fit.predict(testing))
     True
 
-    An ensemble of three networks, and its spread across models:
+    Prediction intervals with a stated coverage come from rows the fit held out (``valid=``,
+    or ``fit.calibrate``); see ``nnfit.intervals``. An ensemble of three networks, its
+    conformal intervals, and its spread across models (their disagreement, not an interval):
 
     >>> ensemble = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=training, hidden=5,
-    ...                   epochs=10, seed=1, verbose=False, n_models=3)
-    >>> ensemble.predict(testing, type="interval").columns.tolist()
+    ...                   epochs=10, valid=0.25, seed=1, verbose=False, n_models=3)
+    >>> ensemble.predict(testing, type="interval", level=0.95).columns.tolist()
+    ['fit', 'lower', 'upper']
+    >>> ensemble.predict(testing, type="spread").columns.tolist()
     ['mean', 'sd', 'lower', 'upper']
     """
 
@@ -581,11 +592,16 @@ class MLPFit:
             return self.design.unscale_response(out, offset)
         return np.stack([probabilities(o, self.task) for o in out])
 
-    def predict(self, data, type: str | None = None):
+    def predict(self, data, type: str | None = None, level: float = 0.95):
         """Predictions for every row of ``data``, aligned to its index (NaN where a predictor is missing).
 
         Regression: a Series in the response's units (a DataFrame for several responses);
         ``type="response"`` (the default) and ``"link"`` are the same, as for a gaussian glm.
+        ``type="interval"``: conformal prediction intervals (``nnfit.intervals``), a DataFrame of
+        ``fit``, ``lower`` and ``upper`` that holds a new response with probability at least
+        ``level`` (over new rows and calibration rows, if they are exchangeable). They need
+        calibration: ``valid=`` at fit time does it, or ``fit.calibrate(held_out)``, or
+        ``fit.calibrate(training, method="cv+")``.
 
         Classification, as R's ``predict``:
 
@@ -598,11 +614,18 @@ class MLPFit:
           response scale of a multinomial model).
         - ``type="link"``: the logits: two levels, a Series of the log-odds of the second level;
           more levels, a DataFrame with one column per level (softmax gives the probabilities).
+        - ``type="set"``: conformal prediction sets, a DataFrame of booleans (pandas' nullable
+          "boolean", <NA> where a predictor is missing) with one column per level, True where
+          the level is in the row's set. The set holds the true level with probability at
+          least ``level`` (marginal coverage: on average over rows, not for each row); it is
+          calibrated as intervals are, on the score 1 - p(true level).
 
         Ensembles: the mean over models (of probabilities; ``"link"`` the mean logit);
-        ``type="all"`` gives each model's prediction (one column per model), and for regression
-        ``type="interval"`` gives mean, sd and the 2.5% and 97.5% quantiles across models. A polars
-        frame gives polars results (labels as an Enum in level order, null where a predictor is missing).
+        ``type="all"`` gives each model's prediction (one column per model); intervals and sets
+        are conformal around the mean. For regression ``type="spread"`` gives mean, sd and the
+        2.5% and 97.5% quantiles across models: how much the models disagree, NOT a prediction
+        interval (it leaves out the noise in the response). A polars frame gives polars results
+        (labels as an Enum in level order, null where a predictor is missing).
 
         >>> import nnfit as nf
         >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
@@ -622,16 +645,25 @@ class MLPFit:
         >>> link = sex.predict(testing.head(3), type="link")       # its log-odds
         >>> np.allclose(1 / (1 + np.exp(-link)), p)
         True
+        >>> mass = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=training, hidden=5, epochs=20,
+        ...               valid=0.25, seed=1, verbose=False)  # calibrated on its 66 validation rows
+        >>> bounds = mass.predict(testing.head(3), type="interval", level=0.9)
+        >>> bounds.columns.tolist(), bool((bounds["lower"] < bounds["fit"]).all())
+        (['fit', 'lower', 'upper'], True)
+        >>> species = nf.mlp("species ~ bill_length_mm + flipper_length_mm", data=training, hidden=10,
+        ...                  epochs=10, valid=0.25, seed=1, verbose=False)
+        >>> species.predict(testing.head(2), type="set", level=0.9).columns.tolist()
+        ['Adelie', 'Chinstrap', 'Gentoo']
         """
         import pandas as pd
 
         if is_polars(data):
-            return _as_polars(self.predict(as_pandas(data), type=type))
+            return _as_polars(self.predict(as_pandas(data), type=type, level=level))
         if type is None:
             type = "response" if self.task == "regression" else "class"
-        choices = ["response", "link"] + (["class", "prob"] if self.task != "regression" else [])
+        choices = ["response", "link"] + (["class", "prob", "set"] if self.task != "regression" else ["interval"])
         if self.n_models > 1:
-            choices += ["all"] + (["interval"] if self.task == "regression" else [])
+            choices += ["all"] + (["spread"] if self.task == "regression" else [])
         if type not in choices:
             raise ArgumentError(f"type must be one of {', '.join(map(repr, choices))} for this model, not {type!r}.")
         frame = as_pandas(data)
@@ -658,9 +690,11 @@ class MLPFit:
         if type == "all":
             return pd.DataFrame({m: self._labels(frame, matrices.rows, v) for m, v in zip(models, values)})
         if type == "interval":
-            v = values[:, :, 0]
-            stats = np.column_stack([v.mean(0), v.std(0, ddof=1), np.quantile(v, 0.025, axis=0), np.quantile(v, 0.975, axis=0)])
-            return full(stats, ["mean", "sd", "lower", "upper"])
+            return intervals.interval(self, values, matrices, frame.index, level)
+        if type == "set":
+            return intervals.prediction_set(self, values, matrices.rows, frame.index, level)
+        if type == "spread":
+            return intervals.spread(values, frame.index, matrices.rows)
         mean = values.mean(axis=0)
         if self.task == "regression":
             result = full(mean, self.design.response_columns)
@@ -670,6 +704,34 @@ class MLPFit:
         if type in ("prob", "response"):
             return full(mean, levels)
         return self._labels(frame, matrices.rows, mean)
+
+    def calibrate(self, data, method: str = "split", folds: int = 10) -> "MLPFit":
+        """Calibrate the fit's prediction intervals and sets (``nnfit.intervals``); return the fit.
+
+        ``method="split"``: ``data`` are held-out rows with the response, rows the fit did not
+        train on; their scores (absolute residuals in the response's units, or 1 - p(true
+        level) for a classifier) replace any calibration the fit had, e.g. from ``valid=``.
+        ``method="cv+"`` (a numeric response): ``data`` are the training rows; the fit's recipe
+        (formula, network, optimizer, lr, epochs, batch size, seed) is refitted on ``folds``
+        folds, all at once, and each row is scored by the fold network that did not see it
+        (Barber et al. 2021), so no rows are given up. The result is ``fit.calibration_``, and
+        ``fit.save`` keeps it.
+
+        >>> import nnfit as nf
+        >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
+        >>> training, held_out = nf.split(training, prop=0.75, seed=2)
+        >>> fit = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=training, hidden=5, epochs=20,
+        ...              seed=1, verbose=False)
+        >>> fit.calibrate(held_out).calibration_
+        <nnfit Calibration> split conformal on 66 held-out rows
+        >>> fit.calibrate(training, method="cv+", folds=5).calibration_
+        <nnfit Calibration> CV+ on 200 rows in 5 folds
+        >>> fit.predict(testing, type="interval", level=0.9).columns.tolist()
+        ['fit', 'lower', 'upper']
+        """
+        if is_polars(data):
+            data = as_pandas(data)
+        return intervals.calibrate(self, data, method=method, folds=folds)
 
     @property
     def threshold(self) -> float | None:
@@ -879,6 +941,13 @@ class MLPFit:
 
         return partial_dependence(self, data, column, grid=grid, ice=ice)
 
+    def report(self, path, data=None, **options):
+        """Write one self-contained HTML page about this fit to ``path`` (``nnfit.report.write``):
+        summary, metrics, plots and, given ``data`` (held-out rows), importance."""
+        from .report import write
+
+        return write(self, path, data=data, **options)
+
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -932,7 +1001,12 @@ class MLPFit:
             "settings": self.settings,
             "history": self.history,
         }
-        files.write(path, self.model.state_dict(), metadata, key=key)
+        tensors = self.model.state_dict()
+        calibration = getattr(self, "calibration_", None)
+        if calibration is not None:  # conformal scores as JSON, CV+ fold networks as calibration.* tensors
+            metadata["calibration"], fold_tensors = calibration.to_saved()
+            tensors = {**tensors, **fold_tensors}
+        files.write(path, tensors, metadata, key=key)
 
     @classmethod
     def from_saved(cls, tensors: dict, metadata: dict, path=None) -> "MLPFit":
@@ -1010,11 +1084,15 @@ class MLPFit:
             raise refuse("the tensor 'dropout' does not hold the rates of architecture.dropout")
         try:
             model = StackedMLP.from_architecture(architecture) if "n_models" in architecture else MLP(**architecture)
-            model.load_state_dict(tensors)
+            model.load_state_dict({n: t for n, t in tensors.items() if not n.startswith(intervals.PREFIX)})
+            calibration = intervals.from_saved(metadata.get("calibration"), tensors)
         except (KeyError, TypeError, RuntimeError, ValueError) as error:
             raise refuse(error) from None
         history = [tuple(row) for row in metadata["history"]]
-        return cls(design, model, metadata["task"], history, metadata["settings"])
+        fit = cls(design, model, metadata["task"], history, metadata["settings"])
+        if calibration is not None:
+            fit.calibration_ = calibration
+        return fit
 
     # -------------------------------------------------------------- printing
     def notation(self) -> str:

@@ -119,20 +119,31 @@ class Monitor:
         )
 
     def update(self, ctx) -> tuple:
-        """(improved, value): this epoch's value, and whether it is a new best (then kept as ``best``)."""
+        """(improved, value): this epoch's value, and whether it is a new best (then kept as ``best``).
+
+        With K models (``ctx.n_models``) each has its own best: ``improved`` and ``value`` are
+        lists of K, and so are ``best`` and ``best_epoch``."""
         name = self.name(ctx)
         value = ctx.monitored(name, by=self.by)
         if self.mode_ is None:
             self.monitor_, self.mode_ = name, self.direction(ctx)
-        if not self._beats(value):
+        if isinstance(value, list):
+            if not isinstance(self.best, list):
+                self.best, self.best_epoch = [None] * len(value), [None] * len(value)
+            improved = [self._beats(v, self.best[k]) for k, v in enumerate(value)]
+            for k, better in enumerate(improved):
+                if better:
+                    self.best[k], self.best_epoch[k] = value[k], ctx.epoch + 1
+            return improved, value
+        if not self._beats(value, self.best):
             return False, value
         self.best, self.best_epoch = value, ctx.epoch + 1
         return True, value
 
-    def _beats(self, value: float) -> bool:
-        """Whether ``value`` improves on the best so far (or the baseline) by more than ``min_delta``."""
-        reference = self.best if self.best is not None else self.baseline
-        if math.isnan(value):
+    def _beats(self, value: float, best) -> bool:
+        """Whether ``value`` improves on ``best`` (or the baseline) by more than ``min_delta``."""
+        reference = best if best is not None else self.baseline
+        if value is None or math.isnan(value):
             return False
         if reference is None:
             return True

@@ -34,6 +34,10 @@ ARRAY_DTYPES = frozenset(
     ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"]
 )
 TASKS = ("regression", "binary", "multiclass")
+MAX_CALIBRATION_ROWS = 1_000_000  # conformal scores kept in a file's metadata
+CALIBRATION_PREFIX = "calibration."  # CV+ fold networks' tensors
+CALIBRATION_FIELDS = {"split": ("method", "scores"),
+                      "cv+": ("method", "scores", "fold", "folds", "members", "architecture")}
 
 
 class Refusal(ValueError):
@@ -187,21 +191,104 @@ def check_mlp(metadata: dict, shapes: dict) -> dict:
     architecture = metadata["architecture"]
     if not isinstance(architecture, dict):
         raise Refusal(f"architecture is {_kind(architecture)}, not an object")
-    expected = _expected_shapes(architecture)
-    missing = [name for name in expected if name not in shapes]
-    if missing:
-        raise Refusal(f"architecture needs the tensor {missing[0]!r}, which the file does not hold")
-    extra = sorted(name for name in shapes if name not in expected)
-    if extra:
-        raise Refusal(f"the file holds the tensor {extra[0]!r}, which architecture has no place for")
-    for name, (shape, fields) in expected.items():
-        if tuple(shapes[name]) != shape:
-            dim = next((i for i, (a, b) in enumerate(zip(shapes[name], shape)) if a != b), 0)
-            field = fields[dim] if len(shapes[name]) == len(shape) else fields[0]
-            value = _field_value(architecture, field)
-            raise Refusal(f"{field} is {value}, but the tensor {name!r} has the shape {list(shapes[name])} "
-                          f"(expected {list(shape)})")
+    own = {name: shape for name, shape in shapes.items() if not name.startswith(CALIBRATION_PREFIX)}
+    _check_shapes(architecture, _expected_shapes(architecture), own, "architecture")
+    calibration = {name: shape for name, shape in shapes.items() if name.startswith(CALIBRATION_PREFIX)}
+    if "calibration" in metadata:
+        check_calibration(metadata["calibration"], calibration, architecture, metadata["task"])
+    elif calibration:
+        raise Refusal(f"the file holds the tensor {sorted(calibration)[0]!r}, but no calibration")
     return architecture
+
+
+def _check_shapes(architecture: dict, expected: dict, shapes: dict, what: str, prefix: str = "") -> None:
+    """Every tensor ``expected`` (named without ``prefix``) is in ``shapes`` with its shape, and no other."""
+    missing = [name for name in expected if prefix + name not in shapes]
+    if missing:
+        raise Refusal(f"{what} needs the tensor {prefix + missing[0]!r}, which the file does not hold")
+    extra = sorted(name for name in shapes if name[len(prefix):] not in expected)
+    if extra:
+        raise Refusal(f"the file holds the tensor {extra[0]!r}, which {what} has no place for")
+    for name, (shape, fields) in expected.items():
+        held = tuple(shapes[prefix + name])
+        if held != shape:
+            dim = next((i for i, (a, b) in enumerate(zip(held, shape)) if a != b), 0)
+            field = fields[dim] if len(held) == len(shape) else fields[0]
+            value = _field_value(architecture, field)
+            named = field if what == "architecture" else f"{what}{field[len('architecture'):]}"
+            raise Refusal(f"{named} is {value}, but the tensor {prefix + name!r} has the shape {list(held)} "
+                          f"(expected {list(shape)})")
+
+
+def check_calibration(calibration, shapes: dict, architecture: dict, task: str) -> None:
+    """Check a file's conformal calibration (``nnfit.intervals``) before anything is built from it.
+
+    ``calibration`` is plain JSON data: the method, one finite score of at least 0 per
+    calibration row (at most 1 for a classifier, whose scores are 1 - p), and for CV+ each
+    row's fold, the number of folds and of networks per fold, and the fold networks'
+    architecture, which must be the fit's own stacked; ``shapes`` are the ``calibration.``
+    tensors, checked against it. Lengths are checked before any value is read.
+
+    >>> net = {"input_size": 3, "hidden": [4], "output_size": 1, "activation": ["relu"], "dropout": [0.0]}
+    >>> check_calibration({"method": "split", "scores": [0.5, 1.5]}, {}, net, "regression")
+    >>> check_calibration({"method": "split", "scores": [0.5, float("nan")]}, {}, net, "regression")
+    Traceback (most recent call last):
+    ...
+    nnfit.schema.Refusal: calibration.scores[1] is nan, not a finite number of at least 0
+    """
+    if not isinstance(calibration, dict):
+        raise Refusal(f"calibration is {_kind(calibration)}, not an object")
+    method = calibration.get("method")
+    if method not in CALIBRATION_FIELDS:
+        raise Refusal(f"calibration.method is {short(method)}, not one of {', '.join(CALIBRATION_FIELDS)}")
+    fields = CALIBRATION_FIELDS[method]
+    for field in fields:
+        if field not in calibration:
+            raise Refusal(f"the field 'calibration.{field}' is missing")
+    unknown = sorted(set(calibration) - set(fields))
+    if unknown:
+        raise Refusal(f"calibration has the unknown field {short(unknown[0])}")
+    scores = calibration["scores"]
+    if not isinstance(scores, list) or not 1 <= len(scores) <= MAX_CALIBRATION_ROWS:
+        raise Refusal(f"calibration.scores is {_length(scores)}; it holds 1 to {MAX_CALIBRATION_ROWS} scores")
+    high = math.inf if task == "regression" else 1
+    for i, value in enumerate(scores):
+        if not (_number(value) and math.isfinite(value) and 0 <= value <= high):
+            bound = "of at least 0" if task == "regression" else "from 0 to 1"
+            raise Refusal(f"calibration.scores[{i}] is {short(value)}, not a finite number {bound}")
+    if method == "split":
+        if shapes:
+            raise Refusal(f"the file holds the tensor {sorted(shapes)[0]!r}, which split calibration has no place for")
+        return
+    if task != "regression":
+        raise Refusal(f"calibration.method is 'cv+', which nnfit writes only for a regression, not for task {task!r}")
+    folds, members = calibration["folds"], calibration["members"]
+    if not _whole(folds, 2, MAX_MODELS):
+        raise Refusal(f"calibration.folds is {short(folds)}, not a whole number from 2 to {MAX_MODELS}")
+    if not _whole(members, 1, MAX_MODELS // folds):
+        raise Refusal(f"calibration.members is {short(members)}, not a whole number from 1 to {MAX_MODELS // folds}")
+    fold = calibration["fold"]
+    if not isinstance(fold, list) or len(fold) != len(scores):
+        raise Refusal(f"calibration.fold has {_length(fold)}, but calibration.scores has {len(scores)}")
+    for i, value in enumerate(fold):
+        if not _whole(value, 0, folds - 1):
+            raise Refusal(f"calibration.fold[{i}] is {short(value)}, not a fold from 0 to {folds - 1}")
+    networks = calibration["architecture"]
+    if not isinstance(networks, dict):
+        raise Refusal(f"calibration.architecture is {_kind(networks)}, not an object")
+    for field in ("input_size", "hidden", "output_size", "activation"):
+        if networks.get(field) != architecture.get(field):
+            raise Refusal(f"calibration.architecture.{field} is {short(networks.get(field))}, but the fit's "
+                          f"architecture.{field} is {short(architecture.get(field))}")
+    if networks.get("n_models") != folds * members:
+        raise Refusal(f"calibration.architecture.n_models is {short(networks.get('n_models'))}, but calibration has "
+                      f"{folds} folds of {members} networks")
+    try:
+        expected = _expected_shapes(networks)
+    except Refusal as refusal:
+        raise Refusal(f"calibration.{refusal}".replace("calibration.the field 'architecture.",
+                                                       "the field 'calibration.architecture.")) from None
+    _check_shapes(networks, expected, shapes, "calibration.architecture", CALIBRATION_PREFIX)
 
 
 def _expected_shapes(a: dict) -> dict:

@@ -1,11 +1,12 @@
-"""``Learner.fit(..., n_models=K)``: K copies of any vmap-able module trained at once.
+"""``Learner.fit(..., n_models=K)``: K copies of a module trained at once, in the ordinary loop.
 
 The K modules (model k built under seed + k, exactly as ``fit(seed=seed + k)`` builds it) are
-stacked with ``torch.func.stack_module_state`` and run with ``torch.func.vmap``: one batched
-forward and backward per step for all of them. Each model has its own shuffling order
+stacked into one module (``nnfit.many``): nnfit's own ``MLP`` as a ``StackedMLP`` trained in
+closed form, any other module as a ``VmapStack`` run with ``torch.func.vmap`` (one batched
+forward and backward per step for all of them). Each model has its own shuffling order
 (a generator seeded with seed + k) and its own dropout masks; one optimizer of the learner's
 class updates the stacked weights, which for elementwise optimizers (SGD, RMSprop, Adam, ...)
-is exactly K separate optimizers.
+is exactly K separate optimizers. Callbacks, validation data and row weights work per model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import torch
 
 from .data import InMemory, as_data
-from .errors import ArgumentError, TrainingError
+from .errors import ArgumentError
 
 
 class FittedMany:
@@ -37,7 +38,8 @@ class FittedMany:
     ['model', 'loss']
     """
 
-    def __init__(self, learner, models: list, records: list, seconds: float, threads: int, device, dropped=None):
+    def __init__(self, learner, models: list, records: list, seconds: float, threads: int, device, dropped=None,
+                 ctx=None):
         self.learner = learner
         self.models = models
         self.records = records
@@ -45,6 +47,7 @@ class FittedMany:
         self.threads = threads
         self.device = device
         self.dropped = dict(dropped or {})
+        self.ctx = ctx  # the training loop's context
 
     @property
     def n_models(self) -> int:
@@ -106,14 +109,19 @@ class FittedMany:
         )
 
 
-def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device, threads, train_rows=None,
-             names=None, on_divergence: str = "error"):
-    """Train ``n_models`` copies of the learner's module together; return a ``FittedMany``.
+def fit_many(learner, data, n_models: int, epochs, batch_size, seed, device, threads, train_rows=None,
+             names=None, on_divergence: str = "error", valid_data=None, callbacks=None, sample_weight=None,
+             class_weight=None, verbose=False):
+    """Train ``n_models`` copies of the learner's module together in the ordinary loop; return a ``FittedMany``.
 
-    ``train_rows``: one index tensor per model, all of one length (cross-validation folds).
-    Each model's epoch loss is checked by ``checkpoints.Divergence``, the rule of every engine:
-    one that diverges raises a ``DivergenceError`` naming it (``names[k]``, default 'model k
-    of K'), or with ``on_divergence="drop"`` is left out of the result (``FittedMany.dropped``).
+    An ``nf.MLP`` the closed-form step can train (``fused.learner_for``) is stacked as a
+    ``StackedMLP`` and trained without autograd; any other module runs as a ``many.VmapStack``.
+    Every callback works per model (``nnfit.many``). ``train_rows``: one index tensor per model
+    (cross-validation folds). ``valid_data``: a fraction (the rows model 1's seed holds out,
+    for every model) or (X, y). Each model's epoch loss is checked by
+    ``checkpoints.Divergence``, the rule of every engine: one that diverges raises a
+    ``DivergenceError`` naming it (``names[k]``, default 'model k of K'), or with
+    ``on_divergence="drop"`` is left out of the result (``FittedMany.dropped``).
 
     ``Learner.fit(..., n_models=K)`` calls it; ``train_rows`` gives each model its own rows:
 
@@ -127,17 +135,19 @@ def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device
     >>> many.n_models
     2
     """
-    from torch.func import functional_call, stack_module_state, vmap
-
+    from . import fused, many
+    from . import metrics as metrics_module
     from . import threads as threads_module
-    from .checkpoints import Divergence, all_diverged_error, check_on_divergence, divergence_error
-    from .ensemble import seeds_for
+    from .checkpoints import all_diverged_error, check_on_divergence
+    from .data import split_valid
+    from .ensemble import StackedMLP, optimizer_for, seeds_for
     from .errors import check_positive_int
+    from .learner import _epochs, row_weights
 
     check_on_divergence(on_divergence)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+    min_epochs, max_epochs = _epochs(epochs)
     names = names or [f"model {k + 1} of {n_models}" for k in range(n_models)]
-
     if learner.loss is None:
         raise ArgumentError("n_models needs a loss given to setup (a module's own loss() method is not vectorized).")
     train = as_data(data, batch_size, True)
@@ -150,91 +160,67 @@ def fit_many(learner, data, n_models: int, epochs: int, batch_size, seed, device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s)
             models.append(learner.build().to(device))
-    params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
-
-    def forward(p, b, x):
-        return functional_call(base, (p, b), (x,))
-
-    batched = vmap(forward, in_dims=(0, 0, 0), randomness="different")
-    batched_loss = vmap(learner.loss, in_dims=(0, 0))
-    optimizer = learner.build_optimizer(list(params.values()))
-    lr = learner.opt_hparams.get("lr", optimizer.param_groups[0].get("lr"))
-    rule, diverged = Divergence(n_models), {}
     X, y = train.X.to(device), train.y.to(device)
-    rows = train_rows if train_rows is not None else [torch.arange(len(X))] * n_models
-    if len({len(r) for r in rows}) != 1:
-        raise ArgumentError("Every model must train on the same number of rows.")
+    weight = row_weights(y, sample_weight, class_weight)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
-    n = len(rows[0])
-    size = n if batch_size is None else batch_size
-    metrics = [[copy.deepcopy(m) for m in learner.metrics] for _ in range(n_models)]
+    rows = list(train_rows) if train_rows is not None else [torch.arange(len(X))] * n_models
+    valid = None
+    if isinstance(valid_data, (int, float)) and not isinstance(valid_data, bool):
+        if train_rows is not None:
+            raise ArgumentError("valid_data as a fraction cannot be combined with train_rows; give each model's rows.")
+        # every model holds out the rows model 1's seed does; each generator makes that draw, so
+        # model 1 shuffles on as a single fit with its seed would
+        splits = [split_valid(InMemory(torch.arange(len(X)), y.cpu()), float(valid_data), g, stratify=True) for g in generators]
+        rows = [splits[0][0].X.to(device)] * n_models
+        valid = many.ManyRows(X, y, [splits[0][1].X.to(device)] * n_models, block=1 << 16)
+    elif valid_data is not None:
+        given = as_data(valid_data, batch_size, False)
+        if not isinstance(given, InMemory) or given.y is None:
+            raise ArgumentError("valid_data with n_models > 1 must be a fraction or (X, y) tensors or arrays.")
+        n_valid = len(given.X)
+        valid = many.ManyRows(given.X.to(device), given.y.to(device), [torch.arange(n_valid, device=device)] * n_models,
+                              block=1 << 16)
+    callbacks = list(callbacks or [])
+    fast = fused.learner_for(learner, callbacks)
+    if isinstance(fast, fused.FusedLearner):
+        stack = StackedMLP(models).to(device)
+        stack.loss_gradient = fast.loss_gradient
+        optimizer = optimizer_for(stack, learner.optimizer, learner.opt_hparams)
+    else:
+        stack = many.VmapStack(models, learner.loss).to(device)
+        optimizer = learner.build_optimizer(list(stack.parameters()))
+    train_rows_data = many.ManyRows(X, y, rows, generators=generators, weight=weight)
+    metrics = many.model_metrics(metrics_module.for_set(learner.metrics, "train"), n_models)
+    valid_metrics = many.model_metrics(metrics_module.for_set(learner.metrics, "valid"), n_models)
     if threads is None:
-        threads = threads_module.choose(models[0], batch_size, n, device)
+        threads = threads_module.choose(models[0], batch_size, len(rows[0]), device)
         threads = 1 if threads == 1 and n_models * sum(p.numel() for p in models[0].parameters()) < 2e5 else threads
-    records = []
+
+    def describe(ctx) -> dict:  # what AutoResume compares: the learner's run, the number of models and their rows
+        return {**learner._describe_run(ctx, batch_size, 1, False, valid_data), "n_models": str(n_models),
+                "rows": train_rows_data.describe()}
+
     with torch.random.fork_rng(devices=[]), threads_module.using(threads):
         torch.manual_seed(seeds[0])
-        for epoch in range(1, epochs + 1):
-            for model_metrics in metrics:
-                for metric in model_metrics:
-                    metric.reset()
-            order = torch.stack([r[torch.randperm(n, generator=g)] for r, g in zip(rows, generators)]).to(device)
-            loss_sum = torch.zeros(n_models, device=device)
-            seen = []
-            for batch, start in enumerate(range(0, n, size)):
-                index = order[:, start : start + size]
-                xb, yb = X[index], y[index]
-                try:
-                    pred = batched(params, buffers, xb)
-                    losses = batched_loss(pred, yb)
-                except Exception as error:
-                    raise _vmap_error(models[0], error, epoch, batch) from error
-                if losses.shape != (n_models,):
-                    raise ArgumentError(f"The loss must give one number per batch; it gave shape {tuple(losses.shape[1:])}.")
-                if epoch == 1 and batch == 0:
-                    rule.first(losses)  # the untrained models' losses, each one's reference
-                optimizer.zero_grad(set_to_none=True)
-                losses.sum().backward()
-                optimizer.step()
-                loss_sum += losses.detach() * index.shape[1]
-                if metrics[0]:
-                    seen.append((pred.detach(), yb))
-            # Metrics are sums over rows: one update per model with the whole epoch's predictions
-            # gives what an update per batch would, at a K-th of the calls.
-            if seen:
-                preds, targets = torch.cat([p for p, _ in seen], dim=1), torch.cat([t for _, t in seen], dim=1)
-                seen.clear()
-                for k, model_metrics in enumerate(metrics):
-                    for metric in model_metrics:
-                        metric.update(preds[k], targets[k])
-            values = [loss_sum / n] + [torch.stack([m[i].compute() for m in metrics]) for i in range(len(learner.metrics))]
-            metric_names = ["loss"] + [m.name for m in learner.metrics]
-            read = torch.stack([v.to("cpu", torch.float64) for v in values]).tolist()
-            for metric, row in zip(metric_names, read):
-                records += [("train", metric, epoch, value, k + 1) for k, value in enumerate(row)]
-            for k in rule.check(read[0]):
-                if k not in diverged:
-                    can_drop = n_models > 1 and on_divergence == "error"
-                    diverged[k] = divergence_error(rule, k, read[0][k], epoch, names[k], lr, can_drop=can_drop)
-                    if on_divergence == "error":
-                        raise diverged[k]
-            if len(diverged) == n_models:
-                raise all_diverged_error(diverged[k] for k in sorted(diverged))
-    for k, model in enumerate(models):
-        model.load_state_dict({name: value[k].detach() for name, value in {**params, **buffers}.items()})
-    kept = [k for k in range(n_models) if k not in diverged]
+        ctx = many.fit(stack, learner.loss, optimizer, train_rows_data, valid, max_epochs, batch_size, metrics,
+                       callbacks, min_epochs=min_epochs, device=device, names=names, on_divergence=on_divergence,
+                       verbose=verbose, seed=seed, description=describe, valid_metrics=valid_metrics,
+                       data_given={"data": InMemory(X, y, weight)})
+    if len(ctx.diverged) == n_models:
+        raise all_diverged_error(ctx.diverged[k] for k in sorted(ctx.diverged))
+    for param in stack.parameters():  # out of a closed-form optimizer's flat buffer
+        param.data, param.grad = param.data.clone(), None
+    kept = [k for k in range(n_models) if k not in ctx.diverged]
     number = {k + 1: i + 1 for i, k in enumerate(kept)}
-    records = [(*row[:4], number[row[4]]) for row in records if row[4] in number]
-    return FittedMany(learner, [models[k].eval() for k in kept], records, time.perf_counter() - began, threads, device,
-                      dropped={names[k]: str(error) for k, error in sorted(diverged.items())})
+    records = [(*row[:4], number[row[4]]) for row in ctx.records if row[4] in number]
+    trained = [_as_module(stack, k, models[k]) for k in kept]
+    return FittedMany(learner, trained, records, time.perf_counter() - began, threads, device,
+                      dropped={names[k]: str(error) for k, error in sorted(ctx.diverged.items())}, ctx=ctx)
 
 
-def _vmap_error(model, error, epoch, batch):
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    if isinstance(error, (RuntimeError, ValueError, NotImplementedError)) and ("vmap" in text or "functorch" in text or "batched" in text.lower()):
-        return ArgumentError(
-            f"{type(model).__name__} cannot be trained as several models at once (torch.func.vmap: {text}); "
-            "use n_models=1, or write the module without in-place updates of its buffers."
-        )
-    return TrainingError(f"{type(model).__name__} failed in epoch {epoch}, batch {batch + 1}: {type(error).__name__}: {text}")
+def _as_module(stack, k: int, built) -> torch.nn.Module:
+    """Model k of the stack as the learner's own module, with its trained weights."""
+    model = stack.unstack(k)
+    if model is not built:
+        built.load_state_dict(model.state_dict())
+    return built.eval()

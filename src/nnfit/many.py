@@ -1,0 +1,323 @@
+"""K models in one fit: stacked networks trained as one step of the ordinary loop.
+
+An ensemble, the folds of a cross-validation and the cells of a grid are K networks of one
+shape. They train together as one module whose every parameter and buffer has a leading
+dimension K (``ensemble.StackedMLP`` for nnfit's own networks, in closed form; ``VmapStack``
+for any module ``torch.func.vmap`` can run), driven by ``loop.run`` exactly as a single fit is:
+the module's ``step(ctx)`` trains all K on a batch, ``ManyRows`` gives each model its own
+rows, shuffling order and weights, and every callback sees one value per model
+(``ctx.n_models``): progress, CSV logs, ``EarlyStopping`` and ``KeepBestModel`` per model (a
+stopped model's steps are masked: ``ctx.active``), ``ModelCheckpoint`` and ``AutoResume``, and
+the divergence guard (``ctx.on_divergence``: raise, or drop the model and train on).
+
+>>> import torch, nnfit as nf
+>>> from nnfit import many
+>>> X = torch.randn(40, 2); y = X.sum(dim=1, keepdim=True)
+>>> rows = many.ManyRows(X, y, [torch.arange(0, 30), torch.arange(10, 40)], seeds=[1, 2])
+>>> xb, yb, batch_rows = next(rows.batches(8, shuffle=True))
+>>> tuple(xb.shape), tuple(yb.shape), batch_rows.weight is None    # every model has 8 rows here
+((2, 8, 2), (2, 8, 1), True)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import ArgumentError, TrainingError
+
+
+@dataclass
+class RowWeights:
+    """Which rows of a K-model batch count, and how much (``ctx.weight`` of a K-model fit).
+
+    ``weight`` (K, b): each row's weight in its model's loss (0 for the padding of a model
+    with fewer rows), or None when every row counts once; ``counts`` (K,): the rows each model
+    really has in the batch (a tensor), or the batch's length; ``mask`` (K, b) bool, the rows a
+    model has (None: all); ``active`` (K,) bool, the models with any row in the batch (None: all).
+    """
+
+    weight: torch.Tensor | None = None
+    counts: torch.Tensor | int = 0
+    mask: torch.Tensor | None = None
+    active: torch.Tensor | None = None
+
+
+class ManyRows:
+    """The training (or validation) rows of K models, batched together.
+
+    ``X`` (n, p) is shared by every model, or (K, n, p) gives each its own version (each
+    fold scaled with its own training rows); ``y`` likewise (``per_model_y`` says which, by
+    default as ``X``). ``rows``: one index tensor per
+    model (models may have different numbers of rows: a shorter one is padded and masked).
+    ``seeds`` seed each model's shuffling generator (``generators`` gives them instead);
+    ``weight`` (n,) weighs the rows (sample and class weights). A batch is
+    (x (K, b, p), y (K, b, ...), ``RowWeights``). ``block``, when given, is the batch size
+    used whatever the loop asks (validation predicts in large blocks).
+    """
+
+    def __init__(self, X, y, rows, seeds=None, generators=None, weight=None, block=None, per_model_y=None):
+        self.X, self.y, self.weight = X, y, weight
+        self.rows = [torch.as_tensor(r, dtype=torch.int64, device=X.device) for r in rows]
+        self.n_models = len(self.rows)
+        if generators is None:
+            generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds] if seeds is not None else None
+        self.generators = generators
+        self.block = block
+        self.sizes = [len(r) for r in self.rows]
+        self.n_max, self.n_min = max(self.sizes), min(self.sizes)
+        if self.n_min == 0:
+            raise ArgumentError("Every model needs at least one row to train on.")
+        self.per_model_x = X.dim() == 3
+        self.per_model_y = self.per_model_x if per_model_y is None else per_model_y
+        self._order = torch.stack([torch.cat([r, r.new_zeros(self.n_max - len(r))]) for r in self.rows])
+        self._sizes = torch.tensor(self.sizes, device=X.device, dtype=torch.float32)
+        self._positions = torch.arange(self.n_max, device=X.device)
+        self._models = torch.arange(self.n_models, device=X.device)[:, None]
+
+    def __len__(self):
+        return self.n_max
+
+    def to(self, device) -> "ManyRows":
+        moved = copy.copy(self)
+        moved.X = self.X.to(device)
+        moved.y = None if self.y is None else self.y.to(device)
+        moved.weight = None if self.weight is None else self.weight.to(device)
+        moved.rows = [r.to(device) for r in self.rows]
+        moved._order, moved._sizes = self._order.to(device), self._sizes.to(device)
+        moved._positions, moved._models = self._positions.to(device), self._models.to(device)
+        return moved
+
+    def _size(self, batch_size):
+        if self.block is not None:
+            return self.block
+        return self.n_max if batch_size is None else batch_size
+
+    def n_batches(self, batch_size, drop_last=False):
+        size = self._size(batch_size)
+        if drop_last and self.n_max >= size:
+            return self.n_max // size
+        return -(-self.n_max // size)
+
+    def batches(self, batch_size, shuffle, generator=None, drop_last=False):
+        """(x, y, RowWeights) per batch; each model shuffles its own rows with its own generator."""
+        order = self._order
+        if shuffle:
+            device = self.X.device
+            order = torch.stack([
+                torch.cat([r[torch.randperm(len(r), generator=g).to(device)], r.new_zeros(self.n_max - len(r))])
+                for r, g in zip(self.rows, self.generators)
+            ])
+        size = self._size(batch_size)
+        stop = self.n_max - self.n_max % size if drop_last and self.n_max >= size else self.n_max
+        for start in range(0, stop, size):
+            index = order[:, start : start + size]
+            xb = self.X[self._models, index] if self.per_model_x else self.X[index]
+            yb = self.y[self._models, index] if self.per_model_y else self.y[index]
+            yield xb, yb, self._row_weights(index, start, size)
+
+    def _row_weights(self, index, start, size) -> RowWeights:
+        b = index.shape[1]
+        rows = RowWeights(counts=b)
+        if min(start + size, self.n_max) > self.n_min:  # some model has fewer rows: mask its padding
+            rows.mask = self._positions[start : start + b][None, :] < self._sizes[:, None]
+            rows.counts = rows.mask.sum(dim=1)
+            rows.weight = rows.mask.to(torch.float32)
+            if start >= self.n_min:
+                rows.active = torch.tensor([s > start for s in self.sizes], device=index.device)
+        if self.weight is not None:
+            w = self.weight[index]
+            rows.weight = w if rows.weight is None else w * rows.weight
+        return rows
+
+    def describe(self) -> str:
+        """The rows of each model, as a fingerprint shows them (AutoResume)."""
+        from .checkpoints import _hash_tensors
+
+        return f"{self.n_models} models, rows {', '.join(map(str, self.sizes))} {_hash_tensors(self.rows)}"
+
+
+class Stacked:
+    """The step of a module of K stacked models (a mixin: ``forward`` gives (K, b, outputs)).
+
+    Training: ``train_batch(ctx, weight, total)`` returns (prediction, loss per model) with the
+    gradients written; then the optimizer steps every model that is active and has rows in the
+    batch. Validation predicts and scores each model on its own rows.
+    """
+
+    n_models = 1
+
+    def step(self, ctx):
+        rows = ctx.weight if isinstance(ctx.weight, RowWeights) else None
+        weight = None if rows is None else rows.weight
+        total = None if rows is None or not isinstance(rows.counts, torch.Tensor) else rows.counts.clamp(min=1)
+        if weight is not None and total is not None and rows.mask is not None and self._row_weighted(ctx):
+            total = None  # sample weights: sum(w * loss) / sum(w), the padding weighing 0
+        if not ctx.training:
+            ctx.pred = self(ctx.input)
+            ctx.loss = self.losses(ctx, ctx.pred, ctx.target, weight, total)
+            return
+        ctx.pred, ctx.loss = self.train_batch(ctx, weight, total)
+        active = ctx.active_tensor
+        if rows is not None and rows.active is not None:
+            active = rows.active if active is None else active & rows.active
+        step_models(ctx.opt, active)
+
+    def _row_weighted(self, ctx) -> bool:
+        data = ctx.train_data if ctx.training else ctx.valid_data
+        return getattr(data, "weight", None) is not None
+
+
+def step_models(optimizer, active) -> None:
+    """One optimizer step for the models marked True in ``active`` (None: all)."""
+    if active is None or hasattr(optimizer, "model_steps"):  # nnfit's closed-form optimizer masks itself
+        optimizer.step(active) if active is not None else optimizer.step()
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    keep = ~active
+    saved = [p.detach()[keep].clone() for p in params]
+    for p in params:
+        if p.grad is not None:
+            p.grad[keep] = 0
+    optimizer.step()
+    with torch.no_grad():
+        for p, old in zip(params, saved):
+            p[keep] = old
+
+
+class VmapStack(Stacked, nn.Module):
+    """K copies of any module ``torch.func.vmap`` can run, as one module with stacked parameters.
+
+    Model k is ``models[k]``; their parameters and buffers are stacked (K, ...) with
+    ``torch.func.stack_module_state``, and one batched forward and backward trains all K
+    (dropout draws different masks per model). ``loss`` (a torch loss) gives each model's
+    batch loss; with row weights it is averaged with them (``losses.SampleWeighted``).
+    ``unstack(k)`` gives model k back as its own module.
+
+    >>> import torch, nnfit as nf
+    >>> from nnfit.many import VmapStack
+    >>> stack = VmapStack([torch.nn.Linear(3, 1) for _ in range(4)], torch.nn.MSELoss())
+    >>> stack(torch.zeros(4, 5, 3)).shape, stack.unstack(2).weight.shape
+    (torch.Size([4, 5, 1]), torch.Size([1, 3]))
+    """
+
+    def __init__(self, models: list, loss):
+        super().__init__()
+        from torch.func import stack_module_state
+
+        self.n_models = len(models)
+        self.models = models
+        params, buffers = stack_module_state(models)
+        self.names = list(params)
+        self.stacked = nn.ParameterList(nn.Parameter(params[name].detach().clone()) for name in self.names)
+        self.buffer_names = list(buffers)
+        for i, name in enumerate(self.buffer_names):
+            self.register_buffer(f"buffer_{i}", buffers[name].detach().clone())
+        self._base = [copy.deepcopy(models[0]).to("meta")]  # in a list: not a submodule that .to() would move
+        self.loss = loss
+        self._weighted = None
+
+    def _state(self):
+        params = dict(zip(self.names, self.stacked))
+        buffers = {name: getattr(self, f"buffer_{i}") for i, name in enumerate(self.buffer_names)}
+        return params, buffers
+
+    def forward(self, x):
+        from torch.func import functional_call, vmap
+
+        if x.dim() == 2:
+            x = x.expand(self.n_models, *x.shape)
+        params, buffers = self._state()
+        base = self._base[0].train(self.training)
+        return vmap(lambda p, b, xk: functional_call(base, (p, b), (xk,)), randomness="different")(params, buffers, x)
+
+    def losses(self, ctx, pred, target, weight=None, total=None):
+        from torch.func import vmap
+
+        if weight is None:
+            losses = vmap(self.loss)(pred, target)
+        else:
+            if self._weighted is None:
+                from .losses import SampleWeighted
+
+                self._weighted = SampleWeighted(self.loss)
+            losses = vmap(self._weighted)(pred, target, weight)
+        if losses.shape != (self.n_models,):
+            raise ArgumentError(f"The loss must give one number per batch; it gave shape {tuple(losses.shape[1:])}.")
+        return losses
+
+    def train_batch(self, ctx, weight, total):
+        try:
+            pred = self(ctx.input)
+            losses = self.losses(ctx, pred, ctx.target, weight, total)
+        except ArgumentError:
+            raise
+        except Exception as error:
+            raise vmap_error(self.models[0], error, ctx) from error
+        ctx.opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        return pred.detach(), losses.detach()
+
+    def unstack(self, k: int) -> nn.Module:
+        """Model k (from 0) as its own module, with its trained weights."""
+        model = self.models[k]
+        params, buffers = self._state()
+        model.load_state_dict({name: value[k].detach() for name, value in {**params, **buffers}.items()})
+        return model.eval()
+
+
+def vmap_error(model, error, ctx):
+    """The error for a module that vmap cannot run, or that failed inside it."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, (RuntimeError, ValueError, NotImplementedError)) and (
+        "vmap" in text or "functorch" in text or "batched" in text.lower()
+    ):
+        return ArgumentError(
+            f"{type(model).__name__} cannot be trained as several models at once (torch.func.vmap: {text}); "
+            "use n_models=1, or write the module without in-place updates of its buffers."
+        )
+    return TrainingError(
+        f"{type(model).__name__} failed in epoch {ctx.epoch + 1}, batch {ctx.iter + 1}: {type(error).__name__}: {text}"
+    )
+
+
+def model_metrics(metrics, n_models: int) -> list:
+    """K independent copies of a list of metrics, one list per model (model 1's is ``metrics`` itself)."""
+    return [metrics] + [[copy.deepcopy(m) for m in metrics] for _ in range(n_models - 1)]
+
+
+def fit(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, callbacks=(), min_epochs=None,
+        device="cpu", names=None, on_divergence="error", verbose=False, seed=None, description=None,
+        data_given=None, valid_metrics=None):
+    """Train the K stacked models of ``model`` with ``loop.run``; return the loop's ``Context``.
+
+    ``train`` and ``valid`` are ``ManyRows`` (valid may be None); ``metrics`` one list of
+    metric objects per model (per-model metrics such as a fold's rescaled MAE; or
+    ``model_metrics(list, K)``), ``valid_metrics`` those of validation (default: copies of
+    ``metrics``). ``ctx.records`` holds (set, metric, epoch, value, model)
+    rows; ``ctx.diverged`` {model index: DivergenceError} of the models dropped with
+    ``on_divergence="drop"``; ``ctx.active`` which models were still training at the end.
+    ``description`` ({field: text}, or a function of the context giving it) identifies the run
+    for AutoResume.
+    """
+    from . import callbacks as cb
+    from .checkpoints import DivergenceGuard
+    from .loop import Context, run
+
+    K = model.n_models
+    if valid_metrics is None:
+        valid_metrics = [[copy.deepcopy(m) for m in model_list] for model_list in metrics]
+    ctx = Context(model, loss_fn, {"opt": optimizer}, train, valid, epochs, 1 if min_epochs is None else min_epochs,
+                  batch_size, metrics[0], valid_metrics[0], device, None)
+    ctx.n_models = K
+    ctx.model_metrics = {"train": metrics, "valid": valid_metrics}
+    ctx.model_names = names or [f"model {k + 1} of {K}" for k in range(K)]
+    ctx.on_divergence = on_divergence
+    ctx.seed = seed
+    ctx.description = description(ctx) if callable(description) else dict(description or {})
+    ctx.data_given = data_given or {"data": train, "validation data": valid}
+    all_callbacks = [cb.MetricsRecorder(), DivergenceGuard()] + ([cb.Progress()] if verbose else []) + list(callbacks)
+    return run(ctx, all_callbacks)
