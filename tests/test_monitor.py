@@ -292,9 +292,10 @@ def test_the_built_in_callbacks_that_take_the_fast_path_are_those_that_say_so():
     assert fast == ["Progress", "EarlyStopping", "CSVLogger", "TensorBoard", "ModelCheckpoint", "KeepBestModel",
                     "Interrupt", "AutoResume"]
     learner = nf.setup(nf.MLP, loss="mse", optimizer="adam").set_hparams(input_size=3, hidden=4)
-    for callback in (nf.callbacks.Progress(), EarlyStopping(), nf.callbacks.CSVLogger("h.csv")):
+    for callback in (nf.callbacks.Progress(), EarlyStopping(), nf.callbacks.CSVLogger("h.csv"), KeepBestModel(),
+                     ModelCheckpoint("c-{epoch}.nnfit")):
         assert type(fused.learner_for(learner, [callback])) is fused.FusedLearner
-    for callback in (KeepBestModel(), ModelCheckpoint("c-{epoch}.nnfit"), nf.callbacks.GradientClip(),
+    for callback in (nf.callbacks.GradientClip(),
                      LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1), "not a callback"):
         assert fused.learner_for(learner, [callback]) is learner
 
