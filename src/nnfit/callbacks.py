@@ -246,9 +246,19 @@ class MetricsRecorder(Callback):
                                    for p, _, m in self._pending], dim=1)
             self._pending = []
             per_model = self._per_model(ctx, metrics)
-            for k, model_list in enumerate(per_model):
-                pred, target = (preds[k], targets[k]) if masks is None else (preds[k][masks[k]], targets[k][masks[k]])
-                self._update_metrics(ctx, model_list, pred, target)
+            if masks is None:  # every model has every row: one batched update per metric
+                from .metrics import Metric
+
+                for i, metric in enumerate(metrics):
+                    update = getattr(type(metric), "update_models", None) or Metric.update_models
+                    try:
+                        update([m[i] for m in per_model], preds, targets)
+                    except Exception as error:
+                        raise TrainingError(f"Metric {type(metric).__name__}.update failed {where(ctx)}: "
+                                            f"{type(error).__name__}: {error}") from error
+            else:
+                for k, model_list in enumerate(per_model):
+                    self._update_metrics(ctx, model_list, preds[k][masks[k]], targets[k][masks[k]])
             for i, metric in enumerate(metrics):
                 try:
                     numbers[metric.name] = torch.stack([m[i].compute().reshape(()) for m in per_model])

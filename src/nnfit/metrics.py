@@ -79,6 +79,14 @@ class Metric:
             return torch.tensor(float("nan"))
         return self._sum / self._count
 
+    @classmethod
+    def update_models(cls, metrics: list, preds: torch.Tensor, targets: torch.Tensor) -> None:
+        """Update K models' metrics (one each, of this class) with their stacked predictions (K, n, ...).
+
+        K separate ``update`` calls; a metric that can do it in one batched computation overrides it."""
+        for metric, pred, target in zip(metrics, preds, targets):
+            metric.update(pred, target)
+
     def _add(self, total: torch.Tensor, count):
         # Running sums stay on the device; nothing here synchronises with the host.
         total = total.detach().to(torch.float64)
@@ -120,6 +128,15 @@ class MAE(Metric):
     def update(self, pred, target):
         pred, target = _regression_pair(pred, target)
         self._add((pred - target).abs().sum(), target.numel())
+
+    @classmethod
+    def update_models(cls, metrics, preds, targets):
+        if type(metrics[0]) is not MAE or preds.shape != targets.shape:
+            return super().update_models(metrics, preds, targets)
+        sums = (preds.detach().double() - targets.detach().double()).abs().reshape(len(metrics), -1).sum(dim=1)
+        count = preds[0].numel()
+        for metric, total in zip(metrics, sums):
+            metric._add(total, count)
 
 
 class MSE(Metric):
@@ -527,6 +544,17 @@ class Rescaled(Metric):
 
     def compute(self):
         return self.metric.compute()
+
+    @classmethod
+    def update_models(cls, metrics, preds, targets):
+        inner = [m.metric for m in metrics]
+        if preds.dim() != 3 or len({type(m) for m in inner}) != 1:
+            return super().update_models(metrics, preds, targets)
+        scale = torch.stack([m.scale for m in metrics]).to(preds.device)  # (K, 1, outputs)
+        center = torch.stack([m.center for m in metrics]).to(preds.device)
+        K, n = preds.shape[:2]
+        type(inner[0]).update_models(inner, preds.detach().reshape(K, n, -1) * scale + center,
+                                     targets.detach().reshape(K, n, -1) * scale + center)
 
     def __repr__(self):
         return f"Rescaled({self.metric!r})"
