@@ -94,7 +94,7 @@ def _threads_for(contender, workload, data, threads):
         return threads
     import torch
 
-    from nnfit import threads as nnfit_threads
+    from nnfit.train import threads as nnfit_threads
 
     chosen = nnfit_threads.choose(workload.network(data.X.shape[1], data.n_outputs), workload.batch_size, len(data.X), "cpu")
     torch.set_num_threads(chosen)

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 import nnfit as nf
-from nnfit import checkpoints, files
-from nnfit.callbacks import AutoResume, Callback, EarlyStopping, Interrupt, KeepBestModel, ModelCheckpoint
+from nnfit import files
+from nnfit.train import checkpoints
+from nnfit.train import learner as learner_module
+from nnfit.train.callbacks import AutoResume, Callback, EarlyStopping, Interrupt, KeepBestModel, ModelCheckpoint
 from nnfit.errors import (
     ArgumentError,
     DataError,
@@ -323,7 +325,7 @@ def test_auto_resume_needs_a_folder(tmp_path):
 
 
 def test_checkpoint_callbacks_are_reexported_without_an_import_cycle():
-    code = "import nnfit.checkpoints, nnfit.callbacks as c; print(c.AutoResume is nnfit.checkpoints.AutoResume)"
+    code = "import nnfit.train.checkpoints, nnfit.train.callbacks as c; print(c.AutoResume is nnfit.train.checkpoints.AutoResume)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
     assert nf.callbacks.ModelCheckpoint is checkpoints.ModelCheckpoint
@@ -432,7 +434,7 @@ def test_the_guard_reads_from_the_device_once_per_fit(monkeypatch):
     def reads(guarded, epochs):
         calls = []
         if not guarded:
-            monkeypatch.setattr(nf.learner, "DivergenceGuard", Callback)
+            monkeypatch.setattr(learner_module, "DivergenceGuard", Callback)
         for name in ("item", "tolist", "__bool__", "__float__", "cpu"):
             real = getattr(torch.Tensor, name)
             monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, **k: calls.append(1) or _real(self, *a, **k))

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import nnfit as nf
-from nnfit import closed_form
-from nnfit.ensemble import StackedMLP, row_losses
-from nnfit.losses import BinaryLogitLoss, SampleWeighted
+from nnfit.train import closed_form
+from nnfit.train.ensemble import StackedMLP, row_losses
+from nnfit.train.losses import BinaryLogitLoss, SampleWeighted
 
 OPTIMIZERS = [
     (torch.optim.SGD, {"lr": 0.1}),

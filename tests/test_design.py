@@ -251,7 +251,7 @@ def test_design_does_not_import_torch_nn_or_the_loop():
 
     code = (
         "import sys, nnfit.design;"
-        "bad = [m for m in ('nnfit.loop', 'nnfit.learner', 'nnfit.modules') if m in sys.modules];"
+        "bad = [m for m in ('nnfit.train.loop', 'nnfit.train.learner', 'nnfit.modules') if m in sys.modules];"
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

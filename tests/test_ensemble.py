@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import nnfit as nf
-from nnfit.ensemble import StackedMLP
+from nnfit.train.ensemble import StackedMLP
 from nnfit.errors import ArgumentError
 
 pytestmark = pytest.mark.filterwarnings("ignore::nnfit.errors.MissingValuesWarning")
@@ -129,7 +129,7 @@ def test_activation_without_closed_form_falls_back_to_autograd(lab_split):
 
 
 def test_train_drops_only_the_models_that_diverge_and_they_never_touch_the_others(lab_split):
-    from nnfit import ensemble
+    from nnfit.train import ensemble
     from nnfit.mlpfit import prepare
 
     prepared = prepare("body_mass_g ~ .", lab_split[0])
@@ -148,7 +148,7 @@ def test_train_drops_only_the_models_that_diverge_and_they_never_touch_the_other
 
 
 def test_train_raises_for_the_first_model_that_diverges_by_default(lab_split):
-    from nnfit import ensemble
+    from nnfit.train import ensemble
     from nnfit.errors import DivergenceError
     from nnfit.mlpfit import prepare
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import nnfit as nf
-from nnfit import fused
-from nnfit.losses import BinaryLogitLoss, SampleWeighted
+from nnfit.train import fused
+from nnfit.train.losses import BinaryLogitLoss, SampleWeighted
 
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]
 OPTIMIZERS = [

@@ -1099,7 +1099,7 @@ def test_a_bad_key_at_load_is_refused(env):
 
 # ---------------------------------------------------------------------- checkpoints and luz-style files
 def test_a_checkpoint_with_a_text_dtype_is_refused(env):
-    from nnfit import checkpoints
+    from nnfit.train import checkpoints
 
     files.write("ck.nnfit", {}, {"kind": "checkpoint", "module": "Net", "state": {"rng": {"__array__": ["a"],
                                                                                             "dtype": "U500000000"}}})

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import nnfit as nf
-from nnfit.callbacks import AutoResume, Callback
+from nnfit.train.callbacks import AutoResume, Callback
 from nnfit.errors import ArgumentError, DivergenceError, ModelFileError, TrainingError
 from nnfit.sklearn import MLPClassifier, MLPRegressor
 

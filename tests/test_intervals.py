@@ -10,7 +10,7 @@ import torch
 
 import nnfit as nf
 from nnfit import files, intervals
-from nnfit.ensemble import StackedMLP
+from nnfit.train.ensemble import StackedMLP
 from nnfit.errors import ArgumentError, DataError, ModelFileError
 
 pytestmark = pytest.mark.filterwarnings("ignore::nnfit.errors.MissingValuesWarning")

@@ -356,7 +356,7 @@ def test_an_lstm_learns_to_sum_a_sequence():
 # --- devices and the fitted print ----------------------------------------------------------
 
 def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
-    from nnfit.learner import resolve_device
+    from nnfit.train.learner import resolve_device
 
     assert resolve_device("auto") == torch.device("cpu")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
@@ -413,7 +413,7 @@ def test_the_luz_parity_table_is_complete_and_its_tests_exist():
 
 
 def test_predict_in_blocks_gives_each_row_the_same_bits_whatever_comes_with_it():
-    from nnfit.learner import predict_in_blocks
+    from nnfit.train.learner import predict_in_blocks
 
     torch.manual_seed(0)
     net = nf.MLP(7, [50], 3).eval()

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import nnfit as nf
-from nnfit.callbacks import HOOKS
+from nnfit.train.callbacks import HOOKS
 from nnfit.errors import ArgumentError, ArgumentTypeError, TrainingError
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from nnfit import losses
+from nnfit.train import losses
 from nnfit.errors import ArgumentError
 
 

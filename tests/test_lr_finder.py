@@ -8,7 +8,7 @@ from torch import nn
 
 import nnfit as nf
 from nnfit.errors import ArgumentError
-from nnfit.rate_finder import suggest
+from nnfit.train.rate_finder import suggest
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""K models in one fit (nnfit.many): every callback works per model, and model k equals its fit alone."""
+"""K models in one fit (nnfit.train.many): every callback works per model, and model k equals its fit alone."""
 
 import csv
 import io
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import nnfit as nf
-from nnfit import many
-from nnfit.checkpoints import read_checkpoint
+from nnfit.train import many
+from nnfit.train.checkpoints import read_checkpoint
 from nnfit.errors import DivergenceError
 
 

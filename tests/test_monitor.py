@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 import nnfit as nf
-from nnfit import fused
-from nnfit.callbacks import AutoResume, Callback, EarlyStopping, KeepBestModel, LRScheduler, ModelCheckpoint
+from nnfit.train import fused
+from nnfit.train.callbacks import AutoResume, Callback, EarlyStopping, KeepBestModel, LRScheduler, ModelCheckpoint
 from nnfit.errors import ArgumentError, TrainingError
-from nnfit.monitor import Monitor
+from nnfit.train.monitor import Monitor
 
 g = torch.Generator().manual_seed(0)
 X = torch.randn(200, 5, generator=g)

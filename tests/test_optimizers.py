@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nnfit import optimizers
+from nnfit.train import optimizers
 from nnfit.errors import ArgumentError
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nnfit import files
-from nnfit.checkpoints import CHECKPOINT_FILE, read_checkpoint
+from nnfit.train.checkpoints import CHECKPOINT_FILE, read_checkpoint
 
 EPOCHS = 120
 

@@ -13,7 +13,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 import nnfit as nf
-from nnfit import fused
+from nnfit.train import fused
 from nnfit.errors import ArgumentError, DataError, MissingValuesWarning
 from nnfit.sklearn import EXPECTED_FAILED_CHECKS, MLPClassifier, MLPRegressor
 

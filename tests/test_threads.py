@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import nnfit as nf
-from nnfit import threads
+from nnfit.train import threads
 
 
 @pytest.fixture()

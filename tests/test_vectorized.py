@@ -4,7 +4,7 @@ from torch import nn
 
 import nnfit as nf
 from nnfit.errors import ArgumentError
-from nnfit.vectorized import FittedMany
+from nnfit.train.vectorized import FittedMany
 
 
 class Small(nn.Module):
@@ -114,7 +114,7 @@ def test_luz_style_cross_validation(data):
 
 
 def test_a_member_that_diverges_is_dropped_when_asked(data):
-    from nnfit.vectorized import fit_many
+    from nnfit.train.vectorized import fit_many
 
     X, y = data
     y = y.clone()

@@ -19,9 +19,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Design": ("nnfit.design", "Design"),
     "split": ("nnfit.sampling", "split"),
-    "setup": ("nnfit.learner", "setup"),
-    "Learner": ("nnfit.learner", "Learner"),
-    "Fitted": ("nnfit.learner", "Fitted"),
+    "setup": ("nnfit.train.learner", "setup"),
+    "Learner": ("nnfit.train.learner", "Learner"),
+    "Fitted": ("nnfit.train.learner", "Fitted"),
     "mlp": ("nnfit.mlpfit", "mlp"),
     "MLPFit": ("nnfit.mlpfit", "MLPFit"),
     "MLP": ("nnfit.modules", "MLP"),
@@ -30,12 +30,12 @@ _EXPORTS = {
     "cross_validate": ("nnfit.tuning", "cross_validate"),
     "grid": ("nnfit.tuning", "grid"),
     "datasets": ("nnfit.datasets", None),
-    "metrics": ("nnfit.metrics", None),
-    "callbacks": ("nnfit.callbacks", None),
+    "metrics": ("nnfit.train.metrics", None),
+    "callbacks": ("nnfit.train.callbacks", None),
     "plot": ("nnfit.plot", None),
     "errors": ("nnfit.errors", None),
     "sklearn": ("nnfit.sklearn", None),  # scikit-learn estimators; imports scikit-learn on first use
-    "lr_finder": ("nnfit.rate_finder", "lr_finder"),  # the module may not share the function's name
+    "lr_finder": ("nnfit.train.rate_finder", "lr_finder"),  # the module may not share the function's name
     "modules": ("nnfit.modules", None),  # MLP, and the ready RNN, LSTM, CNN and Spectrogram
     "lags": ("nnfit.sequences", "lags"),
     "sequences": ("nnfit.sequences", None),

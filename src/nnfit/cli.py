@@ -181,7 +181,7 @@ def _check_fit_arguments(args):
     """(hidden, dropout) from the fit options, every option checked; nothing is read or trained yet."""
     from .errors import ArgumentError, check_positive_int, check_rate
     from .modules import check_architecture
-    from .optimizers import resolve
+    from .train.optimizers import resolve
 
     hidden = _numbers(args.hidden, int, "hidden")
     dropout = _numbers(args.dropout, float, "dropout")

@@ -230,7 +230,7 @@ def _cv_plus(fit, matrices, folds) -> Calibration:
     members) in one stacked pass; the out-of-fold residuals and the fold networks."""
     import torch
 
-    from .ensemble import seeds_for
+    from .train.ensemble import seeds_for
     from .mlpfit import Prepared, _fit_many
     from .tuning import _assign_folds, _standardize
 
@@ -466,7 +466,7 @@ def from_saved(data, tensors: dict):
         return Calibration("split", data["scores"])
     import torch
 
-    from .ensemble import StackedMLP
+    from .train.ensemble import StackedMLP
     from .schema import Refusal
 
     weights = {name[len(PREFIX):]: tensor for name, tensor in tensors.items() if name.startswith(PREFIX)}

@@ -16,8 +16,9 @@ import numpy as np
 
 from .design import Design, as_pandas, is_polars, warn_left_out
 from .errors import ArgumentError, DataError
-from . import ensemble, intervals
-from .ensemble import StackedMLP, check_n_models
+from .train import ensemble
+from . import intervals
+from .train.ensemble import StackedMLP, check_n_models
 from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_size
 
 
@@ -52,7 +53,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     n_models : train this many networks at once (an ensemble; model k uses seed + k), in one
         vectorized pass; predictions are their mean.
     on_divergence : a fit whose training loss diverges (NaN, infinite, or 10,000 times the
-        untrained network's; see ``nnfit.checkpoints.Divergence``) raises ``DivergenceError``
+        untrained network's; see ``nnfit.train.checkpoints.Divergence``) raises ``DivergenceError``
         ("error"); with n_models > 1, "drop" keeps the models that did not diverge, renumbered,
         with a warning, and ``fit.settings["dropped"]`` names the others ("model 3 of 5").
     embed : "auto" gives each factor with more than 10 levels a learned embedding of
@@ -74,8 +75,8 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     >>> species.predict(testing.head(3)).tolist()      # the labels; type="prob" gives probabilities
     ['Adelie', 'Adelie', 'Adelie']
     """
-    from . import fused, losses, metrics
-    from . import learner as learner_module
+    from .train import fused, losses, metrics
+    from .train import learner as learner_module
 
     sizes = check_architecture(hidden, activation, dropout)[0]  # before any work starts
     check_training(lr, weight_decay, epochs, batch_size, on_divergence)
@@ -292,9 +293,9 @@ def check_training(lr, weight_decay, epochs, batch_size, on_divergence="error") 
     ...
     nnfit.errors.ArgumentError: lr must be a finite number above 0, not -1.
     """
-    from .checkpoints import check_on_divergence
+    from .train.checkpoints import check_on_divergence
     from .errors import check_positive_int, check_rate
-    from .learner import _epochs
+    from .train.learner import _epochs
 
     for rate in lr if isinstance(lr, (list, tuple)) else [lr]:
         check_rate("lr", rate, allow_none=True)
@@ -311,7 +312,7 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
               verbose=None, metrics=None) -> "MLPFit":
     """Train len(seeds) networks of one shape at once (an ensemble, folds or a grid's cell).
 
-    The models train in the ordinary loop as one stacked module (``nnfit.many``): ``callbacks``
+    The models train in the ordinary loop as one stacked module (``nnfit.train.many``): ``callbacks``
     work per model, ``weight`` (one per row of ``prepared``) weighs the rows' losses.
 
     Models that diverge raise ``DivergenceError`` naming them (``names``), or with
@@ -320,8 +321,8 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
     """
     import torch
 
-    from .data import InMemory, split_valid
-    from .learner import _epochs, resolve_device
+    from .train.data import InMemory, split_valid
+    from .train.learner import _epochs, resolve_device
 
     min_epochs, max_epochs = _epochs(epochs)
     check_training(lrs, weight_decays, epochs, batch_size, on_divergence)
@@ -350,7 +351,7 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
     names = names or [f"model {k + 1} of {len(seeds)}" for k in range(len(seeds))]
     dropped = {names[k]: str(error) for k, error in sorted(diverged.items())}
     if len(diverged) == len(seeds) and not keep_diverged:
-        from .checkpoints import all_diverged_error
+        from .train.checkpoints import all_diverged_error
 
         raise all_diverged_error(diverged[k] for k in sorted(diverged))
     if diverged and not keep_diverged:
@@ -448,7 +449,7 @@ def _task(design: Design) -> str:
 
 
 def _optimizer_name(optimizer) -> str:
-    from .optimizers import name_of
+    from .train.optimizers import name_of
 
     return name_of(optimizer)
 
@@ -573,7 +574,7 @@ class MLPFit:
         """
         import torch
 
-        from .learner import predict_in_blocks
+        from .train.learner import predict_in_blocks
 
         self.model.eval()
         if not len(X):
@@ -818,7 +819,7 @@ class MLPFit:
         import pandas as pd
 
         codes = np.full(len(frame), -1, dtype=np.int64)
-        if self.task == "binary":  # the second level above the threshold, as nnfit.metrics decides
+        if self.task == "binary":  # the second level above the threshold, as nnfit.train.metrics decides
             codes[rows] = probs[:, 1] > (self.threshold if self.threshold is not None else 0.5)
         else:
             codes[rows] = probs.argmax(axis=1)
@@ -1223,7 +1224,7 @@ def classification_scores(probs: np.ndarray, truth: np.ndarray, levels, threshol
     ``.by_class`` hold the table and the per-level sensitivity, specificity, precision, recall,
     f1 and support. Classes are the largest probability, or for two levels the second level where
     its probability is above ``threshold`` (0.5 by default). Every number comes from
-    ``nnfit.metrics``.
+    ``nnfit.train.metrics``.
 
     >>> import numpy as np
     >>> from nnfit.mlpfit import classification_scores
@@ -1240,7 +1241,7 @@ def classification_scores(probs: np.ndarray, truth: np.ndarray, levels, threshol
     import pandas as pd
     import torch
 
-    from . import metrics
+    from .train import metrics
 
     t = 0.5 if threshold is None else threshold
     binary = probs.shape[1] == 2

@@ -1,9 +1,9 @@
 """scikit-learn estimators on nnfit's engine: ``MLPRegressor`` and ``MLPClassifier``.
 
 They are a face over the pieces below: ``nnfit.modules.MLP`` is the network,
-``nnfit.learner.setup(...).fit`` trains it, and with ``formula=`` a ``nnfit.Design`` encodes
+``nnfit.train.learner.setup(...).fit`` trains it, and with ``formula=`` a ``nnfit.Design`` encodes
 data frames (factors, levels and scaling learned on the training data only). As for
-``nf.mlp``, ``nnfit.fused.learner_for`` decides the step: closed-form gradients for the
+``nf.mlp``, ``nnfit.train.fused.learner_for`` decides the step: closed-form gradients for the
 activations, losses and optimizers it knows (weighted rows, warm starts and ``partial_fit``
 included), autograd otherwise; both train the same network to float rounding. Every
 hyperparameter is a constructor argument, so ``clone``, ``Pipeline``, ``cross_val_score`` and
@@ -22,7 +22,7 @@ except for the checks in ``EXPECTED_FAILED_CHECKS``, with the reason: stochastic
 of weight 2 the same as two copies of the row (the shuffled batches differ). scikit-learn
 itself skips ``check_array_api_input`` unless SCIPY_ARRAY_API=1 is set; these estimators take
 numpy (and pandas, polars) input, not the array API. Predictions go through the network in
-blocks of one size (``nnfit.learner.predict_in_blocks``), so a row's prediction is the same,
+blocks of one size (``nnfit.train.learner.predict_in_blocks``), so a row's prediction is the same,
 to the bit, whatever rows are passed with it and in whatever order.
 
 ``n_models`` accepts only 1: an estimator here is one network, whose sample weights, class
@@ -55,14 +55,14 @@ except ImportError:
     raise MissingDependencyError("nnfit.sklearn needs scikit-learn 1.6 or later: pip install 'nnfit[sklearn]'.") from None
 from torch import nn
 
-from . import closed_form, fused
-from .callbacks import Callback
+from .train import closed_form, fused
+from .train.callbacks import Callback
 from .design import Design, _column_stats, as_pandas, warn_left_out
 from .errors import check_rate
-from .learner import predict_in_blocks, setup
+from .train.learner import predict_in_blocks, setup
 from .mlpfit import MLPFit, _optimizer_name, probabilities
 from .modules import MLP, check_architecture
-from .optimizers import resolve as resolve_optimizer
+from .train.optimizers import resolve as resolve_optimizer
 
 # check_estimator's checks that stochastic mini-batch training cannot pass, with the reason.
 EXPECTED_FAILED_CHECKS = {
@@ -78,7 +78,7 @@ class _Resume(Callback):
 
     Without it, each warm start or ``partial_fit`` would restart RMSprop or Adam from empty
     averages, whose first steps are far too large. The state may come from a torch optimizer
-    or from the closed-form one (``nnfit.closed_form.Optimizer``), whichever trained last; the
+    or from the closed-form one (``nnfit.train.closed_form.Optimizer``), whichever trained last; the
     hyperparameters are those asked for now, not the saved ones. It acts once, before the
     first step, so the closed-form path keeps it.
     """

@@ -140,11 +140,11 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_div
 
     import pandas as pd
 
-    from .learner import Learner
+    from .train.learner import Learner
 
     if isinstance(formula, Learner):
         return _cross_validate_learner(formula, data, folds, seed, on_divergence=on_divergence, **mlp_options)
-    from .ensemble import seeds_for
+    from .train.ensemble import seeds_for
     from .mlpfit import check_training
 
     for option in ("valid", "n_models", "callbacks"):
@@ -285,9 +285,9 @@ def _cross_validate_learner(learner, data, folds, seed, epochs=10, batch_size=32
     import pandas as pd
     import torch
 
-    from .data import as_data
-    from .learner import _epochs, resolve_device
-    from .vectorized import fit_many
+    from .train.data import as_data
+    from .train.learner import _epochs, resolve_device
+    from .train.vectorized import fit_many
 
     began = time.perf_counter()
     epochs = _epochs(epochs)[1]
@@ -425,7 +425,7 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
 
     import pandas as pd
 
-    from .ensemble import OPTIMIZER_DEFAULTS
+    from .train.ensemble import OPTIMIZER_DEFAULTS
     from .errors import check_positive_int
     from .mlpfit import _fit_many, check_training, mlp, prepare
 
@@ -617,7 +617,7 @@ def _validation_scores(fit, prepared, valid, seed):
     import pandas as pd
     import torch
 
-    from .data import InMemory, split_valid
+    from .train.data import InMemory, split_valid
     from .mlpfit import score
 
     generator = torch.Generator().manual_seed(seed)

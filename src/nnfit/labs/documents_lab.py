@@ -53,8 +53,8 @@ def fit_network(X, y, n_classes, epochs, seed):
     import torch
     from torch import nn
 
-    from .. import metrics
-    from ..learner import setup
+    from ..train import metrics
+    from ..train.learner import setup
     from ..modules import MLP
 
     return (setup(MLP, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.RMSprop, metrics=[metrics.Accuracy()])
@@ -72,8 +72,8 @@ def fit_lstm(S, y, vocabulary_size, n_classes, epochs, seed):
     import torch
     from torch import nn
 
-    from .. import metrics
-    from ..learner import setup
+    from ..train import metrics
+    from ..train.learner import setup
     from ..modules import LSTM
 
     return (setup(LSTM, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[metrics.Accuracy()])

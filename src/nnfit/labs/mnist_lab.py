@@ -26,8 +26,8 @@ def fit_network(images, hidden, dropout, epochs, seed):
     import torch
     from torch import nn
 
-    from .. import metrics
-    from ..learner import setup
+    from ..train import metrics
+    from ..train.learner import setup
     from ..modules import MLP
 
     return (setup(MLP, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.RMSprop, metrics=[metrics.Accuracy()])
@@ -42,8 +42,8 @@ def fit_cnn(images, epochs, seed):
     import torch
     from torch import nn
 
-    from .. import metrics
-    from ..learner import setup
+    from ..train import metrics
+    from ..train.learner import setup
     from ..modules import CNN
 
     return (setup(CNN, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.RMSprop, metrics=[metrics.Accuracy()])

@@ -77,7 +77,7 @@ def fit_rnn(X3, y, epochs, seed):
     import torch
     from torch import nn
 
-    from ..learner import setup
+    from ..train.learner import setup
     from ..modules import RNN
 
     return (setup(RNN, loss=nn.MSELoss(), optimizer=torch.optim.RMSprop)
@@ -90,7 +90,7 @@ def fit_nar(X, y, epochs, seed):
     import torch
     from torch import nn
 
-    from ..learner import setup
+    from ..train.learner import setup
     from ..modules import MLP
 
     return (setup(MLP, loss=nn.MSELoss(), optimizer=torch.optim.RMSprop)

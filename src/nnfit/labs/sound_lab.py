@@ -79,8 +79,8 @@ def fit_cnn(images, y, epochs, seed):
     import torch
     from torch import nn
 
-    from .. import metrics
-    from ..learner import setup
+    from ..train import metrics
+    from ..train.learner import setup
     from ..modules import CNN
 
     return (setup(CNN, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[metrics.Accuracy()])
@@ -94,8 +94,8 @@ def fit_logistic(X, y, epochs, seed):
     import torch
     from torch import nn
 
-    from .. import metrics
-    from ..learner import setup
+    from ..train import metrics
+    from ..train.learner import setup
     from ..modules import MLP
 
     return (setup(MLP, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[metrics.Accuracy()])

@@ -23,8 +23,8 @@ from . import callbacks as cb
 from . import losses, metrics as metrics_module, optimizers, threads as threads_module
 from .checkpoints import DivergenceGuard
 from .data import InMemory, as_data, as_tensor, split_valid
-from .errors import check_positive_int, is_positive_int as _positive_int
-from .errors import ArgumentError, ArgumentTypeError, DataError, TrainingError
+from ..errors import check_positive_int, is_positive_int as _positive_int
+from ..errors import ArgumentError, ArgumentTypeError, DataError, TrainingError
 from .loop import Context, run
 
 PREDICT_BLOCK = 1024
@@ -150,7 +150,7 @@ class Learner:
         ``class_weight`` ({code: weight}, one per class, or "balanced" as in scikit-learn) weight
         each row's training loss: sum(w * loss) / sum(w); they need (X, y) data and a torch loss.
         ``n_models=K`` trains K copies (model k seeded with seed + k) at once and returns a
-        ``FittedMany`` whose predictions are their mean (see ``nnfit.vectorized``).
+        ``FittedMany`` whose predictions are their mean (see ``nnfit.train.vectorized``).
 
         >>> import torch, nnfit as nf
         >>> X = torch.randn(64, 3); y = (X[:, 0] > 0.8).long()     # a rare class: about 1 row in 5
@@ -245,7 +245,7 @@ class Learner:
         return run
 
     def _fit_many(self, data, n_models, epochs, batch_size, seed, device, threads, accumulate=1, **options):
-        """``fit(n_models=K)``: K copies trained at once in the ordinary loop (see nnfit.vectorized)."""
+        """``fit(n_models=K)``: K copies trained at once in the ordinary loop (see nnfit.train.vectorized)."""
         from .vectorized import fit_many
 
         if accumulate != 1:
@@ -279,7 +279,7 @@ class Evaluation:
 
     ``Fitted.evaluate`` returns one.
 
-    >>> from nnfit.learner import Evaluation
+    >>> from nnfit.train.learner import Evaluation
     >>> result = Evaluation({"loss": 0.25, "accuracy": 0.9}, n=68)
     >>> result
     <nnfit Evaluation> 68 rows; loss: 0.25, accuracy: 0.9
@@ -296,7 +296,7 @@ class Evaluation:
         return f"<nnfit Evaluation> {self.n} rows; {values}"
 
     def _repr_html_(self):
-        from . import display
+        from .. import display
 
         return display.table(list(self.metrics.items()) + [("rows", self.n)], title="nnfit evaluation")
 
@@ -412,14 +412,14 @@ class Fitted:
 
     def plot(self):
         """Learning curves: one panel per metric, training and validation by epoch."""
-        from . import plot
+        from .. import plot
 
         return plot.learning_curves(self.metrics)
 
     def save(self, path, key=None):
         """Save the weights (safetensors) and a description of the module into one file;
         with ``key``, signed with HMAC-SHA256 (``nf.load(path, module=..., key=key)`` checks it)."""
-        from . import files
+        from .. import files
 
         files.save_module(path, self, key=key)
 
@@ -437,7 +437,7 @@ class Fitted:
 
     def _repr_html_(self):
         """Jupyter's view: the module, how it was trained, the last epoch's metrics, the learning curves."""
-        from . import display
+        from .. import display
 
         facts = [
             ("module", type(self.model).__name__),
@@ -464,7 +464,7 @@ def predict_in_blocks(forward, rows, block: int = PREDICT_BLOCK, dim: int = 0, i
     (K, n, p): ``in_dim=1``). A batch that is not one tensor is passed through as it is.
 
     >>> import torch
-    >>> from nnfit.learner import predict_in_blocks
+    >>> from nnfit.train.learner import predict_in_blocks
     >>> net = torch.nn.Linear(3, 2)
     >>> x = torch.randn(5, 3)
     >>> alone = predict_in_blocks(net, x[:1]); together = predict_in_blocks(net, x)
@@ -517,7 +517,7 @@ def predict_in_blocks(forward, rows, block: int = PREDICT_BLOCK, dim: int = 0, i
 def resolve_device(device) -> torch.device:
     """'auto' -> cuda, then mps, then cpu; anything else as torch.device reads it.
 
-    >>> from nnfit.learner import resolve_device
+    >>> from nnfit.train.learner import resolve_device
     >>> resolve_device("cpu")
     device(type='cpu')
     """
@@ -554,7 +554,7 @@ def row_weights(y, sample_weight, class_weight):
     """Each training row's weight from sample_weight and class_weight (targets ``y``), or None for neither.
 
     >>> import torch
-    >>> from nnfit.learner import row_weights
+    >>> from nnfit.train.learner import row_weights
     >>> row_weights(torch.tensor([0, 0, 0, 1]), [1.0, 2.0, 1.0, 1.0], "balanced").tolist()
     [0.6666666865348816, 1.3333333730697632, 0.6666666865348816, 2.0]
     """

@@ -20,9 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import closed_form
-from .errors import ArgumentError
+from ..errors import ArgumentError
 from .many import Stacked
-from .modules import ACTIVATIONS, MLP
+from ..modules import ACTIVATIONS, MLP
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 OPTIMIZER_DEFAULTS = {name: closed_form.defaults(optimizer) for name, optimizer in OPTIMIZERS.items()}
@@ -32,7 +32,7 @@ class StackedMLP(Stacked, nn.Module):
     """K MLPs of one shape with stacked weights; ``forward`` gives (K, n, outputs).
 
     >>> import torch, nnfit as nf
-    >>> from nnfit.ensemble import StackedMLP
+    >>> from nnfit.train.ensemble import StackedMLP
     >>> nets = [nf.MLP(4, hidden=[3], output_size=1) for _ in range(5)]
     >>> StackedMLP(nets)(torch.zeros(7, 4)).shape
     torch.Size([5, 7, 1])
@@ -91,7 +91,7 @@ class StackedMLP(Stacked, nn.Module):
                 x = x * (torch.rand_like(x) >= self.drop_p[layer]).to(x.dtype) * self.drop_scale[layer]
         return torch.baddbmm(self.biases[-1], x, self.weights[-1])
 
-    # -------------------------------------------------------------- training (nnfit.many's step)
+    # -------------------------------------------------------------- training (nnfit.train.many's step)
     loss_gradient = None  # the closed-form loss of the task (closed_form.LOSSES), set by the trainer
     _layers = _layers_of = None  # the closed-form view of the layers, and the optimizer it was made from
 
@@ -172,7 +172,7 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
           batch_size, train_rows=None, valid_rows=None, response_scale=None, options=None, generators=None,
           names=None, on_divergence: str = "error", callbacks=(), weight=None, metrics=None, verbose=False,
           min_epochs=None, description=None):
-    """Train the stacked models with the ordinary loop (``nnfit.many``); return the loop's context.
+    """Train the stacked models with the ordinary loop (``nnfit.train.many``); return the loop's context.
 
     X is (n, p), shared, or (K, n, p), one version per model (each fold scaled with its own
     training rows); y likewise. ``train_rows`` / ``valid_rows``: one index tensor per model
@@ -180,9 +180,9 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
     errors back to original units for the default metric (mae; accuracy for classes), or
     ``metrics`` gives one list of metrics per model. ``weight`` (n,) weighs the rows.
     Gradients are computed in closed form for relu, sigmoid, tanh and identity networks
-    (``nnfit.closed_form``; through autograd otherwise, with the same loss and its gradient), and
+    (``nnfit.train.closed_form``; through autograd otherwise, with the same loss and its gradient), and
     the optimizer is ``closed_form.Optimizer``, as for a single fused fit. ``callbacks`` work as
-    for one model, per model (see ``nnfit.many``).
+    for one model, per model (see ``nnfit.train.many``).
 
     The divergence guard checks each model's epoch loss by ``checkpoints.Divergence``, the rule of
     every engine (NaN, infinite, or 10,000 times the untrained loss). A model that diverges raises
@@ -249,7 +249,7 @@ def seeds_for(seed, n_models: int) -> list:
 
 def check_n_models(n_models) -> int:
     """``n_models`` if it is a positive whole number, else an ArgumentError."""
-    from .errors import check_positive_int
+    from ..errors import check_positive_int
 
     return check_positive_int("n_models", n_models)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .errors import ArgumentError, ArgumentTypeError, DataError
+from ..errors import ArgumentError, ArgumentTypeError, DataError
 
 
 class InMemory:

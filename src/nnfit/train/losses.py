@@ -6,7 +6,7 @@ import copy
 
 from torch import nn
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 LOSSES = {
     "mse": nn.MSELoss,

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import files
+from .. import files
 from .callbacks import Callback, where
-from .errors import ArgumentError, ArgumentTypeError, DivergenceError, InterruptedWarning, ModelFileError, TrainingError
+from ..errors import ArgumentError, ArgumentTypeError, DivergenceError, InterruptedWarning, ModelFileError, TrainingError
 from .monitor import Monitor
 
 CHECKPOINT_FILE = "checkpoint.nnfit"
@@ -45,7 +45,7 @@ def save_checkpoint(path, ctx, epoch_seconds: float = 0.0, run: dict | None = No
     Call it from a callback's ``on_epoch_end``, as ``ModelCheckpoint`` and ``AutoResume`` do:
 
     >>> import nnfit as nf
-    >>> from nnfit.checkpoints import save_checkpoint
+    >>> from nnfit.train.checkpoints import save_checkpoint
     >>> class EveryTenth(nf.callbacks.Callback):
     ...     def on_epoch_end(self, ctx):
     ...         if (ctx.epoch + 1) % 10 == 0:
@@ -91,7 +91,7 @@ def read_checkpoint(path) -> dict:
     ``state["model"]`` is the model's state_dict: ``module.load_state_dict(state["model"])``
     restores the weights of an epoch that ``ModelCheckpoint`` saved.
 
-    >>> from nnfit.checkpoints import read_checkpoint
+    >>> from nnfit.train.checkpoints import read_checkpoint
     >>> # state = read_checkpoint("checkpoints/epoch-07.nnfit"); state["epoch"]  -> 7
     """
     tensors, metadata = files.read(path)
@@ -110,7 +110,7 @@ def load_checkpoint(path, ctx, state: dict | None = None) -> None:
 
     What ``AutoResume`` does when a fit begins; a callback's ``on_fit_begin`` may do the same:
 
-    >>> from nnfit.checkpoints import load_checkpoint
+    >>> from nnfit.train.checkpoints import load_checkpoint
     >>> # load_checkpoint("run/epoch-10.nnfit", ctx); ctx.start_epoch  -> 10
 
     ``state`` is the file's contents when they were read already (``read_checkpoint(path)``).
@@ -204,7 +204,7 @@ class ModelCheckpoint(Monitor, Callback):
     value, with any format spec (``"checkpoints/epoch-{epoch:02d}-{monitor:.3f}.nnfit"``);
     missing folders are created. ``monitor`` defaults to 'valid_loss', or 'train_loss' when
     there is no validation data; ``mode`` 'auto' asks the metric which way is better, as
-    ``EarlyStopping`` does (``nnfit.monitor.Monitor``), and ``min_delta`` is the least gain
+    ``EarlyStopping`` does (``nnfit.train.monitor.Monitor``), and ``min_delta`` is the least gain
     that counts. Each file is a full checkpoint: ``read_checkpoint(path)["model"]`` is the
     model's state_dict. ``.saved`` lists the files written, ``.best_path`` the best one.
 
@@ -280,7 +280,7 @@ class KeepBestModel(Monitor, Callback):
     The best weights are kept in memory (on the model's device) as training goes.
     ``monitor`` defaults to 'valid_loss', or 'train_loss' without validation data; ``mode``
     'auto' asks the metric which way is better, as ``EarlyStopping`` does
-    (``nnfit.monitor.Monitor``). ``.best_epoch`` and ``.best_value`` say which epoch won.
+    (``nnfit.train.monitor.Monitor``). ``.best_epoch`` and ``.best_value`` say which epoch won.
 
     >>> import torch, nnfit as nf
     >>> best = nf.callbacks.KeepBestModel(monitor="valid_loss")
@@ -392,7 +392,7 @@ class AutoResume(Callback):
     needs_autograd = False
 
     def __init__(self, path=None, every: int = 1, on_mismatch: str = "error", extend: bool = False):
-        from .errors import check_positive_int
+        from ..errors import check_positive_int
 
         every = check_positive_int("every", every, unit="epochs")
         if on_mismatch not in ("error", "restart"):
@@ -469,7 +469,7 @@ def default_folder() -> Path:
     """AutoResume's folder: ``nnfit-resume/<script>-<hash of its absolute path>``, or
     ``nnfit-resume/interactive`` in a session without a script file.
 
-    >>> from nnfit.checkpoints import default_folder
+    >>> from nnfit.train.checkpoints import default_folder
     >>> default_folder().parent.name
     'nnfit-resume'
     """
@@ -589,7 +589,7 @@ class Divergence:
     first batch's loss of each (a device tensor, kept there), and ``check(values)`` the epoch's
     losses already read to the host; it reads the first batch's losses once per fit.
 
-    >>> from nnfit.checkpoints import Divergence
+    >>> from nnfit.train.checkpoints import Divergence
     >>> rule = Divergence(n_models=2)
     >>> rule.reference = [1.0, 1.0]
     >>> rule.check([0.5, 3e4])

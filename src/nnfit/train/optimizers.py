@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD,

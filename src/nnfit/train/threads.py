@@ -9,7 +9,7 @@ start of the fit, and always at least one. ``fit(threads=)`` overrides the choic
 previous setting is restored after.
 
 >>> import torch
->>> from nnfit import threads
+>>> from nnfit.train import threads
 >>> threads.choose(torch.nn.Linear(9, 1), batch_size=32, n_rows=300, device="cpu")
 1
 """

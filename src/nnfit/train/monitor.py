@@ -9,7 +9,7 @@ with its ``maximize`` attribute, an explicit ``mode="min"`` or ``"max"`` overrid
 quantity that says nothing raises an ``ArgumentError`` asking for ``mode=``, as Keras does.
 
 >>> import torch, nnfit as nf
->>> from nnfit.monitor import Monitor
+>>> from nnfit.train.monitor import Monitor
 >>> class BestEpoch(Monitor, nf.callbacks.Callback):
 ...     def on_epoch_end(self, ctx):
 ...         self.update(ctx)
@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 MODES = ("auto", "min", "max")
 
@@ -52,7 +52,7 @@ class Monitor:
     best value and ``best_epoch`` (1-based) the epoch of it. Each fit starts afresh
     (``on_fit_begin``); ``state_dict`` keeps what ``AutoResume`` restores.
 
-    >>> from nnfit.monitor import Monitor
+    >>> from nnfit.train.monitor import Monitor
     >>> Monitor("train_mae", min_delta=0.5).state_dict()
     {'best': None, 'best_epoch': None}
     >>> Monitor("valid_loss", mode="lowest")

@@ -6,8 +6,8 @@ The fused trainer computes them directly (``addmm``, in-place activations, torch
 optimizer formulas on one flat buffer of all parameters): no autograd graph and no
 ``torch.optim`` object, so a step of a small network costs a fraction of an autograd step,
 and a process never pays the second or so that torch's first optimizer takes to import
-``torch._dynamo``. The math is ``nnfit.closed_form``'s, the same that trains K stacked
-networks at once (``nnfit.ensemble``); rows weighted with ``sample_weight`` or
+``torch._dynamo``. The math is ``nnfit.train.closed_form``'s, the same that trains K stacked
+networks at once (``nnfit.train.ensemble``); rows weighted with ``sample_weight`` or
 ``class_weight`` train in closed form too.
 
 It runs inside the ordinary training loop, as the network's own ``step(ctx)`` (luz's custom
@@ -20,7 +20,7 @@ optimizers or optimizer options, callbacks that may need autograd or a torch opt
 the autograd ``Learner``.
 
 >>> import torch, nnfit as nf
->>> from nnfit import fused
+>>> from nnfit.train import fused
 >>> learner = nf.setup(nf.MLP, loss="mse", optimizer="adam").set_hparams(input_size=3, hidden=8)
 >>> type(fused.learner_for(learner)).__name__
 'FusedLearner'
@@ -39,7 +39,7 @@ from . import callbacks as callbacks_module
 from . import closed_form
 from .learner import Learner
 from .losses import BinaryLogitLoss
-from .modules import MLP
+from ..modules import MLP
 
 # The activations with a closed form (g in place, and its backward from g's output).
 _ACTIVATIONS = closed_form.ACTIVATIONS
@@ -152,7 +152,7 @@ class FusedMLP(MLP):
         return self._layers
 
 
-# torch.optim's SGD, RMSprop, Adam and AdamW on one flat buffer (nnfit.closed_form)
+# torch.optim's SGD, RMSprop, Adam and AdamW on one flat buffer (nnfit.train.closed_form)
 ClosedFormOptimizer = closed_form.Optimizer
 
 

@@ -9,9 +9,9 @@ and the batch.
 Built in: ``EarlyStopping``, ``LRScheduler``, ``CSVLogger``, ``TensorBoard``, ``GradientClip``,
 ``Mixup``, ``MixedPrecision``, ``Progress`` (shown by default on a terminal); the checkpoint
 callbacks ``ModelCheckpoint``, ``KeepBestModel``, ``Interrupt`` and ``AutoResume`` come from
-``nnfit.checkpoints``. Each keeps what a resumed fit needs in ``state_dict()``. The callbacks
+``nnfit.train.checkpoints``. Each keeps what a resumed fit needs in ``state_dict()``. The callbacks
 that watch a metric (early stopping, checkpoints, keep-best, ``ReduceLROnPlateau``) share one
-``nnfit.monitor.Monitor``, so they agree on which way is better.
+``nnfit.train.monitor.Monitor``, so they agree on which way is better.
 
 >>> import nnfit as nf
 >>> class Shout(nf.callbacks.Callback):
@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from .errors import ArgumentError, ArgumentTypeError, MissingDependencyError, NnfitError, TrainingError
+from ..errors import ArgumentError, ArgumentTypeError, MissingDependencyError, NnfitError, TrainingError
 from .monitor import Monitor
 
 HOOKS = (
@@ -219,7 +219,7 @@ class MetricsRecorder(Callback):
                     f"Metric {type(metric).__name__}.update failed {where(ctx)}: {type(error).__name__}: {error}"
                 ) from error
 
-    # K models (nnfit.many): the loss is one number per model and each batch says which rows
+    # K models (nnfit.train.many): the loss is one number per model and each batch says which rows
     # each model has (RowWeights); the epoch's predictions reach each model's metrics once.
     def _update_many(self, ctx, metrics):
         rows = ctx.weight
@@ -385,7 +385,7 @@ class EarlyStopping(Monitor, Callback):
     ``baseline``, epochs count as not improving until the metric beats it. Training always runs
     the minimum number of epochs given by ``fit(epochs=(min, max))``. ``stopped_epoch`` is the
     epoch (1-based) it stopped at, or None; on stopping the ``on_early_stopping`` hook runs.
-    ``best`` and ``best_epoch`` are the best value and its epoch (see ``nnfit.monitor.Monitor``).
+    ``best`` and ``best_epoch`` are the best value and its epoch (see ``nnfit.train.monitor.Monitor``).
 
     >>> import torch, nnfit as nf
     >>> X = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)); y = X.sum(dim=1, keepdim=True)
@@ -452,7 +452,7 @@ class LRScheduler(Callback):
     that steps it (``"on_epoch_end"``, or ``"on_train_batch_after_step"`` for per-step schedules
     such as OneCycleLR). ``ReduceLROnPlateau`` is stepped with the epoch mean of ``monitor``
     (default: 'valid_loss' with validation data, else 'train_loss'), never with one batch's
-    loss; its ``mode`` is the one ``nnfit.monitor.Monitor`` finds (the metric's own direction,
+    loss; its ``mode`` is the one ``nnfit.train.monitor.Monitor`` finds (the metric's own direction,
     as for ``EarlyStopping``) unless given. ``opt_name`` picks one of several optimizers
     (default: the first).
 
@@ -542,7 +542,7 @@ class CSVLogger(Callback):
         import csv
         import io
 
-        from .files import atomic_write
+        from ..files import atomic_write
 
         rows, names = {}, {}
         for split, name, epoch, value, *model in ctx.records:  # K models: a model column
@@ -712,4 +712,4 @@ def __getattr__(name: str):
         from . import checkpoints
 
         return getattr(checkpoints, name)
-    raise AttributeError(f"module 'nnfit.callbacks' has no attribute {name!r}")
+    raise AttributeError(f"module 'nnfit.train.callbacks' has no attribute {name!r}")

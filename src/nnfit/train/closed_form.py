@@ -2,8 +2,8 @@
 
 An MLP (linear layers; relu, sigmoid, tanh or identity; dropout) trained with MSE,
 cross-entropy or binary cross-entropy on one logit has simple gradients. This module holds that
-math once, for the fused single-model step (``nnfit.fused``) and for K models trained together
-(``nnfit.ensemble``):
+math once, for the fused single-model step (``nnfit.train.fused``) and for K models trained together
+(``nnfit.train.ensemble``):
 
 - ``Layers``: the forward pass that keeps what the backward pass needs, and the backward pass,
   writing every gradient in place (``addmm``/``mm`` for one model, ``baddbmm``/``bmm`` for K
@@ -16,7 +16,7 @@ math once, for the fused single-model step (``nnfit.fused``) and for K models tr
 
 >>> import torch
 >>> from torch import nn
->>> from nnfit import closed_form
+>>> from nnfit.train import closed_form
 >>> net = nn.Linear(3, 1)
 >>> opt = closed_form.Optimizer(net.parameters(), torch.optim.SGD, {"lr": 0.1})
 >>> layers = closed_form.Layers([opt.params[0].t()], [opt.params[1]], [opt.grads[0].t()], [opt.grads[1]], [])
@@ -151,7 +151,7 @@ def _dropout_keep(keep):
 # Each maps (pred, target, weight=None, total=None) to (loss, d loss / d pred). pred is (n, outputs)
 # or (K, n, outputs); the loss is one number per model: the mean over rows, or with ``weight``
 # (n,) or (K, n) sum(weight * row loss) / total (``total`` defaults to the sum of the weights, at
-# least 1e-12, as ``nnfit.losses.SampleWeighted``; folds pass their row counts).
+# least 1e-12, as ``nnfit.train.losses.SampleWeighted``; folds pass their row counts).
 def _weighted(row_losses, grad, weight, total):
     if weight is None:
         return row_losses.mean(-1), grad.div_(row_losses.shape[-1])
@@ -183,7 +183,7 @@ def cross_entropy(logits, codes, weight=None, total=None):
 
 
 def binary(logit, codes, weight=None, total=None):
-    """Binary cross-entropy of 0/1 codes from one logit per row (``nnfit.losses.BinaryLogitLoss``)."""
+    """Binary cross-entropy of 0/1 codes from one logit per row (``nnfit.train.losses.BinaryLogitLoss``)."""
     target = codes.reshape(logit.shape).to(logit.dtype)
     grad = torch.sigmoid(logit).sub_(target)
     if weight is None:

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from .callbacks import Callback
-from .errors import ArgumentError, DivergenceError, NnfitError
+from ..errors import ArgumentError, DivergenceError, NnfitError
 
 
 class LRFinderResult(pd.DataFrame):

@@ -11,7 +11,7 @@ stopped model's steps are masked: ``ctx.active``), ``ModelCheckpoint`` and ``Aut
 the divergence guard (``ctx.on_divergence``: raise, or drop the model and train on).
 
 >>> import torch, nnfit as nf
->>> from nnfit import many
+>>> from nnfit.train import many
 >>> X = torch.randn(40, 2); y = X.sum(dim=1, keepdim=True)
 >>> rows = many.ManyRows(X, y, [torch.arange(0, 30), torch.arange(10, 40)], seeds=[1, 2])
 >>> xb, yb, batch_rows = next(rows.batches(8, shuffle=True))
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import ArgumentError, TrainingError
+from ..errors import ArgumentError, TrainingError
 
 
 @dataclass
@@ -198,7 +198,7 @@ class VmapStack(Stacked, nn.Module):
     ``unstack(k)`` gives model k back as its own module.
 
     >>> import torch, nnfit as nf
-    >>> from nnfit.many import VmapStack
+    >>> from nnfit.train.many import VmapStack
     >>> stack = VmapStack([torch.nn.Linear(3, 1) for _ in range(4)], torch.nn.MSELoss())
     >>> stack(torch.zeros(4, 5, 3)).shape, stack.unstack(2).weight.shape
     (torch.Size([4, 5, 1]), torch.Size([1, 3]))

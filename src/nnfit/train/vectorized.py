@@ -1,7 +1,7 @@
 """``Learner.fit(..., n_models=K)``: K copies of a module trained at once, in the ordinary loop.
 
 The K modules (model k built under seed + k, exactly as ``fit(seed=seed + k)`` builds it) are
-stacked into one module (``nnfit.many``): nnfit's own ``MLP`` as a ``StackedMLP`` trained in
+stacked into one module (``nnfit.train.many``): nnfit's own ``MLP`` as a ``StackedMLP`` trained in
 closed form, any other module as a ``VmapStack`` run with ``torch.func.vmap`` (one batched
 forward and backward per step for all of them). Each model has its own shuffling order
 (a generator seeded with seed + k) and its own dropout masks; one optimizer of the learner's
@@ -17,7 +17,7 @@ import time
 import torch
 
 from .data import InMemory, as_data
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 
 class FittedMany:
@@ -116,7 +116,7 @@ def fit_many(learner, data, n_models: int, epochs, batch_size, seed, device, thr
 
     An ``nf.MLP`` the closed-form step can train (``fused.learner_for``) is stacked as a
     ``StackedMLP`` and trained without autograd; any other module runs as a ``many.VmapStack``.
-    Every callback works per model (``nnfit.many``). ``train_rows``: one index tensor per model
+    Every callback works per model (``nnfit.train.many``). ``train_rows``: one index tensor per model
     (cross-validation folds). ``valid_data``: a fraction (the rows model 1's seed holds out,
     for every model) or (X, y). Each model's epoch loss is checked by
     ``checkpoints.Divergence``, the rule of every engine: one that diverges raises a
@@ -126,7 +126,7 @@ def fit_many(learner, data, n_models: int, epochs, batch_size, seed, device, thr
     ``Learner.fit(..., n_models=K)`` calls it; ``train_rows`` gives each model its own rows:
 
     >>> import torch, nnfit as nf
-    >>> from nnfit.vectorized import fit_many
+    >>> from nnfit.train.vectorized import fit_many
     >>> X = torch.randn(60, 3); y = X @ torch.tensor([[1.0], [2.0], [-1.0]])
     >>> learner = nf.setup(nf.MLP, loss="mse").set_hparams(input_size=3, hidden=[8], output_size=1)
     >>> halves = [torch.arange(0, 30), torch.arange(30, 60)]
@@ -141,7 +141,7 @@ def fit_many(learner, data, n_models: int, epochs, batch_size, seed, device, thr
     from .checkpoints import all_diverged_error, check_on_divergence
     from .data import split_valid
     from .ensemble import StackedMLP, optimizer_for, seeds_for
-    from .errors import check_positive_int
+    from ..errors import check_positive_int
     from .learner import _epochs, row_weights
 
     check_on_divergence(on_divergence)

@@ -12,7 +12,7 @@ import time
 import torch
 
 from .callbacks import Hooks, where
-from .errors import ArgumentError, NnfitError, TrainingError
+from ..errors import ArgumentError, NnfitError, TrainingError
 
 
 class Context:
@@ -53,7 +53,7 @@ class Context:
         self.seed = None  # the seed fit was given
         self.description = {}  # what identifies the run ({field: text}); AutoResume compares it
         self.data_given = None  # {"data": ..., "validation data": ...} as fit was given them
-        # K models trained as one (nnfit.many): records get a model column, values are lists
+        # K models trained as one (nnfit.train.many): records get a model column, values are lists
         self.n_models = 1
         self.model_metrics = None  # {"train": [K metric lists], "valid": [...]}
         self.model_names = None  # ["model 1 of 5", ...] or ["fold 1", ...]
@@ -87,7 +87,7 @@ class Context:
 
     @property
     def stacked(self) -> bool:
-        """Whether this fit trains a stack of K models (``nnfit.many``; K may be 1): values are per model."""
+        """Whether this fit trains a stack of K models (``nnfit.train.many``; K may be 1): values are per model."""
         return self.model_metrics is not None
 
     @property

@@ -40,7 +40,7 @@ import copy
 
 import torch
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 
 class Metric:
@@ -516,7 +516,7 @@ class Rescaled(Metric):
     ``nf.mlp`` trains on a standardized response and reports its mae in the response's units.
 
     >>> import torch
-    >>> from nnfit.metrics import MAE, Rescaled
+    >>> from nnfit.train.metrics import MAE, Rescaled
     >>> mae = Rescaled(MAE(), center=4200.0, scale=800.0)   # body mass: mean 4200 g, sd 800 g
     >>> mae.update(torch.tensor([[0.5]]), torch.tensor([[0.0]]))
     >>> float(mae.compute())
@@ -617,7 +617,7 @@ def for_set(metrics, split: str) -> list:
     """Fresh copies of the metrics that run on ``split`` ('train' or 'valid').
 
     >>> import nnfit as nf
-    >>> from nnfit.metrics import for_set
+    >>> from nnfit.train.metrics import for_set
     >>> metrics = [nf.metrics.MAE(), nf.metrics.valid_only(nf.metrics.R2())]
     >>> [m.name for m in for_set(metrics, "train")], [m.name for m in for_set(metrics, "valid")]
     (['mae'], ['mae', 'r2'])
