@@ -190,11 +190,11 @@ def nnfit_cross_validate_sequential(workload, data, threads):
     import warnings
 
     import nnfit as nf
-    from nnfit.tuning import _assign_folds
+    from nnfit.folds import assign_folds
 
     frame = data.train_frame
     codes = frame[workload.formula.split("~")[0].strip()].cat.codes.to_numpy() if workload.task != "regression" else None
-    assignment = _assign_folds(codes, len(frame), FOLDS, workload.seed, stratify=codes is not None)
+    assignment = assign_folds(codes, len(frame), FOLDS, workload.seed, stratify=codes is not None)
     began = time.perf_counter()
     scores = []
     with warnings.catch_warnings():

@@ -12,7 +12,7 @@ from torch import nn
 
 import nnfit as nf
 from nnfit import files
-from nnfit.train import checkpoints
+from nnfit.train import checkpoints, divergence
 from nnfit.train import learner as learner_module
 from nnfit.train.callbacks import AutoResume, Callback, EarlyStopping, Interrupt, KeepBestModel, ModelCheckpoint
 from nnfit.errors import (
@@ -357,7 +357,7 @@ def test_a_fit_whose_loss_grows_ten_thousand_fold_stops_naming_where_and_keeps_i
     with pytest.raises(DivergenceError) as error:
         diverging.set_opt_hparams(lr=2.0).fit((X, big), epochs=20, seed=1, verbose=False, callbacks=[starts, losses])
     untrained = losses.losses[0][2]
-    bad = next(i for i, (_, _, loss) in enumerate(losses.losses) if loss > checkpoints.GROWTH * untrained)
+    bad = next(i for i, (_, _, loss) in enumerate(losses.losses) if loss > divergence.GROWTH * untrained)
     epoch, batch, value = losses.losses[bad]
     before = losses.losses[bad - 1]
     assert all(torch.isfinite(torch.tensor(loss)) for _, _, loss in losses.losses)  # grew, never went non-finite
@@ -404,12 +404,12 @@ def test_a_fit_whose_loss_becomes_nan_stops_naming_where_and_keeps_finite_weight
 
 
 def test_the_growth_threshold_is_ten_thousand_times_the_untrained_loss():
-    rule = checkpoints.Divergence(n_models=3)
+    rule = divergence.Divergence(n_models=3)
     rule.first(torch.tensor([2.0, 0.0, -1.0]))
     assert rule.check([2e4, 1e9, 1e9]) == []  # 10,000 x 2 is not past it; a reference <= 0 checks finiteness only
     assert rule.check([2.0001e4, float("nan"), float("inf")]) == [0, 1, 2]
     assert rule.reference == [2.0, 0.0, -1.0]
-    assert checkpoints.GROWTH == 1e4
+    assert divergence.GROWTH == 1e4
 
 
 def test_non_finite_training_data_is_refused_before_training():

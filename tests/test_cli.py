@@ -328,3 +328,42 @@ def test_report_of_a_missing_folder_prints_one_line(tmp_path):
     assert os.listdir(tmp_path) == []
     (tmp_path / "file").write_text("x")
     assert cli.main(["report", str(tmp_path / "file")]) == 1
+
+
+# ---------------------------------------------------------------------- fit --nproc (docs/distributed.md)
+PENGUIN_FIT = ["fit", "penguins", "species ~ bill_length_mm + flipper_length_mm + sex", "--hidden", "8",
+               "--epochs", "3", "--seed", "1"]
+
+
+def test_fit_in_two_processes_writes_the_model_one_process_writes(tmp_path, capfd):
+    assert cli.main([*PENGUIN_FIT, "--out", str(tmp_path / "two"), "--nproc", "2"]) == 0
+    shown = capfd.readouterr().out.splitlines()
+    assert shown[0] == "nnfit MLP (classification): species ~ bill_length_mm + flipper_length_mm + sex"
+    assert shown[-1] == f"Model and plots written to {tmp_path / 'two'}/"  # printed once, by rank 0
+    assert cli.main([*PENGUIN_FIT, "--out", str(tmp_path / "one")]) == 0
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one")) == [
+        ".nnfit-manifest.json", "learning_curves.png", "metrics.csv", "model.nnfit"]
+    penguins = nf.datasets.load("penguins").dropna()
+    two = nf.load(tmp_path / "two" / "model.nnfit").predict(penguins, type="prob")
+    one = nf.load(tmp_path / "one" / "model.nnfit").predict(penguins, type="prob")
+    assert list(two.columns) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert (two - one).abs().to_numpy().max() < 1e-4
+    history_two, history_one = (pd.read_csv(tmp_path / name / "metrics.csv") for name in ("two", "one"))
+    assert history_two[["set", "metric", "epoch"]].equals(history_one[["set", "metric", "epoch"]])
+    assert (history_two["value"] - history_one["value"]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("given", ["0", "two", "1.5", "-2"])
+def test_fit_nproc_must_be_a_positive_whole_number(tmp_path, capsys, given):
+    assert cli.main([*PENGUIN_FIT, "--out", str(tmp_path / "out"), "--nproc", given]) == 1
+    assert capsys.readouterr().err == (
+        f"nnfit: error: --nproc must be a positive whole number of processes (1: train in this process), not {given!r}.\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_fit_in_two_processes_says_the_processes_error_once(tmp_path, capfd):
+    assert cli.main(["fit", "penguins", "body_mass_g ~ nothere", "--out", str(tmp_path / "out"), "--epochs", "1",
+                     "--nproc", "2"]) == 1
+    assert capfd.readouterr().err == (
+        "nnfit: error: The formula 'body_mass_g ~ nothere' uses 'nothere', which is not a column of the data.\n")
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,9 @@ import nnfit
 
 # The modules nnfit exports, the modules that hold the names it exports, and the fitted objects
 # users get back from them.
-MODULES = sorted({module for module, _ in nnfit._EXPORTS.values()} | {"nnfit.design.design", "nnfit.train.vectorized"})
+MODULES = sorted({module for module, _ in nnfit._EXPORTS.values()} | {
+    "nnfit.design.design", "nnfit.train.vectorized", "nnfit.train.many", "nnfit.train.hooks", "nnfit.train.divergence",
+    "nnfit.train.prediction", "nnfit.scores", "nnfit.folds", "nnfit.intervals", "nnfit.report", "nnfit.streaming"})
 
 # Public names that have no example yet, each with the reason; this list only ever shrinks.
 WITHOUT_EXAMPLE = {
@@ -19,7 +21,8 @@ WITHOUT_EXAMPLE = {
     # nf.labs.run (which has the example): running every lab here would take minutes.
     **{f"nnfit.labs.{name}": "made by labs._lab" for name in ("penguins", "hitters", "mnist", "documents", "nyse", "sound")},
     # Being rewritten (issue 12: one loop, one monitor); their examples come with the new code.
-    **{f"nnfit.train.callbacks.{name}": "issue 12" for name in ("Hooks", "where", "MetricsRecorder", "format_records")},
+    **{f"nnfit.train.callbacks.{name}": "issue 12" for name in ("MetricsRecorder", "format_records")},
+    **{f"nnfit.train.hooks.{name}": "issue 12" for name in ("Hooks", "where")},
     "nnfit.summaries.Summary": "issue 12",
 }
 

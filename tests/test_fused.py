@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import nnfit as nf
-from nnfit.train import fused
+from nnfit.train import closed_form, fused
 from nnfit.train.losses import BinaryLogitLoss, SampleWeighted
 
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]
@@ -81,7 +81,7 @@ def test_each_step_has_autograds_gradients_and_torch_optims_update(activation, l
     X, y, loss_fn, outputs = task(loss_kind)
     reference, twin = twins(activation, outputs)
     reference_opt = optimizer_class(reference.parameters(), **options)
-    twin.loss_gradient = fused._loss_gradient(loss_fn)
+    twin.loss_gradient = closed_form.loss_gradient(loss_fn)
     twin_opt = fused.ClosedFormOptimizer(twin.parameters(), optimizer_class, options)
     for start in (0, 8, 16, 0, 8):  # five steps, so momentum and running averages matter
         x, target = X[start : start + 8], y[start : start + 8]
@@ -98,7 +98,7 @@ def test_dropout_draws_the_masks_nn_dropout_draws(loss_kind):
     X, y, loss_fn, outputs = task(loss_kind)
     reference, twin = twins("relu", outputs, dropout=[0.4, 0.3])
     reference_opt = torch.optim.RMSprop(reference.parameters(), lr=0.01)
-    twin.loss_gradient = fused._loss_gradient(loss_fn)
+    twin.loss_gradient = closed_form.loss_gradient(loss_fn)
     twin_opt = fused.ClosedFormOptimizer(twin.parameters(), torch.optim.RMSprop, {"lr": 0.01})
     for start in (0, 8, 16):
         x, target = X[start : start + 8], y[start : start + 8]
@@ -117,7 +117,7 @@ def test_the_gradient_of_each_loss_is_autograds():
         pred = torch.randn(len(y), outputs, requires_grad=True)
         expected = loss_fn(pred, y)
         expected.backward()
-        loss, grad = fused._loss_gradient(loss_fn)(pred.detach(), y)
+        loss, grad = closed_form.loss_gradient(loss_fn)(pred.detach(), y)
         torch.testing.assert_close(loss, expected.detach())
         torch.testing.assert_close(grad, pred.grad, rtol=1e-6, atol=1e-8)
 
@@ -287,7 +287,7 @@ def test_a_step_with_row_weights_has_autograds_gradients():
     weight = torch.rand(8, generator=torch.Generator().manual_seed(2))
     weighted_loss = SampleWeighted(loss_fn)
     reference_opt = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-    twin.loss_gradient = fused._loss_gradient(loss_fn)
+    twin.loss_gradient = closed_form.loss_gradient(loss_fn)
     twin_opt = fused.ClosedFormOptimizer(twin.parameters(), torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True})
     for start in (0, 8, 16):
         x, target = X[start : start + 8], y[start : start + 8]

@@ -233,13 +233,13 @@ def test_an_ensemble_where_every_member_diverges_has_nothing_to_drop_to(penguins
 
 
 def test_ensemble_drop_keeps_the_members_that_did_not_diverge(penguins_complete):
-    from nnfit.mlpfit import _fit_many, prepare
+    from nnfit.mlpfit import fit_models, prepare
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = prepare(FORMULA, penguins_complete)
     with pytest.warns(UserWarning) as caught:
-        fit = _fit_many(prepared, [4], "relu", [0.0] * 3, "rmsprop", [0.01, 1e6, 0.01], [0.0] * 3, 3, 32, None,
+        fit = fit_models(prepared, [4], "relu", [0.0] * 3, "rmsprop", [0.01, 1e6, 0.01], [0.0] * 3, 3, 32, None,
                         [1, 2, 3], "cpu", 1, FORMULA, on_divergence="drop")
     assert [str(w.message) for w in caught] == [
         "1 of 3 models diverged and were dropped (model 2 of 3); the 2 others are kept, numbered 1 to 2. "
@@ -251,7 +251,7 @@ def test_ensemble_drop_keeps_the_members_that_did_not_diverge(penguins_complete)
     assert fit.n_models == 2 and fit.settings["n_models"] == 2 and fit.settings["lr"] == 0.01
     assert sorted({row[4] for row in fit.history}) == [1, 2]
     assert np.isfinite(fit.predict(penguins_complete).to_numpy()).all()
-    alone = _fit_many(prepared, [4], "relu", [0.0] * 2, "rmsprop", [0.01, 0.01], [0.0] * 2, 3, 32, None, [1, 3],
+    alone = fit_models(prepared, [4], "relu", [0.0] * 2, "rmsprop", [0.01, 0.01], [0.0] * 2, 3, 32, None, [1, 3],
                       "cpu", 1, FORMULA)
     assert np.allclose(fit.predict(penguins_complete), alone.predict(penguins_complete), rtol=1e-5)
 
@@ -284,12 +284,12 @@ def poisoned(pred, target):
 
 
 def test_cross_validation_drop_keeps_the_folds_that_did_not_diverge():
-    from nnfit.tuning import _assign_folds
+    from nnfit.folds import assign_folds
 
     X, y = small_data()
     y[7] = 999.0  # in the training rows of every fold but the one that holds it out
     learner = nf.setup(nn.Linear, loss=poisoned, optimizer="sgd").set_hparams(in_features=3, out_features=1)
-    clean = int(_assign_folds(None, len(X), 3, 1, stratify=False)[7])
+    clean = int(assign_folds(None, len(X), 3, 1, stratify=False)[7])
     dropped = [f"fold {k + 1} of 3" for k in range(3) if k != clean]
     with pytest.warns(UserWarning) as caught:
         cv = nf.cross_validate(learner, (X, y), folds=3, epochs=2, seed=1, on_divergence="drop")

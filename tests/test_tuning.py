@@ -4,7 +4,7 @@ import pytest
 
 import nnfit as nf
 from nnfit.errors import ArgumentError
-from nnfit.tuning import _assign_folds
+from nnfit.folds import assign_folds
 
 pytestmark = pytest.mark.filterwarnings("ignore::nnfit.errors.MissingValuesWarning")
 
@@ -17,7 +17,7 @@ def penguins333():
 def test_each_fold_equals_a_model_fitted_on_its_training_rows(penguins333):
     options = dict(hidden=[8], activation="tanh", optimizer="rmsprop", lr=0.01, epochs=4)
     cv = nf.cross_validate("body_mass_g ~ .", penguins333, folds=4, seed=5, **options)
-    assignment = _assign_folds(None, len(penguins333), 4, 5, stratify=False)
+    assignment = assign_folds(None, len(penguins333), 4, 5, stratify=False)
     for k in range(4):
         training = penguins333[assignment != k]
         held_out = penguins333[assignment == k]
@@ -43,7 +43,7 @@ def test_summary_is_mean_and_sd_of_folds(penguins333):
 
 def test_classifier_folds_are_stratified(penguins333):
     codes = penguins333["species"].cat.codes.to_numpy()
-    assignment = _assign_folds(codes, len(codes), 10, 1, stratify=True)
+    assignment = assign_folds(codes, len(codes), 10, 1, stratify=True)
     for k in range(10):
         counts = np.bincount(codes[assignment == k], minlength=3)
         assert (np.abs(counts - np.bincount(codes) / 10) <= 1).all()
@@ -197,7 +197,7 @@ def test_grid_with_folds_averages_seeds_within_each_fold(penguins333):
                                             "log_loss_se"]
     assert len(result.folds) == 6 and result.metric == "log_loss"
     codes = penguins333["species"].cat.codes.to_numpy()
-    assignment = _assign_folds(codes, len(codes), 3, 1, stratify=True)
+    assignment = assign_folds(codes, len(codes), 3, 1, stratify=True)
     folds = result.folds[result.folds["cell"] == 1]
     for k in range(3):
         alone = [nf.mlp("species ~ .", penguins333[assignment != k], hidden=4, weight_decay=0.01, epochs=2,

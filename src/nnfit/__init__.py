@@ -25,7 +25,7 @@ _EXPORTS = {
     "mlp": ("nnfit.mlpfit", "mlp"),
     "MLPFit": ("nnfit.mlpfit", "MLPFit"),
     "MLP": ("nnfit.modules", "MLP"),
-    "load": ("nnfit.files", "load"),
+    "load": ("nnfit.loading", "load"),
     "read": ("nnfit.datasets", "read"),
     "cross_validate": ("nnfit.tuning", "cross_validate"),
     "grid": ("nnfit.tuning", "grid"),

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="'auto': factors with many levels get a learned embedding instead of dummy columns")
     fit.add_argument("--unknown", choices=["error", "other"], default="error",
                      help="a new level of an embedded factor at predict time: an error, or an 'other' code")
+    fit.add_argument("--nproc", default="1", metavar="N",
+                     help="processes that train data-parallel through torch.distributed.run (default: 1, this one); "
+                          "see docs/distributed.md")
 
     predict = commands.add_parser("predict", help="predictions of a fitted model for new data, as CSV")
     predict.add_argument("model", metavar="DIR", help="a folder written by 'nnfit fit' (or a model file)")
@@ -81,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"the page (default: DIR/{REPORT_FILE}, listed in DIR's manifest)")
     report.add_argument("--overwrite", action="store_true",
                         help="replace FILE outside DIR even if nnfit did not write it")
+    parser.commands = commands.choices  # {command: its parser}: `fit --nproc` rebuilds a fit's command line
     return parser
 
 
@@ -452,10 +456,20 @@ def _fit(args) -> int:
     from .files import atomic_write
     from .mlpfit import mlp
 
+    from .train import distributed
+
+    nproc = _check_nproc(args.nproc)
     hidden, dropout = _check_fit_arguments(args)
     data_file = _data_file(args.data)
     if data_file is not None and _same_file(data_file, args.out):
         raise ArgumentError(f"--out {args.out!r} is the data file; choose a folder for the model and plots.")
+    if nproc > 1:
+        return _fit_in_processes(args, nproc)
+    if distributed.active() and distributed.rank() > 0:  # under torchrun: rank 0 writes --out, the others train
+        mlp(args.formula, read(args.data), hidden=hidden, activation=args.activation, dropout=dropout,
+            optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, valid=args.valid,
+            seed=args.seed, verbose=False, embed=args.embed, unknown=args.unknown)
+        return 0
     folder = _Folder(args.out, args.overwrite)
     try:
         frame = read(args.data)
@@ -500,6 +514,68 @@ def _fit(args) -> int:
     return 0
 
 
+def _check_nproc(text: str) -> int:
+    """--nproc as a number of processes: a positive whole number; more than 1 only outside torchrun."""
+    from .errors import ArgumentError
+    from .train import distributed
+
+    if not re.fullmatch(r"\s*\d+\s*", str(text)) or int(text) < 1:
+        raise ArgumentError(f"--nproc must be a positive whole number of processes (1: train in this process), "
+                            f"not {text!r}.")
+    if int(text) > 1 and distributed.active():
+        raise ArgumentError("--nproc starts torchrun's processes itself; under torchrun, leave --nproc out.")
+    return int(text)
+
+
+def _fit_in_processes(args, nproc: int) -> int:
+    """`nnfit fit ... --nproc N`: the same fit in N processes started by torch.distributed.run.
+
+    The folder is checked here first; then each process runs this command without --nproc
+    (with a --seed drawn here when none was given: every process must shuffle alike), on a
+    free local port. Rank 0 writes --out as one process would; the others only train.
+    """
+    import secrets
+    import socket
+    import subprocess
+
+    from .errors import TrainingError
+
+    _Folder(args.out, args.overwrite).close()  # refuse a folder now, not after training
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
+               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "nnfit.cli", *_fit_argv(args, seed)]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # torchrun's warning otherwise
+    done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
+    if done.returncode == 0:
+        sys.stderr.write(done.stderr)
+        return 0
+    ours = [line[len("nnfit: error: "):] for line in done.stderr.splitlines() if line.startswith("nnfit: error: ")]
+    if ours:
+        raise TrainingError(ours[0])  # every process says the same; say it once
+    sys.stderr.write(done.stderr)
+    raise TrainingError(f"The {nproc} processes of the fit failed (torch.distributed.run exited with status "
+                        f"{done.returncode}); their output is above.")
+
+
+def _fit_argv(args, seed: int) -> list:
+    """The `nnfit fit` command line of ``args`` without --nproc and with ``seed``: options, then '--' and DATA FORMULA."""
+    options = []
+    for action in _parser().commands["fit"]._actions:
+        if not action.option_strings or action.dest in ("help", "nproc"):
+            continue
+        value = seed if action.dest == "seed" else getattr(args, action.dest)
+        name = max(action.option_strings, key=len)
+        if action.nargs == 0:  # a flag such as --overwrite
+            options += [name] if value else []
+        elif value is not None:
+            options += [name, str(value)]
+    return ["fit", *options, "--", args.data, args.formula]
+
+
 def _model_path(path: str) -> str:
     return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
 
@@ -507,7 +583,8 @@ def _model_path(path: str) -> str:
 def _predict(args) -> int:
     from .datasets import read
     from .errors import ArgumentError, DataError
-    from .files import atomic_write, load
+    from .files import atomic_write
+    from .loading import load
 
     model_path = _model_path(args.model)
     if args.out is not None:
@@ -554,7 +631,7 @@ def _predict(args) -> int:
 
 def _evaluate(args) -> int:
     from .datasets import read
-    from .files import load
+    from .loading import load
 
     model = load(_model_path(args.model))
     scores = model.evaluate(read(args.data))
@@ -578,7 +655,7 @@ def _report(args) -> int:
     from . import report
     from .datasets import read
     from .errors import ArgumentError
-    from .files import load
+    from .loading import load
 
     folder = args.model
     if not os.path.isdir(folder):

@@ -122,8 +122,8 @@ class TrainingError(NnfitError, RuntimeError):
 
 class DivergenceError(TrainingError):
     """The training loss diverged: an epoch's loss became NaN or infinite, or grew past 10,000
-    times the untrained network's loss (``nnfit.train.checkpoints.GROWTH`` times the first batch's
-    loss; see ``nnfit.train.checkpoints.Divergence``). ``.model`` holds the last finite weights (one
+    times the untrained network's loss (``nnfit.train.divergence.GROWTH`` times the first batch's
+    loss; see ``nnfit.train.divergence.Divergence``). ``.model`` holds the last finite weights (one
     model); ``.epoch`` and ``.batch`` (1-based) say where, ``.last_finite_loss`` what came before.
 
     >>> import nnfit as nf

@@ -135,11 +135,13 @@ def check_level(level) -> float:
 
 
 # ------------------------------------------------------------------ calibrating
-def calibrate(fit, data, method: str = "split", folds: int = 10):
+def calibrate(fit, data, method: str = "split", folds: int = 10, refit=None):
     """Calibrate ``fit`` on ``data`` (``MLPFit.calibrate`` calls this); return the fit.
 
     "split": ``data`` are held-out rows with the response, which the fit never trained on.
-    "cv+": ``data`` are the training rows; the fit's recipe is refitted on ``folds`` folds.
+    "cv+": ``data`` are the training rows; the fit's recipe is refitted on ``folds`` folds by
+    ``refit(X, y, **options)``, the recipe's K-model fit on those tensors (``MLPFit.calibrate``
+    passes nf.mlp's, so this module needs no import of the one-liner that calls it).
 
     >>> import nnfit as nf
     >>> from nnfit import intervals
@@ -162,7 +164,7 @@ def calibrate(fit, data, method: str = "split", folds: int = 10):
     matrices = fit.design.transform(frame, response=True)
     warn_left_out(matrices, len(frame), stacklevel=4)
     if method == "cv+":
-        fit.calibration_ = _cv_plus(fit, matrices, folds)
+        fit.calibration_ = _cv_plus(fit, matrices, folds, refit)
         return fit
     if not len(matrices.X):
         raise DataError("calibrate has no rows: every row has a missing value.")
@@ -175,7 +177,7 @@ def on_validation(fit, valid, y=None, rows=None):
 
     ``valid`` is the rows the fit held out, as a Dataset with ``X`` and ``y`` (``nf.mlp``), or
     the tensors X and y with ``rows``, each model's validation row indices (an ensemble's
-    ``_fit_many``). Folds (X of one block per model) and validation rows that differ between
+    ``fit_models``). Folds (X of one block per model) and validation rows that differ between
     models are not one held-out set, so those fits stay uncalibrated.
 
     >>> import nnfit as nf
@@ -225,14 +227,13 @@ def _scores(fit, X, y) -> np.ndarray:
     return np.maximum(scores, 0.0)  # 1 - p rounds to -1e-16 when p is 1
 
 
-def _cv_plus(fit, matrices, folds) -> Calibration:
+def _cv_plus(fit, matrices, folds, refit) -> Calibration:
     """Refit the fit's recipe on folds of the rows in ``matrices``, all folds (times an ensemble's
     members) in one stacked pass; the out-of-fold residuals and the fold networks."""
     import torch
 
     from .train.ensemble import seeds_for
-    from .mlpfit import Prepared, _fit_many
-    from .tuning import _assign_folds, _standardize
+    from .folds import assign_folds, standardize
 
     settings, design, model = fit.settings, fit.design, fit.model
     if design.embedded_:
@@ -242,7 +243,7 @@ def _cv_plus(fit, matrices, folds) -> Calibration:
         raise ArgumentError("method='cv+' cannot refit a fit with case weights yet; calibrate on held-out rows: "
                             "fit.calibrate(held_out).")
     n, members = len(matrices.X), fit.n_models
-    fold = _assign_folds(None, n, folds, settings.get("seed"), stratify=False)
+    fold = assign_folds(None, n, folds, settings.get("seed"), stratify=False)
     train_rows = [np.flatnonzero(fold != k) for k in range(folds)]
     # Each fold's network is scaled with its own training rows, as cross_validate's are; the
     # fit's design scaled them with all of them. raw = the fit's inputs in the data's units.
@@ -251,9 +252,9 @@ def _cv_plus(fit, matrices, folds) -> Calibration:
     y_raw = design.unscale_response(matrices.y)
     x_stats, y_stats = [], []
     for rows in train_rows:
-        _, center, sd = _standardize(raw, rows)
+        _, center, sd = standardize(raw, rows)
         x_stats.append((np.where(scaled, center, 0.0), np.where(scaled, sd, 1.0)))
-        y_stats.append(_standardize(y_raw, rows, response=True)[1:])
+        y_stats.append(standardize(y_raw, rows, response=True)[1:])
     group = [k for k in range(folds) for _ in range(members)]  # model g = fold k's member j
     X = torch.as_tensor(np.stack([(raw - x_stats[k][0]) / x_stats[k][1] for k in group]), dtype=torch.float32)
     y = torch.as_tensor(np.stack([(y_raw - y_stats[k][0]) / y_stats[k][1] for k in group]), dtype=torch.float32)
@@ -262,11 +263,10 @@ def _cv_plus(fit, matrices, folds) -> Calibration:
     dropouts = model.dropouts if members > 1 else [model.dropouts]
     names = [f"fold {k + 1} of {folds}" + (f", model {j + 1}" if members > 1 else "")
              for k in range(folds) for j in range(members)]
-    prepared = Prepared(design, fit.task, 1, X, y, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # e.g. "looks like class codes": said at fit time
-        stack = _fit_many(
-            prepared, model.sizes, model.activations, [dropouts[j] for _ in range(folds) for j in range(members)],
+        stack = refit(
+            X, y, model.sizes, model.activations, [dropouts[j] for _ in range(folds) for j in range(members)],
             settings["optimizer"], per_model(settings.get("lr")) * folds, per_model(settings.get("weight_decay", 0.0)) * folds,
             settings["epochs"], settings["batch_size"], None, seeds_for(settings.get("seed"), folds * members),
             "auto", None, settings["formula"], train_rows=[torch.as_tensor(train_rows[k]) for k in group],
@@ -305,9 +305,7 @@ def _in_fit_scale(stack, design, x_stats, y_stats) -> None:
 
 def _fold_predictions(fit, calibration, X, offset=None) -> np.ndarray:
     """(folds, n) predictions of each fold's networks (their mean) in the response's units."""
-    from .mlpfit import MLPFit
-
-    folds = MLPFit(fit.design, calibration.models, fit.task, [], fit.settings)
+    folds = type(fit)(fit.design, calibration.models, fit.task, [], fit.settings)  # the fold networks as a fit
     values = folds._responses(folds._outputs(X), offset)[:, :, 0]
     return values.reshape(calibration.n_folds, calibration.members, -1).mean(axis=1)
 

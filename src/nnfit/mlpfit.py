@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .design import Design, as_pandas, is_polars, warn_left_out
+from .scores import Scores, classification_scores, probabilities, score  # noqa: F401  (nnfit.mlpfit's names)
 from .errors import ArgumentError, DataError
 from .train import ensemble
 from . import intervals
@@ -53,7 +54,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     n_models : train this many networks at once (an ensemble; model k uses seed + k), in one
         vectorized pass; predictions are their mean.
     on_divergence : a fit whose training loss diverges (NaN, infinite, or 10,000 times the
-        untrained network's; see ``nnfit.train.checkpoints.Divergence``) raises ``DivergenceError``
+        untrained network's; see ``nnfit.train.divergence.Divergence``) raises ``DivergenceError``
         ("error"); with n_models > 1, "drop" keeps the models that did not diverge, renumbered,
         with a warning, and ``fit.settings["dropped"]`` names the others ("model 3 of 5").
     embed : "auto" gives each factor with more than 10 levels a learned embedding of
@@ -77,22 +78,28 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     """
     from .train import fused, losses, metrics
     from .train import learner as learner_module
+    from .train.data import row_weights
 
     sizes = check_architecture(hidden, activation, dropout)[0]  # before any work starts
     check_training(lr, weight_decay, epochs, batch_size, on_divergence)
     threshold = check_threshold(threshold)
-    frame = as_pandas(data)
-    if isinstance(weights, str):  # a column of data, not a predictor
-        if weights not in frame.columns:
-            raise DataError(f"weights names the column {weights!r}, which the data does not have.")
-        weight_column, frame = frame[weights], frame.drop(columns=[weights])
+    if _is_folder(data):  # a folder of Parquet files: streamed, never all in memory
+        prepared = _streamed(formula, data, scale, embed, unknown, valid, weights, class_weight, n_models)
+        frame = weight_column = None
     else:
-        weight_column = weights
-    prepared = prepare(formula, frame, scale, embed=embed, unknown=unknown)
-    design, task, n_outputs, X, y = prepared.design, prepared.task, prepared.n_outputs, prepared.X, prepared.y
+        frame = as_pandas(data)
+        if isinstance(weights, str):  # a column of data, not a predictor
+            if weights not in frame.columns:
+                raise DataError(f"weights names the column {weights!r}, which the data does not have.")
+            weight_column, frame = frame[weights], frame.drop(columns=[weights])
+        else:
+            weight_column = weights
+        prepared = prepare(formula, frame, scale, embed=embed, unknown=unknown)
+    design, task, n_outputs = prepared.design, prepared.task, prepared.n_outputs
+    X, y = getattr(prepared, "X", None), getattr(prepared, "y", None)
     if threshold is not None and task != "binary":
         raise ArgumentError(f"threshold is for a two-level factor response; this model's task is {_TASK_NAMES[task]}.")
-    sample_weight = _case_weights(weight_column, frame, prepared.rows, weights)
+    sample_weight = _case_weights(weight_column, frame, getattr(prepared, "rows", None), weights)
     class_weight = _class_weight_codes(class_weight, design, task)
     valid, n_valid_left_out = _validation(valid, design, task, n_models)
     embeddings = [  # one row per level, and one more for "other"
@@ -109,7 +116,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
 
         if embeddings:
             raise ArgumentError("embed is not supported with n_models > 1 yet; fit one model, or leave embed=None.")
-        weight = learner_module.row_weights(y, sample_weight, class_weight)
+        weight = row_weights(y, sample_weight, class_weight)
         rows = {}
         if not isinstance(valid, (type(None), float, int)):  # validation rows given: after the training rows
             n, m = len(X), len(valid[0])
@@ -119,7 +126,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
             if weight is not None:  # validation rows are scored unweighted
                 weight = torch.cat([weight, torch.ones(m, dtype=weight.dtype)])
             valid = None
-        many = _fit_many(prepared, sizes, activation, [dropout] * n_models, optimizer, [lr] * n_models,
+        many = fit_models(prepared, sizes, activation, [dropout] * n_models, optimizer, [lr] * n_models,
                          [weight_decay] * n_models, epochs, batch_size, valid, ensemble.seeds_for(seed, n_models),
                          device, threads, formula, on_divergence=on_divergence, callbacks=callbacks, weight=weight,
                          verbose=verbose, **rows)
@@ -148,12 +155,12 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
                                 "no embed=, and callbacks that act only between epochs.")
         learner.loss.reduction = "mean"
     fitted = learner.fit(
-        (X, y), epochs=epochs, batch_size=batch_size, valid_data=valid, callbacks=callbacks,
+        prepared.data if X is None else (X, y), epochs=epochs, batch_size=batch_size, valid_data=valid, callbacks=callbacks,
         device=device, verbose=verbose, seed=seed, threads=threads, sample_weight=sample_weight,
         class_weight=class_weight,
     )
     settings = {
-        "formula": formula, "optimizer": _optimizer_name(learner.optimizer), "lr": learner.opt_hparams.get("lr"),
+        "formula": formula, "optimizer": optimizer_name(learner.optimizer), "lr": learner.opt_hparams.get("lr"),
         "weight_decay": weight_decay, "epochs": epochs, "batch_size": batch_size,
         "valid": valid if isinstance(valid, (type(None), float, int)) else "data frame", "seed": seed,
         "n_train": len(fitted.ctx.train_data), "n_valid": len(fitted.ctx.valid_data) if fitted.ctx.valid_data else 0,
@@ -165,6 +172,25 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     if embeddings and unknown == "other":
         _other_as_average(model)
     return intervals.on_validation(MLPFit(design, model, task, fitted.records, settings, fitted=fitted), fitted.ctx.valid_data)
+
+
+def _is_folder(data) -> bool:
+    import os
+
+    return isinstance(data, (str, os.PathLike)) and os.path.isdir(data)
+
+
+def _streamed(formula, folder, scale, embed, unknown, valid, weights, class_weight, n_models):
+    """nf.mlp's data from a folder of Parquet files (``nnfit.streaming``), or the error for what needs memory."""
+    given = [name for name, value, default in (("valid as a fraction", valid if isinstance(valid, (int, float)) else None, None),
+                                                ("weights", weights, None), ("class_weight", class_weight, None),
+                                                ("n_models", n_models, 1)) if value != default]
+    if given:
+        raise ArgumentError(f"data is a folder of Parquet files, streamed; {given[0]} needs the rows in memory. "
+                            "Read a sample with nf.read(), or give valid= a data frame of validation rows.")
+    from .streaming import prepare as prepare_streamed
+
+    return prepare_streamed(formula, folder, scale=scale, embed=embed, unknown=unknown)
 
 
 def check_threshold(threshold):
@@ -293,20 +319,20 @@ def check_training(lr, weight_decay, epochs, batch_size, on_divergence="error") 
     ...
     nnfit.errors.ArgumentError: lr must be a finite number above 0, not -1.
     """
-    from .train.checkpoints import check_on_divergence
+    from .train.divergence import check_on_divergence
     from .errors import check_positive_int, check_rate
-    from .train.learner import _epochs
+    from .train.loop import epoch_range
 
     for rate in lr if isinstance(lr, (list, tuple)) else [lr]:
         check_rate("lr", rate, allow_none=True)
     for decay in weight_decay if isinstance(weight_decay, (list, tuple)) else [weight_decay]:
         check_rate("weight_decay", decay, allow_zero=True)
-    _epochs(epochs)
+    epoch_range(epochs)
     check_positive_int("batch_size", batch_size, allow_none=True)
     check_on_divergence(on_divergence)
 
 
-def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_decays, epochs, batch_size, valid,
+def fit_models(prepared, sizes, activation, dropouts, optimizer, lrs, weight_decays, epochs, batch_size, valid,
               seeds, device, threads, formula, train_rows=None, valid_rows=None, response_scale=None,
               names=None, on_divergence="error", keep_diverged=False, callbacks=None, weight=None,
               verbose=None, metrics=None) -> "MLPFit":
@@ -318,15 +344,24 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
     Models that diverge raise ``DivergenceError`` naming them (``names``), or with
     ``on_divergence="drop"`` are left out (``keep_diverged``: left in the stack, for a caller
     that maps models to folds) and named in ``settings["dropped"]``, with a warning.
+
+    >>> import nnfit as nf
+    >>> from nnfit.mlpfit import fit_models, prepare
+    >>> prepared = prepare("body_mass_g ~ flipper_length_mm", nf.datasets.load("penguins").dropna())
+    >>> fit = fit_models(prepared, [4], "relu", [[0.0]] * 3, "rmsprop", [None] * 3, [0.0] * 3, 2, 32, None,
+    ...                  [1, 2, 3], "cpu", 1, "body_mass_g ~ flipper_length_mm", verbose=False)
+    >>> fit.n_models, fit.settings["n_train"]
+    (3, 333)
     """
     import torch
 
     from .train.data import InMemory, split_valid
-    from .train.learner import _epochs, resolve_device
+    from .train.learner import resolve_device
+    from .train.loop import epoch_range
 
-    min_epochs, max_epochs = _epochs(epochs)
+    min_epochs, max_epochs = epoch_range(epochs)
     check_training(lrs, weight_decays, epochs, batch_size, on_divergence)
-    name = optimizer.lower() if isinstance(optimizer, str) else _optimizer_name(optimizer)
+    name = optimizer.lower() if isinstance(optimizer, str) else optimizer_name(optimizer)
     defaults = ensemble.OPTIMIZER_DEFAULTS.get(name, {})
     lrs = [defaults.get("lr") if lr is None else lr for lr in lrs]
     X, y = prepared.X, prepared.y
@@ -351,7 +386,7 @@ def _fit_many(prepared, sizes, activation, dropouts, optimizer, lrs, weight_deca
     names = names or [f"model {k + 1} of {len(seeds)}" for k in range(len(seeds))]
     dropped = {names[k]: str(error) for k, error in sorted(diverged.items())}
     if len(diverged) == len(seeds) and not keep_diverged:
-        from .train.checkpoints import all_diverged_error
+        from .train.divergence import all_diverged_error
 
         raise all_diverged_error(diverged[k] for k in sorted(diverged))
     if diverged and not keep_diverged:
@@ -416,7 +451,7 @@ def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prep
         design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
         matrices = design.fit_transform(data)
     warn_left_out(matrices, len(matrices.rows), stacklevel=4)
-    task = _task(design)
+    task = task_of(design)
     if task == "regression":
         _warn_if_classes(design, matrices.y)
     n_outputs = len(design.levels) if task == "multiclass" else 1 if task == "binary" else len(design.response_columns)
@@ -442,71 +477,34 @@ def _warn_if_classes(design: Design, y: np.ndarray) -> None:
     )
 
 
-def _task(design: Design) -> str:
+def task_of(design: Design) -> str:
+    """'regression' for a numeric response, 'binary' for a two-level factor, else 'multiclass'.
+
+    >>> import nnfit as nf
+    >>> from nnfit.mlpfit import task_of
+    >>> design = nf.Design("sex ~ body_mass_g").fit(nf.datasets.load("penguins").dropna())
+    >>> task_of(design)
+    'binary'
+    """
     if design.response_kind == "numeric":
         return "regression"
     return "binary" if len(design.levels) == 2 else "multiclass"
 
 
-def _optimizer_name(optimizer) -> str:
+def optimizer_name(optimizer) -> str:
+    """The name a fit's settings give a torch optimizer class: 'rmsprop', 'adam', ...
+
+    >>> import torch
+    >>> from nnfit.mlpfit import optimizer_name
+    >>> optimizer_name(torch.optim.RMSprop), optimizer_name(torch.optim.AdamW)
+    ('rmsprop', 'adamw')
+    """
     from .train.optimizers import name_of
 
     return name_of(optimizer)
 
 
 _TASK_NAMES = {"regression": "regression", "binary": "binary classification", "multiclass": "classification"}
-
-
-class Scores(dict):
-    """Evaluation metrics (a dict) that also knows how many rows it scored and left out.
-
-    ``MLPFit.evaluate`` returns one. A classifier's also holds ``.confusion`` (a DataFrame: rows
-    the true levels, columns the predicted ones), ``.by_class`` (sensitivity, specificity,
-    precision, recall, f1 and support per level) and ``.threshold`` (binary: the decision threshold).
-
-    >>> from nnfit.mlpfit import Scores
-    >>> scores = Scores({"mae": 279.1, "r2": 0.85}, n=67, n_left_out=1)
-    >>> scores
-    {mae: 279.1, r2: 0.85} (67 rows scored, 1 left out (missing values))
-    >>> scores["mae"], scores.n
-    (279.1, 67)
-    """
-
-    def __init__(self, values: dict, n: int, n_left_out: int, confusion=None, by_class=None, threshold=None):
-        super().__init__(values)
-        self.n = n
-        self.n_left_out = n_left_out
-        self.confusion = confusion
-        self.by_class = by_class
-        self.threshold = threshold
-
-    def __repr__(self):
-        text = ", ".join(f"{k}: {v:.4g}" for k, v in self.items())
-        extra = f", {self.n_left_out} left out (missing values)" if self.n_left_out else ""
-        extra += f", threshold {self.threshold:g}" if self.threshold is not None else ""
-        lines = [f"{{{text}}} ({self.n} rows scored{extra})"]
-        if self.confusion is not None:
-            lines += ["confusion (rows: truth, columns: predicted):", _indent(self.confusion.to_string())]
-        if self.by_class is not None:
-            lines += ["by class:", _indent(self.by_class.round(4).to_string())]
-        return "\n".join(lines)
-
-    def _repr_html_(self):
-        from . import display
-
-        rows = list(self.items()) + [("rows scored", self.n), ("left out (missing values)", self.n_left_out)]
-        if self.threshold is not None:
-            rows.append(("threshold", self.threshold))
-        parts = [display.table(rows, title="nnfit evaluation")]
-        if self.confusion is not None:
-            parts.append(display.frame(self.confusion, title="Confusion (rows: truth, columns: predicted)"))
-        if self.by_class is not None:
-            parts.append(display.frame(self.by_class, title="By class"))
-        return "".join(parts)
-
-
-def _indent(text: str) -> str:
-    return "  " + text.replace("\n", "\n  ")
 
 
 class MLPFit:
@@ -569,12 +567,12 @@ class MLPFit:
     def _outputs(self, X: np.ndarray) -> np.ndarray:
         """Network outputs (K, n, outputs), in float64, for standardized rows X.
 
-        Rows go through the network in blocks of one size (``learner.predict_in_blocks``), so
+        Rows go through the network in blocks of one size (``prediction.predict_in_blocks``), so
         a row's prediction does not depend on the rows that come with it.
         """
         import torch
 
-        from .train.learner import predict_in_blocks
+        from .train.prediction import predict_in_blocks
 
         self.model.eval()
         if not len(X):
@@ -732,7 +730,10 @@ class MLPFit:
         """
         if is_polars(data):
             data = as_pandas(data)
-        return intervals.calibrate(self, data, method=method, folds=folds)
+        def refit(X, y, *args, **options):  # the recipe's K-model fit on the folds' tensors (CV+)
+            return fit_models(Prepared(self.design, self.task, 1, X, y, 0), *args, **options)
+
+        return intervals.calibrate(self, data, method=method, folds=folds, refit=refit)
 
     @property
     def threshold(self) -> float | None:
@@ -1194,99 +1195,6 @@ class MLPFit:
         return display.fitted(f"nnfit MLP ({_TASK_NAMES[self.task]})", facts, _last_epoch(self.history), curves)
 
 
-def score(pred: np.ndarray, truth: np.ndarray, task: str) -> dict:
-    """mae, rmse, r2 (regression, averaged over outputs) or accuracy, log_loss (classification).
-
-    >>> import numpy as np
-    >>> from nnfit.mlpfit import score
-    >>> scores = score(np.array([[1.0], [2.0], [4.0]]), np.array([[1.0], [3.0], [4.0]]), "regression")
-    >>> {name: round(value, 3) for name, value in scores.items()}
-    {'mae': 0.333, 'rmse': 0.577, 'r2': 0.786}
-    """
-    if task == "regression":
-        errors = pred - truth
-        total = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
-        r2 = 1 - (errors**2).sum(axis=0) / np.where(total > 0, total, np.nan)
-        return {"mae": float(np.abs(errors).mean()), "rmse": float(np.sqrt((errors**2).mean())), "r2": float(np.mean(r2))}
-    eps = np.finfo(np.float64).eps
-    picked = np.clip(pred[np.arange(len(truth)), truth], eps, 1.0)
-    return {"accuracy": float((pred.argmax(axis=1) == truth).mean()), "log_loss": float(-np.log(picked).mean())}
-
-
-def classification_scores(probs: np.ndarray, truth: np.ndarray, levels, threshold=None) -> Scores:
-    """The full evaluation of a classifier from its probabilities (n, levels) and true codes (n,).
-
-    accuracy, balanced_accuracy (the mean recall over the levels present), log_loss, auc (binary;
-    the macro mean one-vs-rest for several levels) and brier (binary: mean (p - y)^2 of the second
-    level; several levels: the mean over rows of the sum over levels, as scikit-learn's
-    ``brier_score_loss``); for two levels also sensitivity and specificity of the second level
-    (the one a logistic model predicts the probability of, as glm). ``.confusion`` and
-    ``.by_class`` hold the table and the per-level sensitivity, specificity, precision, recall,
-    f1 and support. Classes are the largest probability, or for two levels the second level where
-    its probability is above ``threshold`` (0.5 by default). Every number comes from
-    ``nnfit.train.metrics``.
-
-    >>> import numpy as np
-    >>> from nnfit.mlpfit import classification_scores
-    >>> probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8]])
-    >>> scores = classification_scores(probs, np.array([0, 0, 1, 1]), ["no", "yes"])
-    >>> scores["accuracy"], scores["sensitivity"], scores["specificity"], scores["auc"]
-    (0.5, 0.5, 0.5, 0.75)
-    >>> scores.confusion
-    predicted  no  yes
-    truth
-    no          1    1
-    yes         1    1
-    """
-    import pandas as pd
-    import torch
-
-    from .train import metrics
-
-    t = 0.5 if threshold is None else threshold
-    binary = probs.shape[1] == 2
-    pred = torch.as_tensor(probs[:, 1] if binary else probs, dtype=torch.float64)
-    target = torch.as_tensor(truth, dtype=torch.int64)
-
-    def measured(metric):
-        metric.update(pred, target)
-        return metric
-
-    def per_class(metric):  # the per-level values behind a macro average
-        metric = measured(metric)
-        return metric._score(metric._tp, metric._predicted, metric._true).numpy()
-
-    k = probs.shape[1]
-    options = {"from_logits": False, "threshold": t}
-    classes = metrics.Accuracy(**options)._classes(pred).numpy()
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (truth, classes), 1)
-    precision = per_class(metrics.Precision("macro", **options))
-    recall = per_class(metrics.Recall("macro", **options))
-    f1 = per_class(metrics.F1("macro", **options))
-    negatives = confusion.sum() - confusion.sum(axis=1)
-    false_positives = confusion.sum(axis=0) - np.diag(confusion)
-    specificity = np.where(negatives > 0, (negatives - false_positives) / np.maximum(negatives, 1), np.nan)
-    support = confusion.sum(axis=1)
-    onehot = np.eye(k)[truth]
-    squared = (probs - onehot) ** 2
-    values = {
-        "accuracy": float(measured(metrics.Accuracy(**options)).compute()),
-        "balanced_accuracy": float(recall[support > 0].mean()),
-        "log_loss": float(measured(metrics.LogLoss(from_logits=False)).compute()),
-        "auc": float(measured(metrics.AUROC("macro", from_logits=False)).compute()) if (support > 0).all() else math.nan,
-        "brier": float(squared[:, 1].mean() if binary else squared.sum(axis=1).mean()),
-    }
-    if binary:
-        values["sensitivity"], values["specificity"] = float(recall[1]), float(specificity[1])
-    names = pd.Index([str(level) for level in levels])
-    table = pd.DataFrame(confusion, index=names.rename("truth"), columns=names.rename("predicted"))
-    by_class = pd.DataFrame({"sensitivity": recall, "specificity": specificity, "precision": precision,
-                             "recall": recall, "f1": f1, "support": support}, index=names.rename("level"))
-    return Scores(values, n=len(truth), n_left_out=0, confusion=table, by_class=by_class,
-                  threshold=threshold if binary else None)
-
-
 def _embedding_rows(model, design):
     """coef rows of each embedding table, and the names of the first layer's inputs."""
     rows, inputs = [], list(design.columns)
@@ -1324,21 +1232,6 @@ def _as_polars(result):
         if all(isinstance(level, str) for level in levels):
             converted = converted.cast(pl.String).cast(pl.Enum(levels))
     return converted
-
-
-def probabilities(out: np.ndarray, task: str) -> np.ndarray:
-    """Class probabilities (n, levels) from a network's outputs (n, outputs): the logistic of the
-    one logit for a binary task, the softmax otherwise.
-
-    >>> probabilities(np.array([[0.0], [np.log(3.0)]]), "binary").round(3).tolist()
-    [[0.5, 0.5], [0.25, 0.75]]
-    """
-    if task == "binary":
-        p = 1.0 / (1.0 + np.exp(-out.reshape(-1)))
-        return np.column_stack([1 - p, p])
-    shifted = out - out.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _rates(rates) -> str:

@@ -22,7 +22,7 @@ except for the checks in ``EXPECTED_FAILED_CHECKS``, with the reason: stochastic
 of weight 2 the same as two copies of the row (the shuffled batches differ). scikit-learn
 itself skips ``check_array_api_input`` unless SCIPY_ARRAY_API=1 is set; these estimators take
 numpy (and pandas, polars) input, not the array API. Predictions go through the network in
-blocks of one size (``nnfit.train.learner.predict_in_blocks``), so a row's prediction is the same,
+blocks of one size (``nnfit.train.prediction.predict_in_blocks``), so a row's prediction is the same,
 to the bit, whatever rows are passed with it and in whatever order.
 
 ``n_models`` accepts only 1: an estimator here is one network, whose sample weights, class
@@ -57,10 +57,12 @@ from torch import nn
 
 from .train import closed_form, fused
 from .train.callbacks import Callback
-from .design import Design, _column_stats, as_pandas, warn_left_out
+from .design import Design, column_stats, as_pandas, warn_left_out
 from .errors import check_rate
-from .train.learner import predict_in_blocks, setup
-from .mlpfit import MLPFit, _optimizer_name, probabilities
+from .train.learner import setup
+from .train.prediction import predict_in_blocks
+from .mlpfit import MLPFit, optimizer_name
+from .scores import probabilities
 from .modules import MLP, check_architecture
 from .train.optimizers import resolve as resolve_optimizer
 
@@ -230,7 +232,7 @@ class _NetworkEstimator(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         if reset:
-            self.center_, self.scale_ = _column_stats(X)
+            self.center_, self.scale_ = column_stats(X)
         return (X - self.center_) / self.scale_, self._encode_target(y, reset, classes), sample_weight
 
     def _encode_frame(self, X, y, sample_weight, reset):
@@ -287,7 +289,7 @@ class _NetworkEstimator(BaseEstimator):
         """The formula fit as an ``MLPFit`` (predict, evaluate, coef, save, print)."""
         check_is_fitted(self, "module_")
         settings = {
-            "formula": self.formula, "optimizer": _optimizer_name(resolve_optimizer(self.optimizer)), "lr": self.lr,
+            "formula": self.formula, "optimizer": optimizer_name(resolve_optimizer(self.optimizer)), "lr": self.lr,
             "weight_decay": self.weight_decay, "epochs": self.epochs, "batch_size": self.batch_size, "valid": None,
             "seed": self.random_state if isinstance(self.random_state, int) else None, "n_train": self._n_train,
             "n_left_out": self.design_.n_left_out_, "seconds": None, "threads": None,
@@ -384,7 +386,7 @@ class MLPRegressor(RegressorMixin, _NetworkEstimator):
         y = np.asarray(y, dtype=np.float64)
         if reset:
             self._y_1d = y.ndim == 1
-            self.y_center_, self.y_scale_ = _column_stats(y.reshape(len(y), -1))
+            self.y_center_, self.y_scale_ = column_stats(y.reshape(len(y), -1))
         return (y.reshape(len(y), -1) - self.y_center_) / self.y_scale_
 
     def _target(self, y):

@@ -250,7 +250,7 @@ def _rows(fit, data):
 
 def _metrics(fit, X_std: np.ndarray, y: np.ndarray) -> dict:
     """The fit's metrics on standardized rows, in eval mode (no dropout), in the response's units."""
-    from .mlpfit import classification_scores, score
+    from .scores import classification_scores, score
 
     # The fit's own prediction path (eval mode, fixed-size blocks); an ensemble is scored on its mean.
     values = fit._responses(fit._outputs(X_std)).mean(axis=0)

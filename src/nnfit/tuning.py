@@ -11,8 +11,9 @@ import warnings
 
 import numpy as np
 
-from .design import Design, _column_stats, _scaling, as_pandas, warn_left_out
+from .design import Design, as_pandas, warn_left_out
 from .errors import ArgumentError, DivergenceError
+from .folds import assign_folds, check_folds, standardize
 from .modules import check_architecture
 
 _HIGHER_IS_BETTER = {"accuracy": True, "r2": True, "mae": False, "rmse": False, "log_loss": False}
@@ -77,37 +78,6 @@ class CVResult:
         return "\n".join(lines)
 
 
-def _assign_folds(codes, n: int, folds: int, seed, stratify: bool) -> np.ndarray:
-    """Fold number (0..folds-1) per row; stratified by class so each fold has every class."""
-    _check_folds(folds)
-    if folds > n:
-        raise ArgumentError(f"folds={folds} is more than the {n} rows with complete data.")
-    rng = np.random.default_rng(seed)
-    assignment = np.empty(n, dtype=np.int64)
-    if stratify:
-        counts = np.bincount(codes)
-        present = counts[counts > 0]
-        if folds > present.min():
-            raise ArgumentError(
-                f"folds={folds} is more than the {present.min()} rows of the smallest class; use at most {present.min()} folds."
-            )
-        offset = 0
-        for level in np.flatnonzero(counts):
-            rows = rng.permutation(np.flatnonzero(codes == level))
-            assignment[rows] = (np.arange(len(rows)) + offset) % folds
-            offset += len(rows)
-    else:
-        assignment[rng.permutation(n)] = np.arange(n) % folds
-    return assignment
-
-
-def _standardize(values: np.ndarray, rows: np.ndarray, response: bool = False):
-    """Values scaled with the statistics of ``rows`` only, as a Design fitted on them would scale them."""
-    part = values[rows]
-    center, sd = _column_stats(part) if response else _scaling(part, True, [])
-    return (values - center) / sd, center, sd
-
-
 def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_divergence="error",
                    **mlp_options) -> CVResult:
     """K-fold cross-validation of ``nf.mlp(formula, ...)``, every fold trained at once.
@@ -162,7 +132,7 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_div
         raise ArgumentError(f"Unknown options for cross_validate: {', '.join(sorted(options))}.")
     sizes = check_architecture(hidden, activation, dropout)[0]
     check_training(lr, weight_decay, epochs, batch_size, on_divergence)
-    _check_folds(folds)
+    check_folds(folds)
     split = _Folds(formula, data, folds, seed, scale)
     names = [f"fold {k + 1} of {folds}" for k in range(folds)]
     fit, scores = split.train(list(range(folds)), sizes, activation, [dropout] * folds, optimizer, [lr] * folds,
@@ -191,7 +161,7 @@ class _Folds:
     def __init__(self, formula, data, folds: int, seed, scale):
         import torch
 
-        from .mlpfit import _task
+        from .mlpfit import task_of
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -199,18 +169,18 @@ class _Folds:
         frame = as_pandas(data)
         matrices = design.transform(frame, response=True)
         warn_left_out(matrices, len(frame), stacklevel=4)
-        task = _task(design)
+        task = task_of(design)
         n = len(matrices.X)
         codes = matrices.y if task != "regression" else None
-        assignment = _assign_folds(codes, n, folds, seed, stratify=task != "regression")
+        assignment = assign_folds(codes, n, folds, seed, stratify=task != "regression")
         self.train_rows = [np.flatnonzero(assignment != k) for k in range(folds)]
         self.valid_rows = [np.flatnonzero(assignment == k) for k in range(folds)]
         self.X = torch.as_tensor(
-            np.stack([_standardize(matrices.X, rows)[0] if scale else matrices.X for rows in self.train_rows]),
+            np.stack([standardize(matrices.X, rows)[0] if scale else matrices.X for rows in self.train_rows]),
             dtype=torch.float32,
         )
         if task == "regression":
-            scaled = [_standardize(matrices.y, rows, response=True) for rows in self.train_rows]
+            scaled = [standardize(matrices.y, rows, response=True) for rows in self.train_rows]
             self.y = torch.as_tensor(np.stack([s[0] for s in scaled]), dtype=torch.float32)
             self.y_center = np.stack([s[1] for s in scaled])
             self.y_scale = np.stack([s[2] for s in scaled])
@@ -224,7 +194,8 @@ class _Folds:
         """The fitted stack and each model's scores on its fold's held-out rows (None: it diverged)."""
         import torch
 
-        from .mlpfit import Prepared, _fit_many, probabilities, score
+        from .mlpfit import Prepared, fit_models
+        from .scores import probabilities, score
 
         index = torch.as_tensor(fold_of_model)
         same = list(fold_of_model) == list(range(len(self.train_rows)))
@@ -236,7 +207,7 @@ class _Folds:
             response_scale = torch.as_tensor(self.y_scale[fold_of_model][:, None, :], dtype=torch.float32)
         prepared = Prepared(self.design, self.task, self.n_outputs, X, y, self.matrices.n_left_out,
                             self.matrices.offset)
-        fit = _fit_many(
+        fit = fit_models(
             prepared, sizes, activation, dropouts, optimizer, lrs, weight_decays, epochs, batch_size, None, seeds,
             device, threads, formula, train_rows=[torch.as_tensor(self.train_rows[k]) for k in fold_of_model],
             valid_rows=[torch.as_tensor(self.valid_rows[k]) for k in fold_of_model], response_scale=response_scale,
@@ -263,11 +234,6 @@ class _Folds:
         return fit, scores
 
 
-def _check_folds(folds) -> None:
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ArgumentError(f"folds must be a whole number of at least 2, not {folds!r}.")
-
-
 def _warn_dropped(what: str, dropped: dict, total: int) -> None:
     if dropped:
         warnings.warn(
@@ -286,17 +252,18 @@ def _cross_validate_learner(learner, data, folds, seed, epochs=10, batch_size=32
     import torch
 
     from .train.data import as_data
-    from .train.learner import _epochs, resolve_device
+    from .train.learner import resolve_device
+    from .train.loop import epoch_range
     from .train.vectorized import fit_many
 
     began = time.perf_counter()
-    epochs = _epochs(epochs)[1]
+    epochs = epoch_range(epochs)[1]
     source = as_data(data, batch_size, False)
     if getattr(source, "y", None) is None:
         raise ArgumentError("cross_validate with a learner needs (X, y) tensors or arrays.")
     X, y = source.X, source.y
     classes = y.ndim == 1 and not y.is_floating_point()
-    assignment = _assign_folds(y.numpy() if classes else None, len(X), folds, seed, stratify=classes)
+    assignment = assign_folds(y.numpy() if classes else None, len(X), folds, seed, stratify=classes)
     rng = np.random.default_rng(seed)
     train_rows = [np.flatnonzero(assignment != k) for k in range(folds)]
     n_min = min(len(rows) for rows in train_rows)
@@ -427,7 +394,7 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
 
     from .train.ensemble import OPTIMIZER_DEFAULTS
     from .errors import check_positive_int
-    from .mlpfit import _fit_many, check_training, mlp, prepare
+    from .mlpfit import fit_models, check_training, mlp, prepare
 
     for option in ("valid_data", "n_models", "callbacks"):
         if option in mlp_options:
@@ -440,7 +407,7 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
         )
     check_training(lr, weight_decay, mlp_options.get("epochs", 100), mlp_options.get("batch_size", 32), on_divergence)
     if folds is not None:
-        _check_folds(folds)
+        check_folds(folds)
         if valid is not None:
             raise ArgumentError(
                 f"Give valid= (one hold-out) or folds= (cross-validation), not both: with folds={folds} each fold is "
@@ -513,7 +480,7 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
                                   for k in range(folds)]
                     rows.append(row)
                 continue
-            fit = _fit_many(
+            fit = fit_models(
                 prepared, shape, act, [c[1] for c in per_model], optimizer, [c[0] for c in per_model],
                 [c[2] for c in per_model], epochs, batch_size, valid, model_seeds, device, threads, formula,
                 names=names, on_divergence=on_divergence, keep_diverged=True,
@@ -618,7 +585,7 @@ def _validation_scores(fit, prepared, valid, seed):
     import torch
 
     from .train.data import InMemory, split_valid
-    from .mlpfit import score
+    from .scores import score
 
     generator = torch.Generator().manual_seed(seed)
     _, held_out = split_valid(InMemory(torch.arange(len(prepared.X)), prepared.y), valid, generator,

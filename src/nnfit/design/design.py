@@ -143,20 +143,9 @@ class Design:
     def _learn(self, frame) -> Matrices:
         if len(frame) == 0:
             raise DataError("The training data has no rows.")
-        parsed = self.parsed_
-        self.terms_ = terms_module.expand(parsed, frame.columns)
-        self._check_calls()
-        self.response = _ordered(terms_module.names_in(parsed.lhs), frame.columns)
-        for name in self.response:
-            if name not in map(str, frame.columns):
-                raise DataError(f"The response {name!r} is not a column of the data{close_names(name, frame.columns)}.")
-        used = set()
-        for node in self.terms_.variables + self.terms_.offsets:
-            used |= terms_module.names_in(node)
-        terms_module.check_columns(sorted(used), frame.columns, self.formula)
-        self.predictors = _ordered(used, frame.columns)
+        self._setup(frame.columns)
         self.variables_ = {name: _learn_variable(frame[name], name) for name in self.response + self.predictors}
-        self.lhs_ = grammar.deparse(parsed.lhs)
+        self.lhs_ = grammar.deparse(self.parsed_.lhs)
         self.rhs_ = " + ".join(self.terms_.labels) or ("1" if self.terms_.intercept else "0")
         self.state_ = {}
         self.embedded_ = self._embedded()
@@ -166,6 +155,123 @@ class Design:
         self.n_left_out_ = matrices.n_left_out
         self.fitted_ = True
         return matrices
+
+    def _setup(self, columns) -> None:
+        """The terms, response and predictors the formula reads from data with these column names."""
+        parsed = self.parsed_
+        self.terms_ = terms_module.expand(parsed, columns)
+        self._check_calls()
+        self.response = _ordered(terms_module.names_in(parsed.lhs), columns)
+        for name in self.response:
+            if name not in map(str, columns):
+                raise DataError(f"The response {name!r} is not a column of the data{close_names(name, columns)}.")
+        used = set()
+        for node in self.terms_.variables + self.terms_.offsets:
+            used |= terms_module.names_in(node)
+        terms_module.check_columns(sorted(used), columns, self.formula)
+        self.predictors = _ordered(used, columns)
+
+    def columns_needed(self, columns) -> list:
+        """The data columns the formula reads (response first), given the data's column names.
+
+        ``.`` stands for every column the response does not use, as in ``fit``; a reader of
+        files larger than memory reads only these.
+
+        >>> import nnfit as nf
+        >>> nf.Design("body_mass_g ~ log(flipper_length_mm) + sex").columns_needed(
+        ...     ["species", "sex", "flipper_length_mm", "body_mass_g"])
+        ['body_mass_g', 'sex', 'flipper_length_mm']
+        """
+        self._setup(list(columns))
+        return self.response + self.predictors
+
+    def fit_chunks(self, chunks, columns) -> "Design":
+        """Learn from data given in chunks, never all in memory: the same design as ``fit`` on
+        all the chunks' rows at once (levels, columns, centring and scaling).
+
+        ``chunks`` is a function without arguments that returns an iterable of pandas frames,
+        a fresh pass over the data at each call; it is called twice. ``columns`` are the data's
+        column names (what ``.`` stands for); each frame needs only ``columns_needed(columns)``.
+        The first pass learns each variable's kind and a factor's levels (the union over the
+        chunks, sorted as R's ``factor()`` sorts them; a pandas Categorical keeps its levels
+        only when every chunk has the same ones); the second builds each chunk's model matrix
+        and merges the columns' counts, means and sums of squared deviations (Chan, Golub and
+        LeVeque's pairwise update), minima and maxima, and the response's. Calls that learn
+        from the whole column at once (``poly`` without ``raw = TRUE``, ``ns``/``bs`` without
+        explicit knots, ``cut`` with a number of intervals, ``scale``, ``factor`` without
+        ``levels``, ``lag``) are a ``FormulaError`` that says what to write instead.
+        ``n_rows_`` and ``n_left_out_`` count the rows used and left out (a missing value),
+        ``missing_by_column_`` the missing values per variable.
+
+        >>> import nnfit as nf
+        >>> penguins = nf.datasets.load("penguins")
+        >>> parts = lambda: (penguins.iloc[i: i + 100] for i in range(0, len(penguins), 100))
+        >>> design = nf.Design("body_mass_g ~ sex + flipper_length_mm", scale=True).fit_chunks(parts, penguins.columns)
+        >>> whole = nf.Design("body_mass_g ~ sex + flipper_length_mm", scale=True).fit(penguins)
+        >>> design.columns == whole.columns, bool(abs(design.center_ - whole.center_).max() < 1e-9)
+        (True, True)
+        >>> design.n_rows_, design.n_left_out_
+        (333, 11)
+        """
+        self._setup(list(columns))
+        self._check_streamable()
+        self.variables_ = _merged_variables(chunks, self.response + self.predictors)
+        self.lhs_ = grammar.deparse(self.parsed_.lhs)
+        self.rhs_ = " + ".join(self.terms_.labels) or ("1" if self.terms_.intercept else "0")
+        self.state_ = {}
+        self.embedded_ = self._embedded()
+        self._skip = self._response_on_right()
+        self.response_center_ = self.response_scale_ = None
+        x_moments = y_moments = None
+        n_rows, missing, classes, first = 0, {}, None, True
+        for frame in chunks():
+            if len(frame) == 0:
+                continue
+            matrices = self._encode(frame, response=True, learn=first, unscaled=True)
+            first = False
+            n_rows += len(frame)
+            for label, count in matrices.missing_by_column.items():
+                missing[label] = missing.get(label, 0) + count
+            x_moments = _merge_moments(x_moments, matrices.X)
+            if self.response_kind_ == "factor":
+                counts = np.bincount(matrices.y, minlength=len(self.levels_))
+                classes = counts if classes is None else classes + counts
+            else:
+                y_moments = _merge_moments(y_moments, matrices.y)
+        if first:
+            raise DataError("The training data has no rows.")
+        kept = x_moments[0]
+        if kept == 0:
+            raise DataError(
+                f"No rows are left after leaving out the {n_rows} rows with a missing value" + _missing_summary(missing) + "."
+            )
+        self.center_, self.scale_ = scaling_from_moments(x_moments, self.scale, self._factor_columns, self.columns)
+        if self.response_kind_ == "factor":
+            present = np.flatnonzero(classes)
+            if len(present) < 2:
+                raise DataError(
+                    f"The response {self.lhs_text()!r} has only one level in the training data "
+                    f"({self.levels_[present[0]] if len(present) else 'none'!r}); a classifier needs at least two."
+                )
+        elif self.scale_response:
+            self.response_center_, self.response_scale_ = stats_from_moments(y_moments)
+        else:
+            self.response_center_, self.response_scale_ = np.zeros(len(y_moments[1])), np.ones(len(y_moments[1]))
+        self.n_rows_, self.n_left_out_, self.missing_by_column_ = int(kept), n_rows - int(kept), missing
+        self.fitted_ = True
+        return self
+
+    def _check_streamable(self) -> None:
+        """Refuse the calls whose learned state needs the whole column at once."""
+        for node in self.terms_.variables + self.terms_.offsets + self._responses():
+            for sub in node.walk():
+                if sub.kind == "call" and functions.resolve(sub.value) is not None:
+                    fix = _streaming_fix(sub, functions.resolve(sub.value), self.formula)
+                    if fix:
+                        raise FormulaError(
+                            f"The formula {self.formula!r} calls {grammar.deparse(sub)}, {fix}, or fit the design "
+                            "on an in-memory sample of the data."
+                        )
 
     def _check_calls(self):
         for node in self.terms_.variables + self.terms_.offsets + self._responses():
@@ -206,8 +312,12 @@ class Design:
             )
         return skip
 
-    def _encode(self, frame, response, learn) -> Matrices:
-        """Evaluate the formula's variables on ``frame`` and build the matrices (learning on training)."""
+    def _encode(self, frame, response, learn, unscaled=False) -> Matrices:
+        """Evaluate the formula's variables on ``frame`` and build the matrices (learning on training).
+
+        ``unscaled`` (fitting from chunks) learns the columns but not their scaling, and gives X and y
+        unscaled: the caller merges the chunks' statistics.
+        """
         responses = self._responses() if response else []
         raw = self.response + self.predictors if response else self.predictors
         columns = {name: _column_value(frame[name], self.variables_[name], name, name in self.embedded_) for name in raw}
@@ -228,14 +338,14 @@ class Design:
                 missing[label] = missing.get(label, 0) + int(na.sum())
                 rows &= ~na
         n_left_out = int((~rows).sum())
-        if not rows.any() and learn:  # new data may have no complete row: predictions are then all missing
+        if not rows.any() and learn and not unscaled:  # new data may have no complete row: predictions are then all missing
             raise DataError(
                 f"No rows are left after leaving out the {len(frame)} rows with a missing value"
                 + _missing_summary(missing) + "."
             )
         values = [_subset(v, rows, len(frame)) for v in values]
         if learn:
-            self._learn_response(targets, rows, len(frame))
+            self._learn_response(targets, rows, len(frame), check=not unscaled)
         kept_terms = [t for k, t in enumerate(self.terms_.terms) if not self._embedded_term(t)]
         skip = {kept_terms.index(t) for k, t in enumerate(self.terms_.terms) if k in self._skip and t in kept_terms}
         codes = factor_codes(kept_terms, values, self.terms_.intercept)
@@ -243,7 +353,11 @@ class Design:
                                                      self.terms_.intercept, skip, intercept_column=self.intercept)
         if learn:
             self.columns, self.assign_ = names, assign
-            self.center_, self.scale_ = _scaling(X, self.scale, [n for n, f in zip(names, from_factor) if f], names)
+            self._factor_columns = [n for n, f in zip(names, from_factor) if f]
+            if unscaled:
+                self.center_, self.scale_ = np.zeros(len(names)), np.ones(len(names))
+            else:
+                self.center_, self.scale_ = scaling(X, self.scale, self._factor_columns, names)
         elif names != self.columns:
             raise DataError("The data does not rebuild the design's columns; the model file may be corrupted.")
         X -= self.center_  # in place: X is this call's own array
@@ -252,7 +366,7 @@ class Design:
         offset = None
         if offsets:
             offset = sum(np.broadcast_to(np.asarray(v.data, dtype=np.float64), (len(frame),)) for v in offsets)[rows]
-        y = self._response_values(targets, rows, len(frame), offset) if response else None
+        y = self._response_values(targets, rows, len(frame), offset, unscaled) if response else None
         codes_embedded = None
         if self.embedded_:
             codes_embedded = np.column_stack([
@@ -260,7 +374,7 @@ class Design:
             ])[rows]
         return Matrices(X, y, rows, n_left_out, missing, codes_embedded, offset)
 
-    def _learn_response(self, targets, rows, n):
+    def _learn_response(self, targets, rows, n, check=True):
         kinds = {t.kind for t in targets}
         if len(targets) == 1 and targets[0].kind in ("factor", "logical"):
             target = _subset(targets[0], rows, n)
@@ -268,7 +382,7 @@ class Design:
                 target = Value("factor", target.data.astype(np.int64), ("FALSE", "TRUE"))
             self.response_kind_, self.levels_ = "factor", [functions.level_label(level) for level in target.levels]
             present = sorted(set(target.data.tolist()))
-            if len(present) < 2:
+            if len(present) < 2 and check:
                 shown = self.levels_[present[0]] if present else "none"
                 raise DataError(
                     f"The response {self.lhs_text()!r} has only one level in the training data ({shown!r}); "
@@ -294,7 +408,7 @@ class Design:
             else:
                 self.response_columns.append(label)
 
-    def _response_values(self, targets, rows, n, offset):
+    def _response_values(self, targets, rows, n, offset, unscaled=False):
         if self.response_kind_ == "factor":
             target = targets[0]
             data = target.data if target.kind == "factor" else np.where(np.isnan(target.data), -1, target.data).astype(np.int64)
@@ -306,8 +420,10 @@ class Design:
         if offset is not None:
             Y = Y - offset[:, None]
         if self.response_center_ is None:
+            if unscaled:
+                return Y
             if self.scale_response:
-                self.response_center_, self.response_scale_ = _column_stats(Y)
+                self.response_center_, self.response_scale_ = column_stats(Y)
             else:
                 self.response_center_, self.response_scale_ = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
         return (Y - self.response_center_) / self.response_scale_
@@ -892,7 +1008,13 @@ def _check_float32(values: np.ndarray, columns) -> None:
         )
 
 
-def _column_stats(X):
+def column_stats(X):
+    """The mean and sd (n - 1) of each column; a zero or non-finite sd becomes 1.
+
+    >>> import numpy as np
+    >>> [a.tolist() for a in column_stats(np.array([[1.0, 5.0], [3.0, 5.0]]))]
+    [[2.0, 5.0], [1.4142135623730951, 1.0]]
+    """
     with np.errstate(over="ignore", invalid="ignore"):
         center = X.mean(axis=0)
         scale = X.std(axis=0, ddof=1) if len(X) > 1 else np.ones(X.shape[1])
@@ -908,14 +1030,151 @@ def _column_stats(X):
     return center, scale
 
 
-def _scaling(X, scale, factor_columns, columns=None):
-    """Training mean and sd (n - 1) per column; constant columns (the intercept) stay as they are."""
+def scaling(X, scale, factor_columns, columns=None):
+    """Training mean and sd (n - 1) per column; constant columns (the intercept) stay as they are.
+
+    >>> import numpy as np
+    >>> [a.tolist() for a in scaling(np.array([[1.0, 1.0], [3.0, 1.0]]), True, [], ["x", "(Intercept)"])]
+    [[2.0, 0.0], [1.4142135623730951, 1.0]]
+    """
     if scale is False:
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
-    center, sd = _column_stats(X)
+    center, sd = column_stats(X)
     keep = np.ptp(X, axis=0) > 0 if len(X) else np.zeros(X.shape[1], dtype=bool)
     if scale == "numeric":
         keep &= ~np.isin(np.asarray(columns, dtype=object), factor_columns)
     return np.where(keep, center, 0.0), np.where(keep, sd, 1.0)
 
 
+
+
+# ---------------------------------------------------------------------- fitting from chunks
+def _merged_variables(chunks, names) -> dict:
+    """Each variable's kind and levels over all chunks, as ``_learn_variable`` gives them for all rows."""
+    import pandas as pd
+
+    merged = {}
+    for frame in chunks():
+        for name in names:
+            column = frame[name]
+            categorical = isinstance(column.dtype, pd.CategoricalDtype)
+            if not (categorical or pd.api.types.is_numeric_dtype(column.dtype)) and not column.notna().any():
+                continue  # an all-missing chunk of text or flags says nothing of the column's kind
+            info = _learn_variable(column, name)
+            seen = merged.get(name)
+            if seen is None:
+                merged[name] = seen = {"kind": info["kind"], "levels": set(), "categories": None, "mixed": False}
+                if categorical:
+                    seen["categories"] = (list(info["levels"]), info["ordered"])
+            elif seen["kind"] != info["kind"]:
+                raise DataError(
+                    f"Column {name!r} reads as {seen['kind']} in one chunk of the data and as {info['kind']} in another; "
+                    "give it one type throughout."
+                )
+            if info["kind"] != "factor":
+                continue
+            if not categorical or seen["categories"] != (list(info["levels"]), info["ordered"]):
+                seen["mixed"] = True
+            seen["levels"].update(info["levels"])
+            if len(seen["levels"]) > MAX_LEVELS:
+                raise DataError(f"Column {name!r} has more than {MAX_LEVELS} distinct values; nnfit takes at most {MAX_LEVELS} levels.")
+    out = {}
+    for name in names:
+        seen = merged.get(name, {"kind": "factor", "levels": set(), "categories": None, "mixed": True})
+        if seen["kind"] != "factor":
+            out[name] = {"kind": seen["kind"]}
+        elif seen["categories"] is not None and not seen["mixed"]:
+            levels, ordered = seen["categories"]
+            out[name] = {"kind": "factor", "levels": levels, "ordered": ordered}
+        else:  # as pandas concatenates frames whose categories differ: text, sorted as R's factor()
+            out[name] = {"kind": "factor", "levels": sorted(seen["levels"], key=lambda v: (str(type(v)), v)), "ordered": False}
+    return out
+
+
+def _merge_moments(moments, X):
+    """(n, mean, sum of squared deviations, min, max, shift) per column, merged with X's rows.
+
+    The pairwise update of Chan, Golub and LeVeque (1979), on the data less a shift (the first
+    row seen) so that a column far from 0 (1e9 + noise) loses no digits: exact up to rounding
+    whatever the chunk sizes, without the cancellation of summed squares. ``mean`` is of the
+    shifted data; ``stats_from_moments`` adds the shift back.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if moments is None:
+        p = X.shape[1]
+        moments = (0, np.zeros(p), np.zeros(p), np.full(p, np.inf), np.full(p, -np.inf), None)
+    if len(X) == 0:
+        return moments
+    n_a, mean_a, m2_a, low, high, shift = moments
+    if shift is None:
+        shift = np.where(np.isfinite(X[0]), X[0], 0.0)
+    shifted = X - shift
+    n_b = len(X)
+    mean_b = shifted.mean(axis=0)
+    m2_b = ((shifted - mean_b) ** 2).sum(axis=0)
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    mean = mean_a + delta * (n_b / n)
+    m2 = m2_a + m2_b + delta ** 2 * (n_a * n_b / n)
+    return n, mean, m2, np.minimum(low, X.min(axis=0)), np.maximum(high, X.max(axis=0)), shift
+
+
+def stats_from_moments(moments):
+    """``column_stats`` from merged moments: the mean and sd (n - 1) per column, 1 for a zero sd.
+
+    >>> import numpy as np
+    >>> from nnfit.design.design import _merge_moments, stats_from_moments
+    >>> X = np.array([[1.0], [2.0], [4.0]])
+    >>> center, scale = stats_from_moments(_merge_moments(_merge_moments(None, X[:1]), X[1:]))
+    >>> bool(np.isclose(center[0], X.mean())), bool(np.isclose(scale[0], X.std(ddof=1)))
+    (True, True)
+    """
+    n, mean, m2, shift = moments[0], moments[1], moments[2], moments[5]
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.sqrt(m2 / (n - 1)) if n > 1 else np.ones(len(mean))
+    center = mean + shift if shift is not None else mean.copy()
+    return center, np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+
+
+def scaling_from_moments(moments, scale, factor_columns, columns):
+    """``scaling`` from merged moments: constant columns (the intercept) stay as they are.
+
+    >>> import numpy as np
+    >>> from nnfit.design.design import _merge_moments, scaling_from_moments
+    >>> moments = _merge_moments(None, np.array([[1.0, 1.0], [3.0, 1.0]]))
+    >>> [a.tolist() for a in scaling_from_moments(moments, True, [], ["x", "(Intercept)"])]
+    [[2.0, 0.0], [1.4142135623730951, 1.0]]
+    """
+    p = len(moments[1])
+    if scale is False:
+        return np.zeros(p), np.ones(p)
+    center, sd = stats_from_moments(moments)
+    keep = moments[4] - moments[3] > 0
+    if scale == "numeric":
+        keep &= ~np.isin(np.asarray(columns, dtype=object), factor_columns)
+    return np.where(keep, center, 0.0), np.where(keep, sd, 1.0)
+
+
+def _streaming_fix(node, name: str, text: str):
+    """Why a call cannot learn from chunks and what to write instead, or None when it can."""
+    bound = functions.bind(node, name, text)
+    env = Environment({}, 1, {}, False, text=text)
+    x = grammar.deparse(bound["x"]) if "x" in bound else "x"
+    whole = "can be learned only from the whole column at once, which streamed data never holds"
+    if name == "poly" and not ("raw" in bound and bool(functions.constant(bound["raw"], env))):
+        degree = grammar.deparse(bound["degree"]) if "degree" in bound else "1"
+        return f"whose orthogonal basis {whole}; write poly({x}, {degree}, raw = TRUE)"
+    if name in ("ns", "bs") and ("Boundary.knots" not in bound or ("knots" not in bound and "df" in bound)):
+        return (f"whose knots (quantiles and range of {x}) {whole}; give them explicitly, as in "
+                f"{name}({x}, knots = c(...), Boundary.knots = c(lower, upper))")
+    if name == "cut" and np.size(functions.constant(bound["breaks"], env)) == 1:
+        return f"whose breaks (the range of {x}) {whole}; give the breaks explicitly, as in cut({x}, breaks = c(...))"
+    if name == "scale":
+        return f"whose mean and standard deviation {whole}; write {x}: the design standardizes every column (scale=True)"
+    if name in ("factor", "as.factor", "ordered") and "levels" not in bound:
+        call = "ordered" if name == "ordered" else "factor"
+        return f"whose levels {whole}; give them explicitly, as in {call}({x}, levels = c(...))"
+    if name == "lag":
+        return (f"which reads the rows before each row, in another chunk or file at a chunk's start; compute the lagged "
+                "column before writing the files")
+    return None

@@ -32,7 +32,11 @@ from __future__ import annotations
 import inspect
 
 import torch
+from torch import nn
 from torch.nn import functional as F
+
+from .hooks import Callback
+from .losses import BinaryLogitLoss
 
 
 def _relu_backward(grad, out):
@@ -398,3 +402,89 @@ def _add_ratio(param, numerator, denominator, scale):
         param.addcdiv_(numerator * scale, denominator, value=-1)
     else:
         param.addcdiv_(numerator, denominator, value=-scale)
+
+
+# Optimizer options the closed-form updates implement (any other option keeps autograd).
+OPTIMIZER_OPTIONS = {
+    torch.optim.SGD: {"lr", "momentum", "dampening", "weight_decay", "nesterov"},
+    torch.optim.RMSprop: {"lr", "alpha", "eps", "weight_decay", "momentum"},
+    torch.optim.Adam: {"lr", "betas", "eps", "weight_decay"},
+    torch.optim.AdamW: {"lr", "betas", "eps", "weight_decay"},
+}
+
+
+# ------------------------------------------------------------------ which fits qualify
+def family_gradient(learner, callbacks=None):
+    """The closed-form (loss, gradient) function when ``learner`` trains an ``nf.MLP`` this module
+    can train, else None: activations relu/sigmoid/tanh/identity; an MSE, cross-entropy (class
+    codes, no weights or label smoothing), ``BinaryLogitLoss`` or ``nn.BCEWithLogitsLoss`` (mean,
+    no weights) loss; SGD, RMSprop, Adam or AdamW with the options in ``OPTIMIZER_OPTIONS``; and
+    callbacks that say they need no autograd. Every front door asks this one question.
+
+    >>> import nnfit as nf
+    >>> from nnfit.train import closed_form
+    >>> learner = nf.setup(nf.MLP, loss="mse", optimizer="adam").set_hparams(input_size=3, hidden=4)
+    >>> closed_form.family_gradient(learner) is closed_form.mse
+    True
+    >>> closed_form.family_gradient(learner.set_hparams(activation="elu")) is None
+    True
+    """
+    from ..modules import MLP
+
+    gradient = loss_gradient(learner.loss)
+    if (
+        learner.module is not MLP
+        or gradient is None
+        or not _fusable_optimizer(learner.optimizer, learner.opt_hparams)
+        or not all(name.lower() in ACTIVATIONS for name in _activation_names(learner.hparams))
+        or not all(_acts_between_epochs(callback) for callback in callbacks or [])
+    ):
+        return None
+    return gradient
+
+
+def loss_gradient(loss):
+    """The closed-form (loss, gradient) function for a loss the fused path knows, or None."""
+    if type(loss) is nn.MSELoss and loss.reduction == "mean":
+        return mse
+    if (
+        type(loss) is nn.CrossEntropyLoss
+        and loss.reduction == "mean"
+        and loss.weight is None
+        and loss.ignore_index == -100
+        and loss.label_smoothing == 0
+    ):
+        return cross_entropy
+    if type(loss) is BinaryLogitLoss or (
+        type(loss) is nn.BCEWithLogitsLoss
+        and loss.reduction == "mean"
+        and loss.weight is None
+        and loss.pos_weight is None
+    ):
+        return binary
+    return None
+
+
+def _fusable_optimizer(optimizer_class, options: dict) -> bool:
+    """Known options with values torch accepts (torch.optim itself reports any others)."""
+    known = OPTIMIZER_OPTIONS.get(optimizer_class)
+    if known is None or not set(options) <= known:
+        return False
+    settings = {**defaults(optimizer_class), **options}
+    betas = settings.get("betas", ())
+    numbers = [settings[key] for key in known if key not in ("betas", "nesterov")] + list(betas)
+    if not all(isinstance(v, (int, float)) and 0 <= v < float("inf") for v in numbers):
+        return False
+    if any(beta >= 1 for beta in betas):
+        return False
+    return not settings.get("nesterov") or (settings["momentum"] > 0 and settings["dampening"] == 0)
+
+
+def _activation_names(hparams: dict) -> list:
+    activation = hparams.get("activation", "relu")
+    return [activation] if isinstance(activation, str) else list(activation)
+
+
+def _acts_between_epochs(callback) -> bool:
+    """Whether a callback says it needs no autograd (``Callback.needs_autograd``; subclasses inherit it)."""
+    return isinstance(callback, Callback) and not callback.needs_autograd

@@ -122,8 +122,11 @@ def as_tensor(value, name: str) -> torch.Tensor:
 
 
 def as_data(data, batch_size, shuffle: bool, generator=None, drop_last: bool = False, loader_options=None):
-    """InMemory for (X, y) tuples and TensorDatasets; Loader for other Datasets and DataLoaders."""
-    if isinstance(data, (InMemory, Loader)):
+    """InMemory for (X, y) tuples and TensorDatasets; Loader for other Datasets and DataLoaders.
+
+    A data source of the loop's own kind (``batches``, ``n_batches``, ``to`` and ``len``: such as
+    ``nnfit.streaming.Streamed`` over a folder of Parquet files) comes back as it is."""
+    if isinstance(data, (InMemory, Loader)) or all(hasattr(data, name) for name in ("batches", "n_batches", "to", "__len__")):
         return data
     if isinstance(data, DataLoader):
         return Loader(data)
@@ -170,3 +173,61 @@ def split_valid(data: InMemory, fraction: float, generator, stratify: bool):
     train_index = mask.nonzero().reshape(-1)
     valid_index = valid.sort().values
     return data.subset(train_index.to(data.X.device)), data.subset(valid_index.to(data.X.device))
+
+
+def row_weights(y, sample_weight, class_weight):
+    """Each training row's weight from sample_weight and class_weight (targets ``y``), or None for neither.
+
+    >>> import torch
+    >>> from nnfit.train.data import row_weights
+    >>> row_weights(torch.tensor([0, 0, 0, 1]), [1.0, 2.0, 1.0, 1.0], "balanced").tolist()
+    [0.6666666865348816, 1.3333333730697632, 0.6666666865348816, 2.0]
+    """
+    if sample_weight is None and class_weight is None:
+        return None
+    weight = torch.ones(len(y))
+    if sample_weight is not None:
+        given = as_tensor(sample_weight, "sample_weight").to(torch.float32).reshape(-1)
+        if len(given) != len(y):
+            raise DataError(f"sample_weight has {len(given)} values but the data has {len(y)} rows; give one per row.")
+        if not (torch.isfinite(given).all() and (given >= 0).all()):
+            raise ArgumentError("sample_weight must hold finite, non-negative numbers.")
+        weight = weight * given
+    if class_weight is not None:
+        weight = weight * _class_weights(y, class_weight)
+    return weight.to(y.device)
+
+
+def no_weights(sample_weight, class_weight) -> None:
+    """None, or the error for weights given with data that is not (X, y) in memory."""
+    if sample_weight is not None or class_weight is not None:
+        raise ArgumentError(
+            "sample_weight and class_weight need (X, y) data in memory; with a Dataset or DataLoader, "
+            "weight the rows in your own loss function."
+        )
+
+
+def _class_weights(y, class_weight) -> torch.Tensor:
+    codes = y.reshape(-1).cpu()
+    if y.numel() != len(y) or (codes.is_floating_point() and not bool((codes == codes.round()).all())):
+        raise ArgumentError(
+            "class_weight needs class codes: y must hold one whole number per row (0, 1, 2, ...), "
+            "as for nn.CrossEntropyLoss or a 0/1 target."
+        )
+    codes = codes.to(torch.int64)
+    counts = torch.bincount(codes).to(torch.float32)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ArgumentError(f"class_weight must be 'balanced', a dict {{code: weight}} or one weight per class, not {class_weight!r}.")
+        per_class = len(codes) / (int((counts > 0).sum()) * counts.clamp(min=1))  # as scikit-learn's "balanced"
+    elif isinstance(class_weight, dict):
+        per_class = torch.ones(len(counts))
+        for code, value in class_weight.items():
+            if not 0 <= int(code) < len(counts):
+                raise ArgumentError(f"class_weight names the class {code!r}, but y's codes run from 0 to {len(counts) - 1}.")
+            per_class[int(code)] = float(value)
+    else:
+        per_class = as_tensor(class_weight, "class_weight").to(torch.float32).reshape(-1)
+        if len(per_class) < len(counts):
+            raise ArgumentError(f"class_weight has {len(per_class)} weights but y has {len(counts)} classes; give one per class.")
+    return per_class[codes]

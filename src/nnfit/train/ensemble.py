@@ -13,7 +13,6 @@ With the same seed, model k equals the model trained alone, to float tolerance.
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -184,7 +183,7 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
     the optimizer is ``closed_form.Optimizer``, as for a single fused fit. ``callbacks`` work as
     for one model, per model (see ``nnfit.train.many``).
 
-    The divergence guard checks each model's epoch loss by ``checkpoints.Divergence``, the rule of
+    The divergence guard checks each model's epoch loss by ``divergence.Divergence``, the rule of
     every engine (NaN, infinite, or 10,000 times the untrained loss). A model that diverges raises
     a ``DivergenceError`` naming it (``names[k]``, default 'model k of K'), or with
     ``on_divergence="drop"`` it stops training (the stacked models never mix) and is listed in

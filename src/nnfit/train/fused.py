@@ -33,44 +33,22 @@ torch.Size([64, 1])
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from . import callbacks as callbacks_module
 from . import closed_form
 from .learner import Learner
-from .losses import BinaryLogitLoss
 from ..modules import MLP
-
-# The activations with a closed form (g in place, and its backward from g's output).
-_ACTIVATIONS = closed_form.ACTIVATIONS
-
-# Optimizer options the closed-form updates implement (any other option keeps autograd).
-_OPTIMIZER_OPTIONS = {
-    torch.optim.SGD: {"lr", "momentum", "dampening", "weight_decay", "nesterov"},
-    torch.optim.RMSprop: {"lr", "alpha", "eps", "weight_decay", "momentum"},
-    torch.optim.Adam: {"lr", "betas", "eps", "weight_decay"},
-    torch.optim.AdamW: {"lr", "betas", "eps", "weight_decay"},
-}
-
 
 def learner_for(learner: Learner, callbacks=None) -> Learner:
     """A ``FusedLearner`` when ``learner`` trains an ``MLP`` within the fused family, else ``learner``.
 
     The family: activations relu/sigmoid/tanh/identity; an MSE, cross-entropy (class codes,
     no weights or label smoothing), ``BinaryLogitLoss`` or ``nn.BCEWithLogitsLoss`` (mean, no
-    weights) loss; SGD, RMSprop, Adam or AdamW with the options in ``_OPTIMIZER_OPTIONS``; and
-    callbacks that only act between epochs.
+    weights) loss; SGD, RMSprop, Adam or AdamW with the options in
+    ``closed_form.OPTIMIZER_OPTIONS``; and callbacks that only act between epochs
+    (``closed_form.family_gradient``).
     """
-    loss_gradient = _loss_gradient(learner.loss)
-    if (
-        learner.module is not MLP
-        or loss_gradient is None
-        or not _fusable_optimizer(learner.optimizer, learner.opt_hparams)
-        or not all(name.lower() in _ACTIVATIONS for name in _activation_names(learner.hparams))
-        or not all(_acts_between_epochs(callback) for callback in callbacks or [])
-    ):
-        return learner
-    return FusedLearner(learner, loss_gradient)
+    loss_gradient = closed_form.family_gradient(learner, callbacks)
+    return learner if loss_gradient is None else FusedLearner(learner, loss_gradient)
 
 
 class FusedLearner(Learner):
@@ -154,51 +132,3 @@ class FusedMLP(MLP):
 
 # torch.optim's SGD, RMSprop, Adam and AdamW on one flat buffer (nnfit.train.closed_form)
 ClosedFormOptimizer = closed_form.Optimizer
-
-
-def _loss_gradient(loss):
-    """The closed-form (loss, gradient) function for a loss the fused path knows, or None."""
-    if type(loss) is nn.MSELoss and loss.reduction == "mean":
-        return closed_form.mse
-    if (
-        type(loss) is nn.CrossEntropyLoss
-        and loss.reduction == "mean"
-        and loss.weight is None
-        and loss.ignore_index == -100
-        and loss.label_smoothing == 0
-    ):
-        return closed_form.cross_entropy
-    if type(loss) is BinaryLogitLoss or (
-        type(loss) is nn.BCEWithLogitsLoss
-        and loss.reduction == "mean"
-        and loss.weight is None
-        and loss.pos_weight is None
-    ):
-        return closed_form.binary
-    return None
-
-
-# ------------------------------------------------------------------ what qualifies
-def _fusable_optimizer(optimizer_class, options: dict) -> bool:
-    """Known options with values torch accepts (torch.optim itself reports any others)."""
-    known = _OPTIMIZER_OPTIONS.get(optimizer_class)
-    if known is None or not set(options) <= known:
-        return False
-    settings = {**closed_form.defaults(optimizer_class), **options}
-    betas = settings.get("betas", ())
-    numbers = [settings[key] for key in known if key not in ("betas", "nesterov")] + list(betas)
-    if not all(isinstance(v, (int, float)) and 0 <= v < float("inf") for v in numbers):
-        return False
-    if any(beta >= 1 for beta in betas):
-        return False
-    return not settings.get("nesterov") or (settings["momentum"] > 0 and settings["dampening"] == 0)
-
-
-def _activation_names(hparams: dict) -> list:
-    activation = hparams.get("activation", "relu")
-    return [activation] if isinstance(activation, str) else list(activation)
-
-
-def _acts_between_epochs(callback) -> bool:
-    """Whether a callback says it needs no autograd (``Callback.needs_autograd``; subclasses inherit it)."""
-    return isinstance(callback, callbacks_module.Callback) and not callback.needs_autograd

@@ -20,15 +20,15 @@ import torch
 from torch import nn
 
 from . import callbacks as cb
+from . import distributed
 from . import losses, metrics as metrics_module, optimizers, threads as threads_module
-from .checkpoints import DivergenceGuard
-from .data import InMemory, as_data, as_tensor, split_valid
-from ..errors import check_positive_int, is_positive_int as _positive_int
+from .divergence import DivergenceGuard
+from .data import InMemory, as_data, no_weights, row_weights, split_valid
+from ..errors import check_positive_int
 from ..errors import ArgumentError, ArgumentTypeError, DataError, TrainingError
-from .loop import Context, run
+from .loop import Context, epoch_range, run
+from .prediction import PREDICT_BLOCK, predict_in_blocks
 
-PREDICT_BLOCK = 1024
-"""Rows per block when predicting: each block is evaluated with exactly this many rows."""
 
 
 def setup(module, loss=None, optimizer="adam", metrics=None, backward=None) -> "Learner":
@@ -160,7 +160,7 @@ class Learner:
         >>> fitted.epochs_run, sorted(fitted.last_metrics()["train"])
         (5, ['accuracy', 'loss'])
         """
-        min_epochs, max_epochs = _epochs(epochs)
+        min_epochs, max_epochs = epoch_range(epochs)
         if n_models != 1:
             return self._fit_many(data, n_models, epochs, batch_size, seed, device, threads,
                                   valid_data=valid_data, callbacks=callbacks, accumulate=accumulate,
@@ -177,7 +177,7 @@ class Learner:
         train = as_data(data, batch_size, True, generator, drop_last, dataloader_options)
         _check_finite(train, "data")
         in_memory = isinstance(train, InMemory) and train.y is not None
-        weight = row_weights(train.y, sample_weight, class_weight) if in_memory else _no_weights(sample_weight, class_weight)
+        weight = row_weights(train.y, sample_weight, class_weight) if in_memory else no_weights(sample_weight, class_weight)
         if weight is not None:
             train = InMemory(train.X, train.y, weight)
         given = {"data": train}  # before a validation fraction is split off: what AutoResume hashes
@@ -215,6 +215,8 @@ class Learner:
                 ctx.data_given = given
                 ctx.description = self._describe_run(ctx, batch_size, accumulate, drop_last, valid_data)
                 all_callbacks = [cb.MetricsRecorder(), DivergenceGuard()] + ([cb.Progress()] if verbose else []) + callbacks
+                if distributed.active():  # under torchrun: each process trains on its share of each batch
+                    ctx.train_data, all_callbacks = distributed.data_parallel(ctx, all_callbacks)
                 run(ctx, all_callbacks)
         return Fitted(self, ctx, seconds=time.perf_counter() - began, threads=n_threads, callbacks=callbacks)
 
@@ -450,70 +452,6 @@ class Fitted:
         return display.fitted("nnfit fitted model", facts, self.last_metrics(), self.plot() if self.records else None)
 
 
-def predict_in_blocks(forward, rows, block: int = PREDICT_BLOCK, dim: int = 0, in_dim: int = 0) -> torch.Tensor:
-    """``forward`` over ``rows`` (a tensor, or tensors in order) in blocks of exactly ``block`` rows.
-
-    Matrix products pick their kernels by the number of rows (BLAS on the CPU, cuBLAS on a
-    GPU), and kernels sum in different orders: the same row gave probabilities 3.6e-7 apart
-    alone and among others. Evaluated in blocks of one size, the last filled up with copies
-    of its first row (a valid input for any module) and the copies' outputs dropped, every row
-    goes through the same kernels, so its prediction is the same whatever rows come with it,
-    to the bit, at the cost of at most one padded block (about 30 microseconds for a small
-    MLP on one CPU thread). ``in_dim`` and ``dim`` are the rows' dimension in the inputs and
-    the outputs (for a stack of networks, outputs (K, n, outputs): ``dim=1``; inputs
-    (K, n, p): ``in_dim=1``). A batch that is not one tensor is passed through as it is.
-
-    >>> import torch
-    >>> from nnfit.train.learner import predict_in_blocks
-    >>> net = torch.nn.Linear(3, 2)
-    >>> x = torch.randn(5, 3)
-    >>> alone = predict_in_blocks(net, x[:1]); together = predict_in_blocks(net, x)
-    >>> torch.equal(alone[0], together[0])
-    True
-    """
-    batches = [rows] if isinstance(rows, torch.Tensor) else rows
-    outputs, pending, count, empty = [], [], 0, None
-
-    def run(chunk, n):
-        try:
-            out = forward(chunk)
-        except Exception:
-            if n != block:  # say what went wrong with the rows given, not with the padded block
-                forward(chunk.narrow(in_dim, 0, n))
-            raise
-        outputs.append(out if n == block else out.narrow(dim, 0, n))
-
-    for x in batches:
-        if not isinstance(x, torch.Tensor):
-            outputs.append(forward(x))
-            continue
-        size = x.shape[in_dim]
-        empty = x if empty is None and not size else empty
-        if not pending and size >= block:  # whole blocks straight from the tensor, no copy
-            whole = size - size % block
-            for start in range(0, whole, block):
-                run(x.narrow(in_dim, start, block), block)
-            x, size = x.narrow(in_dim, whole, size - whole), size - whole
-        if size:
-            pending.append(x)
-            count += size
-        while count >= block:
-            chunk = torch.cat(pending, dim=in_dim) if len(pending) > 1 else pending[0]
-            run(chunk.narrow(in_dim, 0, block), block)
-            rest = chunk.narrow(in_dim, block, count - block)
-            pending, count = ([rest] if count > block else []), count - block
-    if count:
-        chunk = torch.cat(pending, dim=in_dim) if len(pending) > 1 else pending[0]
-        shape = list(chunk.shape)
-        shape[in_dim] = block - count
-        run(torch.cat([chunk, chunk.narrow(in_dim, 0, 1).expand(shape)], dim=in_dim), count)
-    if not outputs:
-        if empty is None:
-            raise ArgumentError("There are no rows to predict.")
-        return forward(empty)
-    return torch.cat(outputs, dim=dim)
-
-
 def resolve_device(device) -> torch.device:
     """'auto' -> cuda, then mps, then cpu; anything else as torch.device reads it.
 
@@ -550,76 +488,8 @@ def _check_finite(data, what: str) -> None:
             )
 
 
-def row_weights(y, sample_weight, class_weight):
-    """Each training row's weight from sample_weight and class_weight (targets ``y``), or None for neither.
-
-    >>> import torch
-    >>> from nnfit.train.learner import row_weights
-    >>> row_weights(torch.tensor([0, 0, 0, 1]), [1.0, 2.0, 1.0, 1.0], "balanced").tolist()
-    [0.6666666865348816, 1.3333333730697632, 0.6666666865348816, 2.0]
-    """
-    if sample_weight is None and class_weight is None:
-        return None
-    weight = torch.ones(len(y))
-    if sample_weight is not None:
-        given = as_tensor(sample_weight, "sample_weight").to(torch.float32).reshape(-1)
-        if len(given) != len(y):
-            raise DataError(f"sample_weight has {len(given)} values but the data has {len(y)} rows; give one per row.")
-        if not (torch.isfinite(given).all() and (given >= 0).all()):
-            raise ArgumentError("sample_weight must hold finite, non-negative numbers.")
-        weight = weight * given
-    if class_weight is not None:
-        weight = weight * _class_weights(y, class_weight)
-    return weight.to(y.device)
-
-
-def _no_weights(sample_weight, class_weight) -> None:
-    """None, or the error for weights given with data that is not (X, y) in memory."""
-    if sample_weight is not None or class_weight is not None:
-        raise ArgumentError(
-            "sample_weight and class_weight need (X, y) data in memory; with a Dataset or DataLoader, "
-            "weight the rows in your own loss function."
-        )
-
-
-def _class_weights(y, class_weight) -> torch.Tensor:
-    codes = y.reshape(-1).cpu()
-    if y.numel() != len(y) or (codes.is_floating_point() and not bool((codes == codes.round()).all())):
-        raise ArgumentError(
-            "class_weight needs class codes: y must hold one whole number per row (0, 1, 2, ...), "
-            "as for nn.CrossEntropyLoss or a 0/1 target."
-        )
-    codes = codes.to(torch.int64)
-    counts = torch.bincount(codes).to(torch.float32)
-    if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ArgumentError(f"class_weight must be 'balanced', a dict {{code: weight}} or one weight per class, not {class_weight!r}.")
-        per_class = len(codes) / (int((counts > 0).sum()) * counts.clamp(min=1))  # as scikit-learn's "balanced"
-    elif isinstance(class_weight, dict):
-        per_class = torch.ones(len(counts))
-        for code, value in class_weight.items():
-            if not 0 <= int(code) < len(counts):
-                raise ArgumentError(f"class_weight names the class {code!r}, but y's codes run from 0 to {len(counts) - 1}.")
-            per_class[int(code)] = float(value)
-    else:
-        per_class = as_tensor(class_weight, "class_weight").to(torch.float32).reshape(-1)
-        if len(per_class) < len(counts):
-            raise ArgumentError(f"class_weight has {len(per_class)} weights but y has {len(counts)} classes; give one per class.")
-    return per_class[codes]
-
-
 def _rng_devices(device):
     return [device.index or 0] if device.type == "cuda" else []
-
-
-def _epochs(epochs):
-    if isinstance(epochs, (tuple, list)):
-        if len(epochs) != 2 or not all(_positive_int(e) for e in epochs):
-            raise ArgumentError(f"epochs as a pair must be (min, max) positive whole numbers, not {epochs!r}.")
-        if epochs[0] > epochs[1]:
-            raise ArgumentError(f"epochs=(min, max) needs min <= max; got {tuple(epochs)!r}.")
-        return int(epochs[0]), int(epochs[1])
-    return 1, check_positive_int("epochs", epochs)  # as in luz: a single number is the most epochs
 
 
 def _kwargs(values: dict) -> str:

@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from .callbacks import Hooks, where
-from ..errors import ArgumentError, NnfitError, TrainingError
+from .hooks import Hooks, where
+from ..errors import ArgumentError, NnfitError, TrainingError, check_positive_int, is_positive_int as _positive_int
 
 
 class Context:
@@ -303,3 +303,19 @@ def _call(ctx, what, function, *args):
         raise
     except Exception as error:
         raise TrainingError(f"{what} failed {where(ctx)}: {type(error).__name__}: {error}") from error
+
+
+def epoch_range(epochs) -> tuple:
+    """(min, max) epochs from ``fit(epochs=)``: a number is the most epochs (min 1), a pair is (min, max).
+
+    >>> from nnfit.train.loop import epoch_range
+    >>> epoch_range(10), epoch_range((5, 20))
+    ((1, 10), (5, 20))
+    """
+    if isinstance(epochs, (tuple, list)):
+        if len(epochs) != 2 or not all(_positive_int(e) for e in epochs):
+            raise ArgumentError(f"epochs as a pair must be (min, max) positive whole numbers, not {epochs!r}.")
+        if epochs[0] > epochs[1]:
+            raise ArgumentError(f"epochs=(min, max) needs min <= max; got {tuple(epochs)!r}.")
+        return int(epochs[0]), int(epochs[1])
+    return 1, check_positive_int("epochs", epochs)  # as in luz: a single number is the most epochs

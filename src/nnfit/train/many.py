@@ -38,6 +38,13 @@ class RowWeights:
     with fewer rows), or None when every row counts once; ``counts`` (K,): the rows each model
     really has in the batch (a tensor), or the batch's length; ``mask`` (K, b) bool, the rows a
     model has (None: all); ``active`` (K,) bool, the models with any row in the batch (None: all).
+
+    >>> import torch
+    >>> from nnfit.train.many import ManyRows
+    >>> rows = ManyRows(torch.zeros(5, 1), torch.zeros(5, 1), [torch.arange(5), torch.arange(3)], seeds=[1, 2])
+    >>> last = list(rows.batches(4, shuffle=False))[-1][2]
+    >>> last.counts.tolist(), last.active.tolist()            # model 2 has no row left
+    ([1, 0], [True, False])
     """
 
     weight: torch.Tensor | None = None
@@ -57,6 +64,12 @@ class ManyRows:
     ``weight`` (n,) weighs the rows (sample and class weights). A batch is
     (x (K, b, p), y (K, b, ...), ``RowWeights``). ``block``, when given, is the batch size
     used whatever the loop asks (validation predicts in large blocks).
+
+    >>> import torch
+    >>> from nnfit.train.many import ManyRows
+    >>> rows = ManyRows(torch.randn(10, 2), torch.randn(10, 1), [torch.arange(10)] * 3, seeds=[1, 2, 3])
+    >>> rows.n_batches(4), len(rows), next(rows.batches(4, shuffle=True))[0].shape
+    (3, 10, torch.Size([3, 4, 2]))
     """
 
     def __init__(self, X, y, rows, seeds=None, generators=None, weight=None, block=None, per_model_y=None):
@@ -135,9 +148,9 @@ class ManyRows:
 
     def describe(self) -> str:
         """The rows of each model, as a fingerprint shows them (AutoResume)."""
-        from .checkpoints import _hash_tensors
+        from .checkpoints import hash_tensors
 
-        return f"{self.n_models} models, rows {', '.join(map(str, self.sizes))} {_hash_tensors(self.rows)}"
+        return f"{self.n_models} models, rows {', '.join(map(str, self.sizes))} {hash_tensors(self.rows)}"
 
 
 class Stacked:
@@ -146,6 +159,11 @@ class Stacked:
     Training: ``train_batch(ctx, weight, total)`` returns (prediction, loss per model) with the
     gradients written; then the optimizer steps every model that is active and has rows in the
     batch. Validation predicts and scores each model on its own rows.
+
+    >>> from nnfit.train.many import Stacked, VmapStack
+    >>> from nnfit.train.ensemble import StackedMLP
+    >>> issubclass(StackedMLP, Stacked) and issubclass(VmapStack, Stacked)
+    True
     """
 
     n_models = 1
@@ -172,7 +190,15 @@ class Stacked:
 
 
 def step_models(optimizer, active) -> None:
-    """One optimizer step for the models marked True in ``active`` (None: all)."""
+    """One optimizer step for the models marked True in ``active`` (None: all).
+
+    >>> import torch
+    >>> from nnfit.train.many import step_models
+    >>> w = torch.nn.Parameter(torch.ones(2, 3)); w.grad = torch.ones(2, 3)
+    >>> step_models(torch.optim.SGD([w], lr=0.5), torch.tensor([True, False]))
+    >>> w.detach().tolist()                                   # model 2 sat the step out
+    [[0.5, 0.5, 0.5], [1.0, 1.0, 1.0]]
+    """
     if active is None or hasattr(optimizer, "model_steps"):  # nnfit's closed-form optimizer masks itself
         optimizer.step(active) if active is not None else optimizer.step()
         return
@@ -270,7 +296,14 @@ class VmapStack(Stacked, nn.Module):
 
 
 def vmap_error(model, error, ctx):
-    """The error for a module that vmap cannot run, or that failed inside it."""
+    """The error for a module that vmap cannot run, or that failed inside it.
+
+    >>> import torch
+    >>> from nnfit.train.many import vmap_error
+    >>> error = vmap_error(torch.nn.Linear(1, 1), RuntimeError("vmap: cannot batch .item()"), None)
+    >>> type(error).__name__, str(error)[:40]
+    ('ArgumentError', 'Linear cannot be trained as several mode')
+    """
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     if isinstance(error, (RuntimeError, ValueError, NotImplementedError)) and (
         "vmap" in text or "functorch" in text or "batched" in text.lower()
@@ -285,7 +318,14 @@ def vmap_error(model, error, ctx):
 
 
 def model_metrics(metrics, n_models: int) -> list:
-    """K independent copies of a list of metrics, one list per model (model 1's is ``metrics`` itself)."""
+    """K independent copies of a list of metrics, one list per model (model 1's is ``metrics`` itself).
+
+    >>> import nnfit as nf
+    >>> from nnfit.train.many import model_metrics
+    >>> lists = model_metrics([nf.metrics.MAE()], 3)
+    >>> len(lists), lists[1][0] is lists[2][0]
+    (3, False)
+    """
     return [metrics] + [[copy.deepcopy(m) for m in metrics] for _ in range(n_models - 1)]
 
 
@@ -302,9 +342,19 @@ def fit(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, ca
     ``on_divergence="drop"``; ``ctx.active`` which models were still training at the end.
     ``description`` ({field: text}, or a function of the context giving it) identifies the run
     for AutoResume.
+
+    >>> import torch, nnfit as nf
+    >>> from nnfit.train import many
+    >>> X = torch.randn(30, 2); y = X.sum(dim=1, keepdim=True)
+    >>> stack = many.VmapStack([torch.nn.Linear(2, 1) for _ in range(3)], torch.nn.MSELoss())
+    >>> rows = many.ManyRows(X, y, [torch.arange(30)] * 3, seeds=[1, 2, 3])
+    >>> ctx = many.fit(stack, None, torch.optim.SGD(stack.parameters(), lr=0.1), rows, None, epochs=2,
+    ...                batch_size=10, metrics=many.model_metrics([], 3))
+    >>> len(ctx.get_metrics("train")["loss"]), ctx.active
+    (3, [True, True, True])
     """
     from . import callbacks as cb
-    from .checkpoints import DivergenceGuard
+    from .divergence import DivergenceGuard
     from .loop import Context, run
 
     K = model.n_models

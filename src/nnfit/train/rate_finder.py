@@ -5,7 +5,7 @@ large; a good rate lies where the (smoothed) loss falls fastest, well before its
 
 >>> import torch, nnfit as nf
 >>> from torch import nn
->>> X = torch.randn(256, 3); y = X @ torch.tensor([[1.0], [2.0], [-1.0]])
+>>> X = torch.randn(256, 3, generator=torch.Generator().manual_seed(0)); y = X @ torch.tensor([[1.0], [2.0], [-1.0]])
 >>> learner = nf.setup(nn.Linear, loss=nn.MSELoss(), optimizer="sgd").set_hparams(in_features=3, out_features=1)
 >>> records = nf.lr_finder(learner, (X, y), steps=50, seed=1)
 >>> list(records.columns)
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .callbacks import Callback
+from .hooks import Callback
 from ..errors import ArgumentError, DivergenceError, NnfitError
 
 

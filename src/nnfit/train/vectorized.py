@@ -65,7 +65,7 @@ class FittedMany:
         """The models' mean prediction, or with ``type="all"`` every model's, stacked (K, n, ...)."""
         if type not in ("response", "all"):
             raise ArgumentError(f"type must be 'response' or 'all', not {type!r}.")
-        from .learner import predict_in_blocks
+        from .prediction import predict_in_blocks
 
         source = as_data(data, batch_size, False)
         outputs = []
@@ -114,12 +114,12 @@ def fit_many(learner, data, n_models: int, epochs, batch_size, seed, device, thr
              class_weight=None, verbose=False):
     """Train ``n_models`` copies of the learner's module together in the ordinary loop; return a ``FittedMany``.
 
-    An ``nf.MLP`` the closed-form step can train (``fused.learner_for``) is stacked as a
+    An ``nf.MLP`` the closed-form step can train (``closed_form.family_gradient``) is stacked as a
     ``StackedMLP`` and trained without autograd; any other module runs as a ``many.VmapStack``.
     Every callback works per model (``nnfit.train.many``). ``train_rows``: one index tensor per model
     (cross-validation folds). ``valid_data``: a fraction (the rows model 1's seed holds out,
     for every model) or (X, y). Each model's epoch loss is checked by
-    ``checkpoints.Divergence``, the rule of every engine: one that diverges raises a
+    ``divergence.Divergence``, the rule of every engine: one that diverges raises a
     ``DivergenceError`` naming it (``names[k]``, default 'model k of K'), or with
     ``on_divergence="drop"`` is left out of the result (``FittedMany.dropped``).
 
@@ -135,18 +135,19 @@ def fit_many(learner, data, n_models: int, epochs, batch_size, seed, device, thr
     >>> many.n_models
     2
     """
-    from . import fused, many
+    from . import closed_form, many
     from . import metrics as metrics_module
     from . import threads as threads_module
-    from .checkpoints import all_diverged_error, check_on_divergence
+    from .divergence import all_diverged_error, check_on_divergence
     from .data import split_valid
     from .ensemble import StackedMLP, optimizer_for, seeds_for
     from ..errors import check_positive_int
-    from .learner import _epochs, row_weights
+    from .data import row_weights
+    from .loop import epoch_range
 
     check_on_divergence(on_divergence)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
-    min_epochs, max_epochs = _epochs(epochs)
+    min_epochs, max_epochs = epoch_range(epochs)
     names = names or [f"model {k + 1} of {n_models}" for k in range(n_models)]
     if learner.loss is None:
         raise ArgumentError("n_models needs a loss given to setup (a module's own loss() method is not vectorized).")
@@ -181,10 +182,10 @@ def fit_many(learner, data, n_models: int, epochs, batch_size, seed, device, thr
         valid = many.ManyRows(given.X.to(device), given.y.to(device), [torch.arange(n_valid, device=device)] * n_models,
                               block=1 << 16)
     callbacks = list(callbacks or [])
-    fast = fused.learner_for(learner, callbacks)
-    if isinstance(fast, fused.FusedLearner):
+    gradient = closed_form.family_gradient(learner, callbacks)
+    if gradient is not None:
         stack = StackedMLP(models).to(device)
-        stack.loss_gradient = fast.loss_gradient
+        stack.loss_gradient = gradient
         optimizer = optimizer_for(stack, learner.optimizer, learner.opt_hparams)
     else:
         stack = many.VmapStack(models, learner.loss).to(device)

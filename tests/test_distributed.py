@@ -1,0 +1,255 @@
+"""nnfit.train.distributed: data-parallel fits under torchrun, checked against one process.
+
+The fits under torchrun run in one subprocess (2 processes, gloo on the CPU) with a timeout,
+so a deadlock fails fast; the test compares what each rank wrote with the same fits in this
+process.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import nnfit as nf
+from nnfit.errors import ArgumentError
+from nnfit.train import distributed
+from nnfit.train.data import InMemory
+from nnfit.train.distributed import Shard, spread
+
+TIMEOUT = 60  # seconds for one torchrun: it takes about 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(script, *args, nproc=2, cwd=None):
+    """Run ``script`` under torch's launcher with ``nproc`` processes; (returncode, output)."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+               "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script), *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    return done.returncode, done.stdout + done.stderr
+
+
+# The data and fits, the same in the script and here.
+COMMON = textwrap.dedent("""
+    import torch, nnfit as nf
+    from torch import nn
+    from nnfit.train import fused
+
+    def data():
+        g = torch.Generator().manual_seed(0)
+        X = torch.randn(71, 3, generator=g)   # 71 rows, batches of 16: the last (7 rows) splits 3/4
+        y = X @ torch.tensor([[1.0], [2.0], [-1.0]]) + 0.1 * torch.randn(71, 1, generator=g)
+        return X, y
+
+    def learners():
+        mlp = nf.setup(nf.MLP, loss="mse", optimizer="sgd", metrics=["mae"]).set_hparams(
+            input_size=3, hidden=[8], output_size=1).set_opt_hparams(lr=0.1)
+        torch.manual_seed(5)
+        sequential = nf.setup(nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1)), loss="mse",
+                              optimizer="sgd").set_opt_hparams(lr=0.1)
+        return {"autograd MLP": mlp, "nn.Sequential": sequential, "closed form": fused.learner_for(mlp)}
+
+    def fits(callbacks=lambda: []):
+        out = {}
+        for name, learner in learners().items():
+            fitted = learner.fit(data(), epochs=4, batch_size=16, seed=1, verbose=False, callbacks=callbacks())
+            out[name] = {"weights": [p.detach().reshape(-1).tolist() for p in fitted.model.parameters()],
+                         "records": [list(r) for r in fitted.records], "step": type(fitted.ctx.opt).__name__}
+        return out
+
+    def early_stopping(callbacks=()):
+        stop = nf.callbacks.EarlyStopping(monitor="valid_loss", patience=2)
+        learner = nf.setup(nf.MLP, loss="mse", optimizer="sgd").set_hparams(
+            input_size=3, hidden=[8], output_size=1).set_opt_hparams(lr=0.6)
+        fitted = learner.fit(data(), epochs=40, batch_size=16, valid_data=0.3, seed=2, verbose=False,
+                             callbacks=[stop, *callbacks])
+        return {"stopped": stop.stopped_epoch, "epochs_run": fitted.epochs_run,
+                "records": [list(r) for r in fitted.records]}
+""")
+
+SCRIPT = COMMON + textwrap.dedent("""
+    import json, os, sys
+    from nnfit.train import distributed
+    out, rank = sys.argv[1], distributed.rank()
+    result = {"world": distributed.world_size(), "rank": rank, "fits": fits(), "errors": {}}
+    logger = lambda: [nf.callbacks.CSVLogger(os.path.join(out, f"history-rank{rank}.csv"))]
+    result["early stopping"] = early_stopping(callbacks=logger())
+    learner = learners()["autograd MLP"]
+    resume = nf.callbacks.AutoResume(os.path.join(out, "resume"))
+    resumed = learner.fit(data(), epochs=2, batch_size=16, seed=1, verbose=False, callbacks=[resume])
+    result["resume"] = {"records": [list(r) for r in resumed.records],
+                        "left": sorted(os.listdir(os.path.join(out, "resume")))}
+    for name, options in {"no seed": {}, "small batches": {"seed": 1, "batch_size": 1}}.items():
+        try:
+            learner.fit(data(), epochs=1, verbose=False, **options)
+        except nf.errors.ArgumentError as error:
+            result["errors"][name] = str(error)
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as stream:
+        json.dump(result, stream)
+""")
+
+
+@pytest.fixture(scope="module")
+def under_torchrun(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("torchrun")
+    script = folder / "script.py"
+    script.write_text(SCRIPT)
+    code, output = torchrun(script, folder)
+    assert code == 0, output
+    ranks = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
+    return folder, ranks
+
+
+@pytest.fixture(scope="module")
+def one_process():
+    namespace = {}
+    exec(COMMON, namespace)
+    return namespace
+
+
+def close(a, b, tol=1e-5):
+    return max(abs(x - y) for x, y in zip(a, b, strict=True)) <= tol
+
+
+def test_a_step_on_two_processes_is_the_step_on_the_whole_batch(under_torchrun, one_process):
+    _, ranks = under_torchrun
+    alone = one_process["fits"]()
+    assert [r["world"] for r in ranks] == [2, 2] and [r["rank"] for r in ranks] == [0, 1]
+    for name, single in alone.items():
+        for r in ranks:
+            got = r["fits"][name]
+            assert got["step"] == single["step"]
+            assert len(got["weights"]) == len(single["weights"])
+            for mine, theirs in zip(got["weights"], single["weights"]):
+                assert close(mine, theirs), name
+    assert ranks[0]["fits"]["closed form"]["step"] == "Optimizer"  # the closed-form path, not torch.optim
+    assert ranks[0]["fits"]["autograd MLP"]["step"] == "SGD"
+
+
+def test_records_are_the_same_on_every_rank_and_as_in_one_process(under_torchrun, one_process):
+    _, ranks = under_torchrun
+    alone = one_process["fits"]()
+    for name, single in alone.items():
+        assert ranks[0]["fits"][name]["records"] == ranks[1]["fits"][name]["records"]
+        got = ranks[0]["fits"][name]["records"]
+        assert [r[:3] for r in got] == [r[:3] for r in single["records"]]
+        assert close([r[3] for r in got], [r[3] for r in single["records"]])
+    assert {r[1] for r in ranks[0]["fits"]["autograd MLP"]["records"]} == {"loss", "mae"}
+
+
+def test_early_stopping_stops_both_ranks_at_the_epoch_one_process_stops(under_torchrun, one_process):
+    _, ranks = under_torchrun
+    single = one_process["early_stopping"]()
+    assert single["stopped"] is not None and single["stopped"] < 40
+    assert [r["early stopping"]["stopped"] for r in ranks] == [single["stopped"]] * 2
+    assert [r["early stopping"]["epochs_run"] for r in ranks] == [single["epochs_run"]] * 2
+    assert ranks[0]["early stopping"]["records"] == ranks[1]["early stopping"]["records"]
+
+
+def test_only_rank_0_writes_the_csv_log(under_torchrun):
+    folder, _ = under_torchrun
+    assert (folder / "history-rank0.csv").exists()
+    assert not (folder / "history-rank1.csv").exists()
+    lines = (folder / "history-rank0.csv").read_text().splitlines()
+    assert lines[0] == "epoch,set,loss"
+    assert lines[1].startswith("1,train,") and lines[2].startswith("1,valid,")
+
+
+def test_auto_resume_runs_on_every_rank_and_rank_0_removes_its_checkpoint(under_torchrun):
+    _, ranks = under_torchrun
+    assert ranks[0]["resume"]["records"] == ranks[1]["resume"]["records"]
+    assert [r[:3] for r in ranks[0]["resume"]["records"]] == [[s, m, e] for e in (1, 2) for s, m in [("train", "loss"), ("train", "mae")]]
+    assert ranks[0]["resume"]["left"] == []  # rank 0 deleted the checkpoint at the end (rank 1 may look earlier)
+
+
+def test_a_fit_without_a_seed_or_with_too_small_batches_is_refused(under_torchrun):
+    _, ranks = under_torchrun
+    for r in ranks:
+        assert r["errors"] == {
+            "no seed": "Under torchrun (2 processes) every process must draw the same batches, so fit needs a "
+                       "seed: pass seed= (the same number in every process; nnfit fit: --seed).",
+            "small batches": "batch_size=1 gives batches of 1 rows, fewer than the 2 processes under torchrun; "
+                             "each process needs a row of every batch: use batch_size >= 2.",
+        }
+
+
+# ---------------------------------------------------------------------- in one process
+def test_shards_cut_each_batch_of_the_shuffled_order_into_contiguous_parts():
+    X = torch.arange(23.0).reshape(23, 1)
+    data = InMemory(X, X.reshape(-1), torch.ones(23))
+    whole = [x.reshape(-1).tolist() for x, _, _ in data.batches(5, True, torch.Generator().manual_seed(3))]
+    parts = [[x.reshape(-1).tolist() for x, _, _ in Shard(data, r, 3).batches(5, True, torch.Generator().manual_seed(3))]
+             for r in range(3)]
+    # 23 rows in batches of 5: four of 5 rows and a last of 3, one row for each of the 3 processes
+    assert [len(p) for p in parts] == [5, 5, 5]
+    for b, batch in enumerate(whole):
+        assert parts[0][b] + parts[1][b] + parts[2][b] == batch
+    assert [len(parts[r][0]) for r in range(3)] == [1, 2, 2]  # rows [0, 5//3), [5//3, 10//3), [10//3, 5)
+    assert all(Shard(data, r, 3).n_batches(5) == 5 for r in range(3))
+
+
+def test_a_last_batch_with_fewer_rows_than_processes_is_left_out():
+    data = InMemory(torch.zeros(22, 1), torch.zeros(22))
+    assert data.n_batches(5) == 5 and Shard(data, 0, 2).n_batches(5) == 5
+    assert Shard(data, 0, 3).n_batches(5) == 4  # the last batch has 2 rows for 3 processes
+    assert [len(x) for x, _ in Shard(data, 2, 3).batches(5, shuffle=False)] == [2, 2, 2, 2]
+    assert Shard(data, 0, 3).n_batches(None) == 1 and len(Shard(data, 0, 3)) == 22
+
+
+def test_drop_last_cuts_the_same_batches_as_in_memory_data():
+    data = InMemory(torch.arange(11.0).reshape(11, 1), None)
+    assert Shard(data, 0, 2).n_batches(4, drop_last=True) == data.n_batches(4, drop_last=True) == 2
+    assert [x.reshape(-1).tolist() for x, _ in Shard(data, 1, 2).batches(4, False, drop_last=True)] == [[2.0, 3.0], [6.0, 7.0]]
+
+
+def test_the_helpers_read_torchruns_environment(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed.active() and distributed.local_rank() == 3
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not distributed.active()
+    monkeypatch.delenv("WORLD_SIZE")
+    assert not distributed.active()
+
+
+def test_spread_gives_model_k_to_rank_k_mod_world():
+    assert [spread(7, rank_=r, world=3) for r in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
+    assert sorted(k for r in range(4) for k in spread(10, rank_=r, world=4)) == list(range(10))
+    with pytest.raises(ArgumentError) as error:
+        spread(3, rank_=2, world=2)
+    assert str(error.value) == "rank must be a whole number from 0 to 1, not 2."
+    with pytest.raises(ArgumentError) as error:
+        spread(0, rank_=0, world=2)
+    assert str(error.value) == "n_models must be a positive whole number, not 0."
+
+
+def test_data_parallel_in_a_group_of_one_is_the_ordinary_fit():
+    X = torch.randn(40, 2, generator=torch.Generator().manual_seed(0)); y = X.sum(dim=1, keepdim=True)
+    learner = nf.setup(nn.Linear, loss="mse", optimizer="sgd").set_hparams(in_features=2, out_features=1)
+    fitted = learner.fit((X, y), epochs=2, batch_size=8, seed=1, verbose=False)
+    data, callbacks = distributed.data_parallel(fitted.ctx, [nf.callbacks.Progress()])
+    assert isinstance(data, Shard) and data.n_batches(8) == 5
+    assert [type(c).__name__ for c in callbacks] == ["Progress", "InStep", "SameStart"]  # rank 0 keeps Progress
+
+
+def test_data_parallel_refuses_data_it_cannot_spread():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    X = torch.randn(16, 2); y = X.sum(dim=1, keepdim=True)
+    learner = nf.setup(nn.Linear, loss="mse").set_hparams(in_features=2, out_features=1)
+    fitted = learner.fit(DataLoader(TensorDataset(X, y), batch_size=4), epochs=1, seed=1, verbose=False)
+    with pytest.raises(ArgumentError) as error:
+        distributed.data_parallel(fitted.ctx, [])
+    assert str(error.value) == (
+        "Under torchrun, fit spreads in-memory (X, y) data over the processes; a Dataset or DataLoader is "
+        "not spread yet. Pass tensors, or a DataLoader with a torch.utils.data.DistributedSampler.")
