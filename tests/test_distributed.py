@@ -253,3 +253,69 @@ def test_data_parallel_refuses_data_it_cannot_spread():
     assert str(error.value) == (
         "Under torchrun, fit spreads in-memory (X, y) data over the processes; a Dataset or DataLoader is "
         "not spread yet. Pass tensors, or a DataLoader with a torch.utils.data.DistributedSampler.")
+
+
+SPREAD = textwrap.dedent("""
+    import json, sys, warnings
+    import torch, nnfit as nf
+    from nnfit.train import distributed
+
+    def fits():
+        warnings.simplefilter("ignore")
+        penguins = nf.datasets.load("penguins").dropna()
+        ensemble = nf.mlp("body_mass_g ~ flipper_length_mm + sex", data=penguins, hidden=4, epochs=3, n_models=3,
+                          seed=1, valid=0.2, verbose=False,
+                          callbacks=[nf.callbacks.EarlyStopping(patience=1, min_delta=50.0)])
+        cv = nf.cross_validate("body_mass_g ~ flipper_length_mm", penguins, folds=3, hidden=3, epochs=2, seed=1)
+        stack = ensemble.model
+        return {"weights": [p.detach().reshape(-1).tolist() for p in stack.parameters()],
+                "history": [list(r) for r in ensemble.history], "cv": cv.summary.round(10).to_dict()}
+
+    if __name__ == "__main__":
+        out = fits()
+        with open(f"{sys.argv[1]}/spread-{distributed.rank()}.json", "w") as f:
+            json.dump(out, f)
+""")
+
+
+def test_ensembles_and_folds_spread_over_the_processes_as_one_process_trains_them(tmp_path):
+    script = tmp_path / "spread.py"
+    script.write_text(SPREAD)
+    code, output = torchrun(script, tmp_path)
+    assert code == 0, output
+    namespace = {}
+    exec(compile(SPREAD.replace('if __name__ == "__main__":', "if False:"), "spread", "exec"), namespace)
+    alone = json.loads(json.dumps(namespace["fits"]()))
+    ranks = [json.loads((tmp_path / f"spread-{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]  # every process gets every model back
+    for mine, theirs in zip(ranks[0]["weights"], alone["weights"]):
+        torch.testing.assert_close(torch.tensor(mine), torch.tensor(theirs), rtol=1e-5, atol=1e-6)
+    assert [row[:3] + row[4:] for row in ranks[0]["history"]] == [row[:3] + row[4:] for row in alone["history"]]
+    torch.testing.assert_close(torch.tensor([r[3] for r in ranks[0]["history"]]),
+                               torch.tensor([r[3] for r in alone["history"]]), rtol=1e-5, atol=1e-6)
+    assert ranks[0]["cv"].keys() == alone["cv"].keys()
+    for column, values in alone["cv"].items():
+        for row, value in values.items():
+            if isinstance(value, float):
+                assert abs(ranks[0]["cv"][column][row] - value) <= 1e-4 * max(1.0, abs(value)), (column, row)
+            else:
+                assert ranks[0]["cv"][column][row] == value
+
+
+def test_a_spread_fit_refuses_callbacks_that_write_files(tmp_path):
+    script = tmp_path / "writes.py"
+    script.write_text(textwrap.dedent("""
+        import nnfit as nf
+        penguins = nf.datasets.load("penguins").dropna()
+        try:
+            nf.mlp("body_mass_g ~ flipper_length_mm", data=penguins, hidden=3, epochs=1, n_models=2, seed=1,
+                   verbose=False, callbacks=[nf.callbacks.CSVLogger("log.csv")])
+        except nf.errors.ArgumentError as error:
+            print("REFUSED", error)
+    """))
+    code, output = torchrun(script, cwd=tmp_path)
+    assert code == 0, output
+    assert output.count("REFUSED Under torchrun the 2 models of this fit are spread over the processes, and "
+                        "CSVLogger would have each process write its own models' files to the same place; leave "
+                        "it out, or train the models in one process.") == 2
+    assert not (tmp_path / "log.csv").exists()

@@ -141,7 +141,7 @@ def spread(n_models: int, rank_: int | None = None, world: int | None = None) ->
     """The models (0-based) of a K-model fit that this process would train: k with k % world == rank.
 
     ``rank_`` and ``world`` default to this process's. A building block for spreading
-    ``fit(n_models=K)`` over processes; K-model fits do not use it yet.
+    ``fit(n_models=K)`` over processes: ``many.fit`` trains model k on process k % world.
 
     >>> from nnfit.train.distributed import spread
     >>> spread(5, rank_=1, world=2), spread(5, rank_=0, world=2), spread(2, rank_=2, world=3)

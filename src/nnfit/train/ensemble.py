@@ -114,6 +114,12 @@ class StackedMLP(Stacked, nn.Module):
         pred.backward(grad)
         return pred.detach(), loss
 
+    def subset(self, models) -> "StackedMLP":
+        """A stack of the models listed (0-based), with their weights and dropout rates."""
+        stack = StackedMLP([self.unstack(k) for k in models]).to(self.weights[0].device).train(self.training)
+        stack.loss_gradient = self.loss_gradient
+        return stack
+
     def unstack(self, k: int) -> MLP:
         """Model k as an ordinary ``MLP``."""
         model = MLP(self.input_size, self.sizes, self.output_size, self.activations, self.dropout[k].tolist())
@@ -203,7 +209,11 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
     valid = None
     if valid_rows is not None:
         valid = many.ManyRows(X, y, valid_rows, block=VALID_BLOCK, per_model_y=per_model_y)
-    opt = _optimizer(net, optimizer, rates, weight_decay, options)
+    decays = list(weight_decay) if isinstance(weight_decay, (list, tuple)) else [weight_decay] * K
+
+    def opt(stack, models):  # the closed-form optimizer of the models a stack holds, each with its rate
+        return _optimizer(stack, optimizer, [rates[k] for k in models], [decays[k] for k in models], options)
+
     net.loss_gradient = LOSSES.get(task, closed_form.cross_entropy)
     if metrics is None:
         if task == "regression":

@@ -146,6 +146,13 @@ class ManyRows:
             rows.weight = w if rows.weight is None else w * rows.weight
         return rows
 
+    def subset(self, models) -> "ManyRows":
+        """The rows of the models listed (0-based), as their own ``ManyRows``."""
+        return ManyRows(self.X[models] if self.per_model_x else self.X, self.y[models] if self.per_model_y else self.y,
+                        [self.rows[k] for k in models], weight=self.weight, block=self.block,
+                        generators=None if self.generators is None else [self.generators[k] for k in models],
+                        per_model_y=self.per_model_y)
+
     def describe(self) -> str:
         """The rows of each model, as a fingerprint shows them (AutoResume)."""
         from .checkpoints import hash_tensors
@@ -287,6 +294,10 @@ class VmapStack(Stacked, nn.Module):
         losses.sum().backward()
         return pred.detach(), losses.detach()
 
+    def subset(self, models) -> "VmapStack":
+        """A stack of the models listed (0-based), with their weights."""
+        return VmapStack([self.unstack(k).train(self.training) for k in models], self.loss)
+
     def unstack(self, k: int) -> nn.Module:
         """Model k (from 0) as its own module, with its trained weights."""
         model = self.models[k]
@@ -341,7 +352,11 @@ def fit(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, ca
     rows; ``ctx.diverged`` {model index: DivergenceError} of the models dropped with
     ``on_divergence="drop"``; ``ctx.active`` which models were still training at the end.
     ``description`` ({field: text}, or a function of the context giving it) identifies the run
-    for AutoResume.
+    for AutoResume. ``optimizer`` is the optimizer over ``model``'s parameters, or a function
+    ``(stack, models)`` that builds it for a stack of the models listed (0-based).
+
+    Under torchrun the K models are spread over the processes (``distributed.spread``: model k
+    on process k % world), each trains its own, and every process gets all K back.
 
     >>> import torch, nnfit as nf
     >>> from nnfit.train import many
@@ -353,21 +368,118 @@ def fit(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, ca
     >>> len(ctx.get_metrics("train")["loss"]), ctx.active
     (3, [True, True, True])
     """
-    from . import callbacks as cb
-    from .divergence import DivergenceGuard
-    from .loop import Context, run
+    from . import distributed
 
-    K = model.n_models
     if valid_metrics is None:
         valid_metrics = [[copy.deepcopy(m) for m in model_list] for model_list in metrics]
-    ctx = Context(model, loss_fn, {"opt": optimizer}, train, valid, epochs, 1 if min_epochs is None else min_epochs,
-                  batch_size, metrics[0], valid_metrics[0], device, None)
-    ctx.n_models = K
+    names = names or [f"model {k + 1} of {model.n_models}" for k in range(model.n_models)]
+    options = dict(min_epochs=min_epochs, device=device, names=names, on_divergence=on_divergence, verbose=verbose,
+                   seed=seed, description=description, data_given=data_given, valid_metrics=valid_metrics)
+    if distributed.active():
+        return _spread(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, list(callbacks), options)
+    if callable(optimizer):
+        optimizer = optimizer(model, list(range(model.n_models)))
+    return _run(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, callbacks, **options)
+
+
+def _context(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, min_epochs=None, device="cpu",
+             names=None, on_divergence="error", seed=None, valid_metrics=None, **_):
+    from .loop import Context
+
+    ctx = Context(model, loss_fn, {"opt": optimizer} if optimizer is not None else {}, train, valid, epochs,
+                  1 if min_epochs is None else min_epochs, batch_size, metrics[0] if metrics else [],
+                  valid_metrics[0] if valid_metrics else [], device, None)
+    ctx.n_models = model.n_models
     ctx.model_metrics = {"train": metrics, "valid": valid_metrics}
-    ctx.model_names = names or [f"model {k + 1} of {K}" for k in range(K)]
+    ctx.model_names = names
     ctx.on_divergence = on_divergence
     ctx.seed = seed
+    return ctx
+
+
+def _run(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, callbacks, description=None,
+         data_given=None, verbose=False, **options):
+    from . import callbacks as cb
+    from .divergence import DivergenceGuard
+    from .loop import run
+
+    ctx = _context(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, **options)
     ctx.description = description(ctx) if callable(description) else dict(description or {})
     ctx.data_given = data_given or {"data": train, "validation data": valid}
     all_callbacks = [cb.MetricsRecorder(), DivergenceGuard()] + ([cb.Progress()] if verbose else []) + list(callbacks)
     return run(ctx, all_callbacks)
+
+
+WRITERS = ("ModelCheckpoint", "AutoResume", "CSVLogger", "TensorBoard")
+
+
+def _spread(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, callbacks, options):
+    """Under torchrun: this process trains its share of the K models; all get every model back."""
+    import torch.distributed as dist
+
+    from ..errors import DivergenceError, NnfitError
+    from . import callbacks as cb
+    from . import distributed
+
+    K = model.n_models
+    writers = [type(c).__name__ for c in callbacks if type(c).__name__ in WRITERS]
+    if writers:
+        raise ArgumentError(
+            f"Under torchrun the {K} models of this fit are spread over the processes, and {writers[0]} would "
+            "have each process write its own models' files to the same place; leave it out, or train the models "
+            "in one process."
+        )
+    if not callable(optimizer):
+        raise ArgumentError("Spreading K models over processes needs the optimizer as a function (stack, models).")
+    distributed.init()
+    world, rank = distributed.world_size(), distributed.rank()
+    same = [None] * world
+    dist.all_gather_object(same, train.describe() + " " + ", ".join(options["names"]))
+    if len(set(same)) > 1:
+        raise TrainingError("The processes were given different models or rows for this fit (each must build "
+                            "the same K models: pass the same seed= and data to every process).")
+    mine = distributed.spread(K)
+    outcome = {"models": mine}
+    if mine:
+        sub = model.subset(mine)
+        pick = lambda values: [values[k] for k in mine]  # noqa: E731
+        sub_options = {**options, "names": pick(options["names"]), "valid_metrics": pick(options["valid_metrics"]),
+                       "verbose": options["verbose"] and rank == 0}
+        kept = [c for c in callbacks if rank == 0 or not isinstance(c, cb.Progress)]
+        try:
+            ctx = _run(sub, loss_fn, optimizer(sub, mine), train.subset(mine), None if valid is None else valid.subset(mine),
+                       epochs, batch_size, pick(metrics), kept, **sub_options)
+            number = {j + 1: k + 1 for j, k in enumerate(mine)}
+            outcome.update(
+                state={name: value.detach().cpu() for name, value in sub.state_dict().items()},
+                records=[(*row[:4], number[row[4]]) for row in ctx.records],
+                diverged={mine[j]: str(error) for j, error in ctx.diverged.items()},
+                active=ctx.active, seconds=ctx.epoch_seconds,
+            )
+        except NnfitError as error:  # said on every process, so none waits for the others forever
+            outcome["error"] = (type(error).__name__, str(error))
+    gathered = [None] * world
+    dist.all_gather_object(gathered, outcome)
+    errors = [o["error"] for o in gathered if "error" in o]
+    if errors:
+        kind, text = errors[0]
+        raise (DivergenceError if kind == "DivergenceError" else TrainingError)(text)
+    state = model.state_dict()
+    ctx = _context(model, loss_fn, None, train, valid, epochs, batch_size, metrics, **options)
+    active = [True] * K
+    with torch.no_grad():
+        for o in gathered:
+            for j, k in enumerate(o["models"]):
+                for name, value in o["state"].items():
+                    state[name][k].copy_(value[j].to(state[name].device))
+                active[k] = o["active"][j]
+            ctx.records += o.get("records", [])
+            ctx.diverged.update({k: DivergenceError(text) for k, text in o.get("diverged", {}).items()})
+    order = {key: i for i, key in enumerate(dict.fromkeys((row[0], row[1]) for row in ctx.records))}
+    ctx.records.sort(key=lambda row: (row[2], order[(row[0], row[1])], row[4]))
+    for k, training in enumerate(active):
+        if not training:
+            ctx.deactivate(k)
+    ctx.stop_training = False
+    ctx.epoch_seconds = max((o.get("seconds", []) for o in gathered), key=len)
+    return ctx

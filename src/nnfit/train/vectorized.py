@@ -186,10 +186,13 @@ def fit_many(learner, data, n_models: int, epochs, batch_size, seed, device, thr
     if gradient is not None:
         stack = StackedMLP(models).to(device)
         stack.loss_gradient = gradient
-        optimizer = optimizer_for(stack, learner.optimizer, learner.opt_hparams)
+        def optimizer(stack, models):
+            return optimizer_for(stack, learner.optimizer, learner.opt_hparams)
     else:
         stack = many.VmapStack(models, learner.loss).to(device)
-        optimizer = learner.build_optimizer(list(stack.parameters()))
+
+        def optimizer(stack, models):
+            return learner.build_optimizer(list(stack.parameters()))
     train_rows_data = many.ManyRows(X, y, rows, generators=generators, weight=weight)
     metrics = many.model_metrics(metrics_module.for_set(learner.metrics, "train"), n_models)
     valid_metrics = many.model_metrics(metrics_module.for_set(learner.metrics, "valid"), n_models)
