@@ -200,7 +200,7 @@ def test_keep_best_model_and_model_checkpoint_states_round_trip(tmp_path):
     fitted = fit([best, saver], epochs=4)
     losses = valid_losses(fitted)
     winner = min(losses, key=lambda e: (losses[e], e))
-    assert set(best.state_dict()) == {"best", "best_epoch", "weights"}
+    assert set(best.state_dict()) == {"best", "best_epoch", "weights", "kept"}
     assert {key: saver.state_dict()[key] for key in ("best", "best_epoch", "best_path")} == {
         "best": losses[winner], "best_epoch": winner, "best_path": str(tmp_path / f"e{winner}.nnfit")}
     again_best, again_saver = KeepBestModel(), ModelCheckpoint(tmp_path / "e{epoch}.nnfit", save_best_only=True)

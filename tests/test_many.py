@@ -200,3 +200,49 @@ def test_an_ensemble_takes_callbacks_and_names_a_model_that_diverges():
         nf.mlp("body_mass_g ~ flipper_length_mm", data=penguins, hidden=3, epochs=3, n_models=2, seed=1,
                lr=1e6, verbose=False)
     assert str(error.value).startswith("The training loss of model 1 of 2 ")
+
+
+def test_an_ensemble_refuses_callbacks_that_act_inside_a_step_and_those_that_need_autograd():
+    penguins = nf.datasets.load("penguins").dropna()
+    call = lambda callback: nf.mlp("body_mass_g ~ flipper_length_mm", data=penguins, hidden=3, epochs=1,  # noqa: E731
+                                   n_models=2, seed=1, verbose=False, callbacks=[callback])
+    with pytest.raises(nf.errors.ArgumentError) as error:
+        call(nf.callbacks.GradientClip(1.0))
+    assert str(error.value) == ("GradientClip acts inside a training step (on_train_batch_before_step), which a stack "
+                                "of K models takes as one step, so it would not run; fit the models one at a time "
+                                "to use it.")
+    with pytest.raises(nf.errors.ArgumentError) as error:
+        call(nf.callbacks.LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1))
+    assert str(error.value).startswith("Several models at once train in closed form, without autograd or a torch "
+                                       "optimizer, and LRScheduler needs them")
+    with pytest.raises(nf.errors.ArgumentError, match="^Mixup acts inside a training step"):
+        call(nf.callbacks.Mixup())
+
+
+def test_auto_resume_refuses_an_ensembles_checkpoint_for_another_recipe(tmp_path):
+    penguins = nf.datasets.load("penguins").dropna()
+
+    def ensemble(formula, callbacks, seed=1):
+        return nf.mlp(formula, data=penguins, hidden=3, epochs=4, n_models=2, seed=seed, verbose=False,
+                      callbacks=callbacks)
+
+    with pytest.raises(KeyboardInterrupt):
+        ensemble("body_mass_g ~ flipper_length_mm", [nf.callbacks.AutoResume(tmp_path), Crash()])
+    for formula, seed in (("body_mass_g ~ bill_depth_mm", 1), ("body_mass_g ~ flipper_length_mm", 2)):
+        with pytest.raises(nf.errors.ModelFileError, match="belongs to another run"):
+            ensemble(formula, [nf.callbacks.AutoResume(tmp_path)], seed=seed)
+    resume = nf.callbacks.AutoResume(tmp_path)
+    resumed = ensemble("body_mass_g ~ flipper_length_mm", [resume])
+    whole = ensemble("body_mass_g ~ flipper_length_mm", [])
+    assert resume.resumed_from == 3 and resumed.history == whole.history
+
+
+def test_keep_best_leaves_a_model_that_never_improved_as_it_ended(data):
+    X, y, Xv, yv = data
+    learner = mlp_learner()
+    best = nf.callbacks.KeepBestModel(monitor="valid_loss", mode="min")
+    fitted = learner.fit((X, y), epochs=3, valid_data=(Xv, yv), n_models=2, seed=1, callbacks=[best], verbose=False)
+    alone = learner.fit((X, y), epochs=3, valid_data=(Xv, yv), seed=1, verbose=False,
+                        callbacks=[nf.callbacks.KeepBestModel(monitor="valid_loss", mode="min")])
+    close(fitted.models[0], alone.model)
+    assert best._kept == {0, 1}

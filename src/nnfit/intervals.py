@@ -440,6 +440,9 @@ def spread(values, index, rows) -> "pd.DataFrame":
     """
     import pandas as pd
 
+    if values.shape[2] != 1:
+        raise ArgumentError(f"type='spread' is for one response; this model predicts {values.shape[2]}. "
+                            "Use type='all' for every model's prediction of each.")
     v = values[:, :, 0]
     stats = np.column_stack([v.mean(0), v.std(0, ddof=1), np.quantile(v, 0.025, axis=0), np.quantile(v, 0.975, axis=0)])
     out = np.full((len(index), 4), np.nan)

@@ -376,12 +376,21 @@ def fit_models(prepared, sizes, activation, dropouts, optimizer, lrs, weight_dec
     scale = response_scale
     if scale is None and prepared.task == "regression":
         scale = prepared.design.response_scale_
+    from .train.checkpoints import describe_value
+
+    description = {  # what AutoResume compares: the recipe of every model, and (below) the data
+        "formula": repr(formula), "design": repr(prepared.design.columns), "task": prepared.task,
+        "hidden": repr(list(sizes)), "activation": describe_value(activation), "dropout": describe_value(dropouts),
+        "optimizer": name, "lr": describe_value(lrs), "weight_decay": describe_value(weight_decays),
+        "seeds": repr(list(seeds)), "epochs": repr(epochs), "batch_size": repr(batch_size), "valid": repr(valid),
+        "n_models": str(len(seeds)), "names": repr(names),
+    }
     net, records, seconds, n_threads, diverged = ensemble.fit(
         X, y, prepared.task, prepared.n_outputs, sizes, activation, dropouts, name, lrs, weight_decays,
         max_epochs, batch_size, seeds, train_rows, valid_rows, scale,
         resolve_device(device), threads, generators, names=names, on_divergence=on_divergence,
         callbacks=list(callbacks or []), weight=weight, min_epochs=min_epochs, metrics=metrics,
-        verbose=sys.stdout.isatty() if verbose is None else verbose,
+        verbose=sys.stdout.isatty() if verbose is None else verbose, description=description,
     )
     names = names or [f"model {k + 1} of {len(seeds)}" for k in range(len(seeds))]
     dropped = {names[k]: str(error) for k, error in sorted(diverged.items())}

@@ -601,14 +601,6 @@ class MixedPrecision(Callback):
         return "MixedPrecision()" if self.dtype is None else f"MixedPrecision(dtype={self.dtype})"
 
 
-# The checkpoint callbacks live in checkpoints.py, which imports this module; they are
-# re-exported here on first use so that neither import order makes a cycle.
-_CHECKPOINT_NAMES = ("ModelCheckpoint", "KeepBestModel", "Interrupt", "AutoResume")
-
-
-def __getattr__(name: str):
-    if name in _CHECKPOINT_NAMES:
-        from . import checkpoints
-
-        return getattr(checkpoints, name)
-    raise AttributeError(f"module 'nnfit.train.callbacks' has no attribute {name!r}")
+# nf.callbacks lists every callback: the checkpoint ones live in checkpoints.py, the guard in divergence.py.
+from .checkpoints import AutoResume, Interrupt, KeepBestModel, ModelCheckpoint  # noqa: E402,F401
+from .divergence import DivergenceGuard  # noqa: E402,F401

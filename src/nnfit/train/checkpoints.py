@@ -274,6 +274,16 @@ class ModelCheckpoint(Monitor, Callback):
         return f"ModelCheckpoint({self.path!r}, monitor={self.monitor!r}, save_best_only={self.save_best_only})"
 
 
+class _Kept:
+    """A state dict seen as a model (``copy_weights`` copies from a model's ``state_dict``)."""
+
+    def __init__(self, state):
+        self._state = state
+
+    def state_dict(self):
+        return self._state
+
+
 class KeepBestModel(Monitor, Callback):
     """At the end of the fit, give the model the weights of its best epoch by ``monitor``.
 
@@ -306,6 +316,7 @@ class KeepBestModel(Monitor, Callback):
     def on_fit_begin(self, ctx):
         super().on_fit_begin(ctx)
         self._weights = None
+        self._kept = set()  # K models: those that ever improved (the others keep their last weights)
 
     def on_epoch_end(self, ctx):
         improved, _ = self.update(ctx)
@@ -314,20 +325,26 @@ class KeepBestModel(Monitor, Callback):
             if better:
                 first = self._weights is None
                 self._weights = copy_weights(ctx.model, self._weights, None if first else better)
+                self._kept.update(better)
             return
         if improved:
             self._weights = copy_weights(ctx.model, self._weights)
 
     def on_fit_end(self, ctx):
-        if self._weights is not None:
-            ctx.model.load_state_dict(self._weights)
+        if self._weights is None:
+            return
+        if ctx.stacked and len(self._kept) < ctx.n_models:  # a model that never improved keeps its last weights
+            copy_weights(_Kept(self._weights), ctx.model.state_dict(), sorted(self._kept))
+            return
+        ctx.model.load_state_dict(self._weights)
 
     def state_dict(self):
-        return {**super().state_dict(), "weights": self._weights}
+        return {**super().state_dict(), "weights": self._weights, "kept": sorted(self._kept)}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self._weights = state["weights"]
+        self._kept = set(state.get("kept", []))
 
     def __repr__(self):
         return f"KeepBestModel(monitor={self.monitor!r})"

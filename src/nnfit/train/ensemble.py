@@ -222,9 +222,20 @@ def train(net: StackedMLP, X, y, task: str, seeds, optimizer: str, lr, weight_de
             metrics = [[metrics_module.Rescaled(metrics_module.MAE(), 0.0, s)] for s in scales]
         else:
             metrics = [[metrics_module.Accuracy()] for _ in range(K)]
+    many.check_callbacks(callbacks)  # first: a step-level callback is refused for what it is
+    needs = [type(c).__name__ for c in callbacks if getattr(c, "needs_autograd", True)]
+    if needs:
+        raise ArgumentError(
+            f"Several models at once train in closed form, without autograd or a torch optimizer, and {needs[0]} "
+            "needs them (gradients, a torch optimizer or batch-level state). Fit the models one at a time, or use "
+            "nf.setup(nf.MLP, ...).fit(..., n_models=K), which trains through autograd when a callback needs it."
+        )
+    from .data import InMemory
+
+    description = {**(description or {}), "rows": data.describe()}
     ctx = many.fit(net, None, opt, data, valid, epochs, batch_size, metrics, callbacks, min_epochs=min_epochs,
                    device=device, names=names, on_divergence=on_divergence, verbose=verbose, seed=seeds[0],
-                   description=description)
+                   description=description, data_given={"data": InMemory(X, y, weight)})
     for param in net.parameters():  # each its own tensor again, out of the optimizer's buffer
         param.data, param.grad = param.data.clone(), None
     net._layers = net._layers_of = None

@@ -212,6 +212,9 @@ def step_models(optimizer, active) -> None:
     params = [p for group in optimizer.param_groups for p in group["params"]]
     keep = ~active
     saved = [p.detach()[keep].clone() for p in params]
+    # the masked models' running averages and momenta too (a shared step count, as Adam's, cannot be)
+    state = [(value, value[keep].clone()) for p in params for value in optimizer.state.get(p, {}).values()
+             if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == len(active)]
     for p in params:
         if p.grad is not None:
             p.grad[keep] = 0
@@ -219,6 +222,8 @@ def step_models(optimizer, active) -> None:
     with torch.no_grad():
         for p, old in zip(params, saved):
             p[keep] = old
+        for value, old in state:
+            value[keep] = old
 
 
 class VmapStack(Stacked, nn.Module):
@@ -370,6 +375,7 @@ def fit(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, ca
     """
     from . import distributed
 
+    check_callbacks(callbacks)
     if valid_metrics is None:
         valid_metrics = [[copy.deepcopy(m) for m in model_list] for model_list in metrics]
     names = names or [f"model {k + 1} of {model.n_models}" for k in range(model.n_models)]
@@ -380,6 +386,41 @@ def fit(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, ca
     if callable(optimizer):
         optimizer = optimizer(model, list(range(model.n_models)))
     return _run(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, callbacks, **options)
+
+
+# The hooks a stacked step runs: between batches and epochs, not inside a step.
+STEP_HOOKS = ("on_train_batch_after_pred", "on_train_batch_after_loss", "on_train_batch_before_backward",
+              "on_train_batch_before_step", "on_train_batch_after_step", "on_valid_batch_after_pred",
+              "on_valid_batch_after_loss")
+
+
+def check_callbacks(callbacks) -> None:
+    """Refuse a callback that acts inside a training step (gradient clipping, mixup, mixed
+    precision, per-step schedules): a stack of K models takes its step as one, so it would not run.
+
+    >>> import nnfit as nf
+    >>> from nnfit.train.many import check_callbacks
+    >>> check_callbacks([nf.callbacks.EarlyStopping()])
+    >>> check_callbacks([nf.callbacks.GradientClip(1.0)])
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.ArgumentError: GradientClip acts inside a training step (on_train_batch_before_step), which a stack of K models takes as one step, so it would not run; fit the models one at a time to use it.
+    """
+    from .callbacks import MixedPrecision
+    from .hooks import Callback
+
+    for callback in callbacks:
+        hooks = [hook for hook in STEP_HOOKS if isinstance(callback, Callback)
+                 and getattr(getattr(callback, hook, None), "__func__", None) is not getattr(Callback, hook)]
+        if getattr(callback, "call_on", None) in STEP_HOOKS:
+            hooks.append(callback.call_on)
+        if isinstance(callback, MixedPrecision):
+            hooks.append("its autocast")
+        if hooks:
+            raise ArgumentError(
+                f"{type(callback).__name__} acts inside a training step ({hooks[0]}), which a stack of K models "
+                "takes as one step, so it would not run; fit the models one at a time to use it."
+            )
 
 
 def _context(model, loss_fn, optimizer, train, valid, epochs, batch_size, metrics, min_epochs=None, device="cpu",
