@@ -78,6 +78,25 @@ def nnfit_setup(workload, data, threads):
     return Result(seconds, fitted.seconds, data.score(fitted.predict(data.test_X)), fitted.threads)
 
 
+def nnfit_setup_mlp(workload, data, threads):
+    """nnfit's luz workflow on its own network: setup(nf.MLP).set_hparams(...).fit((X, y)), which
+    the engine trains in closed form by itself."""
+    import nnfit as nf
+
+    metric = nf.metrics.MAE() if workload.task == "regression" else nf.metrics.Accuracy()
+    began = time.perf_counter()
+    fitted = (
+        nf.setup(nf.MLP, loss=workload.loss(), optimizer=workload.optimizer_class(), metrics=[metric])
+        .set_hparams(input_size=data.X.shape[1], hidden=list(workload.hidden), output_size=data.n_outputs,
+                     dropout=list(workload.dropout))
+        .set_opt_hparams(lr=workload.lr)
+        .fit((data.X, data.y), epochs=workload.epochs, batch_size=workload.batch_size, seed=workload.seed,
+             verbose=False, threads=threads)
+    )
+    seconds = time.perf_counter() - began
+    return Result(seconds, fitted.seconds, data.score(fitted.predict(data.test_X)), fitted.threads)
+
+
 def nnfit_mlp(workload, data, threads):
     """nnfit's formula one-liner on the data frame (the fused trainer)."""
     import warnings
@@ -310,6 +329,7 @@ CONTENDERS = {
     "expert hand loop": (expert, None),
     "DataLoader hand loop": (dataloader, None),
     "nnfit setup().fit()": (nnfit_setup, None),
+    "nnfit setup(nf.MLP).fit()": (nnfit_setup_mlp, None),
     "nnfit nf.mlp (fused)": (nnfit_mlp, None),
     "nnfit sklearn MLPRegressor / MLPClassifier": (nnfit_sklearn, None),
     "nf.mlp(n_models=32)": (nnfit_ensemble, None),

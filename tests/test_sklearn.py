@@ -13,6 +13,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 import nnfit as nf
+from nnfit.train import learner as learner_module
 from nnfit.train import fused
 from nnfit.errors import ArgumentError, DataError, MissingValuesWarning
 from nnfit.sklearn import EXPECTED_FAILED_CHECKS, MLPClassifier, MLPRegressor
@@ -288,9 +289,9 @@ def test_fit_warm_start_and_partial_fit_train_in_closed_form_as_autograd_trains(
          "three labels": np.select([y < -1, y < 1], ["low", "mid"], "high")}[target]
     fit_options = {"sample_weight": np.linspace(0.2, 3.0, len(X))} if options.get("weighted") else {}
     fast, fast_predictions = _three_fits(make, X, y, **fit_options)
-    monkeypatch.setattr(fused, "learner_for", _autograd_only)
+    monkeypatch.setattr(learner_module, "learner_for", _autograd_only)
     slow, slow_predictions = _three_fits(make, X, y, **fit_options)
-    assert type(fast.learner_) is fused.FusedLearner and type(slow.learner_) is nf.Learner
+    assert type(fast.learner_) is learner_module.FusedLearner and type(slow.learner_) is nf.Learner
     assert fast.n_iter_ == slow.n_iter_ == 2 * make().epochs + 1
     for a, b in zip(fast_predictions, slow_predictions):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -306,16 +307,16 @@ def test_a_warm_start_goes_on_from_either_optimizers_state(optimizer, monkeypatc
         return MLPRegressor(hidden=8, optimizer=optimizer, lr=0.01, epochs=3, random_state=0)
 
     with monkeypatch.context() as patched:
-        patched.setattr(fused, "learner_for", _autograd_only)
+        patched.setattr(learner_module, "learner_for", _autograd_only)
         autograd_then_fast = make().fit(X, y)
         autograd_all_along = make().fit(X, y).partial_fit(X, y)
     fast_then_autograd = make().fit(X, y)
     fast_all_along = make().fit(X, y).partial_fit(X, y)
     autograd_then_fast.partial_fit(X, y)
     with monkeypatch.context() as patched:
-        patched.setattr(fused, "learner_for", _autograd_only)
+        patched.setattr(learner_module, "learner_for", _autograd_only)
         fast_then_autograd.partial_fit(X, y)
-    assert type(autograd_then_fast.learner_) is fused.FusedLearner and type(fast_then_autograd.learner_) is nf.Learner
+    assert type(autograd_then_fast.learner_) is learner_module.FusedLearner and type(fast_then_autograd.learner_) is nf.Learner
     expected = fast_all_along.predict(X)
     np.testing.assert_allclose(autograd_all_along.predict(X), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(autograd_then_fast.predict(X), expected, rtol=1e-5, atol=1e-5)

@@ -76,7 +76,7 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     >>> species.predict(testing.head(3)).tolist()      # the labels; type="prob" gives probabilities
     ['Adelie', 'Adelie', 'Adelie']
     """
-    from .train import fused, losses, metrics
+    from .train import losses, metrics
     from .train import learner as learner_module
     from .train.data import row_weights
 
@@ -145,12 +145,12 @@ def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer
     )
     learner.run_info = {"formula": repr(formula), "scale": repr(scale), "embed": repr(embed), "unknown": repr(unknown)}
     if not embeddings:  # the fused step has no embedding layer
-        learner = fused.learner_for(learner, callbacks)  # closed-form gradients when nothing needs autograd
+        learner = learner_module.learner_for(learner, callbacks)  # closed-form gradients when nothing needs autograd
     if task == "binary" and (sample_weight is not None or class_weight is not None):
         # The closed-form step weights rows itself; the Learner still wraps the loss in
         # SampleWeighted (for validation, unweighted), which asks for a `reduction` that
         # BinaryLogitLoss does not have. Autograd would need a per-row BinaryLogitLoss.
-        if not isinstance(learner, fused.FusedLearner):
+        if not isinstance(learner, learner_module.FusedLearner):
             raise ArgumentError("weights and class_weight with a two-level response need the fast path: "
                                 "no embed=, and callbacks that act only between epochs.")
         learner.loss.reduction = "mean"

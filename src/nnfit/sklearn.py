@@ -3,7 +3,7 @@
 They are a face over the pieces below: ``nnfit.modules.MLP`` is the network,
 ``nnfit.train.learner.setup(...).fit`` trains it, and with ``formula=`` a ``nnfit.Design`` encodes
 data frames (factors, levels and scaling learned on the training data only). As for
-``nf.mlp``, ``nnfit.train.fused.learner_for`` decides the step: closed-form gradients for the
+``nf.mlp``, ``nnfit.train.learner.learner_for`` decides the step: closed-form gradients for the
 activations, losses and optimizers it knows (weighted rows, warm starts and ``partial_fit``
 included), autograd otherwise; both train the same network to float rounding. Every
 hyperparameter is a constructor argument, so ``clone``, ``Pipeline``, ``cross_val_score`` and
@@ -55,7 +55,8 @@ except ImportError:
     raise MissingDependencyError("nnfit.sklearn needs scikit-learn 1.6 or later: pip install 'nnfit[sklearn]'.") from None
 from torch import nn
 
-from .train import closed_form, fused
+from .train import closed_form
+from .train import learner as learner_module
 from .train.callbacks import Callback
 from .design import Design, column_stats, as_pandas, warn_left_out
 from .errors import check_rate
@@ -201,7 +202,7 @@ class _NetworkEstimator(BaseEstimator):
         learner = (setup(MLP, loss=self._loss(), optimizer=resolve_optimizer(self.optimizer))
                    .set_hparams(**architecture).set_opt_hparams(**opt_hparams))
         callbacks = [_Resume(self._optimizer_state, opt_hparams)] if hasattr(self, "_optimizer_state") else []
-        learner = fused.learner_for(learner, callbacks)  # closed-form gradients when the network allows (as nf.mlp)
+        learner = learner_module.learner_for(learner, callbacks)  # closed-form gradients when the network allows (as nf.mlp)
         if hasattr(self, "module_"):
             learner.module = _network_from(self.module_, learner.module)
         fitted = learner.fit(

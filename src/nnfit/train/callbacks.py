@@ -601,6 +601,5 @@ class MixedPrecision(Callback):
         return "MixedPrecision()" if self.dtype is None else f"MixedPrecision(dtype={self.dtype})"
 
 
-# nf.callbacks lists every callback: the checkpoint ones live in checkpoints.py, the guard in divergence.py.
+# nf.callbacks lists every callback a user passes: the checkpoint ones live in checkpoints.py.
 from .checkpoints import AutoResume, Interrupt, KeepBestModel, ModelCheckpoint  # noqa: E402,F401
-from .divergence import DivergenceGuard  # noqa: E402,F401

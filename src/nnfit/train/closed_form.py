@@ -434,6 +434,7 @@ def family_gradient(learner, callbacks=None):
     gradient = loss_gradient(learner.loss)
     if (
         learner.module is not MLP
+        or learner.hparams.get("embeddings")  # the closed-form step has no embedding layer
         or gradient is None
         or not _fusable_optimizer(learner.optimizer, learner.opt_hparams)
         or not all(name.lower() in ACTIVATIONS for name in _activation_names(learner.hparams))

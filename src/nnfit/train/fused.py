@@ -15,19 +15,17 @@ step), so history, validation, seeds and callbacks such as ``Progress`` and ``Ea
 behave as on the autograd path. Dropout draws its masks exactly as ``nn.Dropout`` does, so a
 seeded fit gives the same network on both paths, to float rounding.
 
-``learner_for`` picks it: anything outside this family (other activations, losses,
-optimizers or optimizer options, callbacks that may need autograd or a torch optimizer) keeps
-the autograd ``Learner``.
+Every front door picks it by itself (``Learner.fit`` through ``learner.learner_for``, and so
+``nf.setup(nf.MLP, ...).fit``, ``nf.mlp``, the estimators, CV and grids): anything outside
+this family (other activations, losses, optimizers or optimizer options, callbacks that may
+need autograd or a torch optimizer) keeps the autograd step.
 
 >>> import torch, nnfit as nf
->>> from nnfit.train import fused
 >>> learner = nf.setup(nf.MLP, loss="mse", optimizer="adam").set_hparams(input_size=3, hidden=8)
->>> type(fused.learner_for(learner)).__name__
-'FusedLearner'
 >>> X = torch.randn(64, 3); y = X.sum(dim=1, keepdim=True)
->>> fitted = fused.learner_for(learner).fit((X, y), epochs=2, seed=1, verbose=False)
->>> fitted.predict(X).shape
-torch.Size([64, 1])
+>>> fitted = learner.fit((X, y), epochs=2, seed=1, verbose=False)
+>>> type(fitted.learner).__name__, type(fitted.ctx.opt).__name__, type(fitted.model).__name__
+('FusedLearner', 'Optimizer', 'MLP')
 """
 
 from __future__ import annotations
@@ -35,59 +33,7 @@ from __future__ import annotations
 import torch
 
 from . import closed_form
-from .learner import Learner
 from ..modules import MLP
-
-def learner_for(learner: Learner, callbacks=None) -> Learner:
-    """A ``FusedLearner`` when ``learner`` trains an ``MLP`` within the fused family, else ``learner``.
-
-    The family: activations relu/sigmoid/tanh/identity; an MSE, cross-entropy (class codes,
-    no weights or label smoothing), ``BinaryLogitLoss`` or ``nn.BCEWithLogitsLoss`` (mean, no
-    weights) loss; SGD, RMSprop, Adam or AdamW with the options in
-    ``closed_form.OPTIMIZER_OPTIONS``; and callbacks that only act between epochs
-    (``closed_form.family_gradient``).
-    """
-    loss_gradient = closed_form.family_gradient(learner, callbacks)
-    return learner if loss_gradient is None else FusedLearner(learner, loss_gradient)
-
-
-class FusedLearner(Learner):
-    """A ``Learner`` for ``MLP`` whose training steps compute gradients and updates in closed form.
-
-    Made by ``learner_for`` from an ordinary learner; ``fit`` and everything after it is the
-    ``Learner``'s own, rows weighted with ``sample_weight`` or ``class_weight`` included; a
-    fit with ``accumulate`` > 1 is trained by the ordinary learner.
-    """
-
-    def __init__(self, learner: Learner, loss_gradient):
-        super().__init__(FusedMLP, loss=learner.loss, optimizer=learner.optimizer, metrics=learner.metrics)
-        self.autograd = learner
-        self.hparams = dict(learner.hparams)
-        self.opt_hparams = dict(learner.opt_hparams)
-        self.run_info = dict(learner.run_info)
-        self.loss_gradient = loss_gradient
-
-    def build(self) -> "FusedMLP":
-        model = super().build()
-        model.loss_gradient = self.loss_gradient
-        return model
-
-    def optimizers_for(self, model) -> dict:
-        return {"opt": ClosedFormOptimizer(model.parameters(), self.optimizer, self.opt_hparams)}
-
-    def _describe_run(self, ctx, *args) -> dict:
-        """The run as the ordinary learner describes it: a checkpoint resumes on either path."""
-        return self.autograd._describe_run(ctx, *args)
-
-    def fit(self, data, *args, **kwargs):
-        """``Learner.fit``; the trained network comes back as a plain ``MLP``."""
-        accumulate = kwargs.get("accumulate", args[9] if len(args) > 9 else 1)
-        if accumulate != 1:  # the closed-form step updates after every batch
-            return self.autograd.fit(data, *args, **kwargs)
-        fitted = super().fit(data, *args, **kwargs)
-        fitted.model = fitted.ctx.model = fitted.model.as_mlp()
-        return fitted
-
 
 class FusedMLP(MLP):
     """An ``MLP`` whose training step (``step(ctx)``) needs no autograd.

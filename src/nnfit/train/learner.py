@@ -23,6 +23,8 @@ from . import callbacks as cb
 from . import distributed
 from . import losses, metrics as metrics_module, optimizers, threads as threads_module
 from .divergence import DivergenceGuard
+from . import closed_form
+from .fused import ClosedFormOptimizer, FusedMLP
 from .data import InMemory, as_data, no_weights, row_weights, split_valid
 from ..errors import check_positive_int
 from ..errors import ArgumentError, ArgumentTypeError, DataError, TrainingError
@@ -161,6 +163,13 @@ class Learner:
         (5, ['accuracy', 'loss'])
         """
         min_epochs, max_epochs = epoch_range(epochs)
+        if n_models == 1 and type(self) is Learner and accumulate == 1 and self.backward is None:
+            fast = learner_for(self, callbacks)  # nf.MLP in the closed-form family: no autograd needed
+            if fast is not self:
+                return fast.fit(data, epochs=epochs, batch_size=batch_size, valid_data=valid_data, callbacks=callbacks,
+                                device=device, verbose=verbose, seed=seed, threads=threads, drop_last=drop_last,
+                                dataloader_options=dataloader_options, sample_weight=sample_weight,
+                                class_weight=class_weight)
         if n_models != 1:
             return self._fit_many(data, n_models, epochs, batch_size, seed, device, threads,
                                   valid_data=valid_data, callbacks=callbacks, accumulate=accumulate,
@@ -494,3 +503,67 @@ def _rng_devices(device):
 
 def _kwargs(values: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+
+# ---------------------------------------------------------------------- the closed-form step
+def learner_for(learner: Learner, callbacks=None) -> Learner:
+    """A ``FusedLearner`` when ``learner`` trains an ``MLP`` within the fused family, else ``learner``.
+
+    The family: activations relu/sigmoid/tanh/identity; an MSE, cross-entropy (class codes,
+    no weights or label smoothing), ``BinaryLogitLoss`` or ``nn.BCEWithLogitsLoss`` (mean, no
+    weights) loss; SGD, RMSprop, Adam or AdamW with the options in
+    ``closed_form.OPTIMIZER_OPTIONS``; and callbacks that only act between epochs
+    (``closed_form.family_gradient``). ``Learner.fit`` asks it by itself.
+
+    >>> import nnfit as nf
+    >>> from nnfit.train.learner import learner_for
+    >>> learner = nf.setup(nf.MLP, loss="mse").set_hparams(input_size=3, hidden=4)
+    >>> type(learner_for(learner)).__name__, type(learner_for(learner, [nf.callbacks.GradientClip()])).__name__
+    ('FusedLearner', 'Learner')
+    """
+    loss_gradient = closed_form.family_gradient(learner, callbacks)
+    return learner if loss_gradient is None else FusedLearner(learner, loss_gradient)
+
+
+class FusedLearner(Learner):
+    """A ``Learner`` for ``MLP`` whose training steps compute gradients and updates in closed form.
+
+    Made by ``learner_for`` from an ordinary learner; ``fit`` and everything after it is the
+    ``Learner``'s own, rows weighted with ``sample_weight`` or ``class_weight`` included; a
+    fit with ``accumulate`` > 1 is trained by the ordinary learner.
+
+    >>> import torch, nnfit as nf
+    >>> learner = nf.setup(nf.MLP, loss="mse", optimizer="sgd").set_hparams(input_size=2, hidden=3)
+    >>> fitted = learner.fit((torch.randn(20, 2), torch.randn(20, 1)), epochs=1, verbose=False)
+    >>> type(fitted.learner).__name__, type(fitted.model).__name__     # trained in closed form, back as an MLP
+    ('FusedLearner', 'MLP')
+    """
+
+    def __init__(self, learner: Learner, loss_gradient):
+        super().__init__(FusedMLP, loss=learner.loss, optimizer=learner.optimizer, metrics=learner.metrics)
+        self.autograd = learner
+        self.hparams = dict(learner.hparams)
+        self.opt_hparams = dict(learner.opt_hparams)
+        self.run_info = dict(learner.run_info)
+        self.loss_gradient = loss_gradient
+
+    def build(self) -> "FusedMLP":
+        model = super().build()
+        model.loss_gradient = self.loss_gradient
+        return model
+
+    def optimizers_for(self, model) -> dict:
+        return {"opt": ClosedFormOptimizer(model.parameters(), self.optimizer, self.opt_hparams)}
+
+    def _describe_run(self, ctx, *args) -> dict:
+        """The run as the ordinary learner describes it: a checkpoint resumes on either path."""
+        return self.autograd._describe_run(ctx, *args)
+
+    def fit(self, data, *args, **kwargs):
+        """``Learner.fit``; the trained network comes back as a plain ``MLP``."""
+        accumulate = kwargs.get("accumulate", args[9] if len(args) > 9 else 1)
+        if accumulate != 1:  # the closed-form step updates after every batch
+            return self.autograd.fit(data, *args, **kwargs)
+        fitted = super().fit(data, *args, **kwargs)
+        fitted.model = fitted.ctx.model = fitted.model.as_mlp()
+        return fitted
