@@ -145,19 +145,15 @@ class MetricsRecorder(Callback):
                                    for p, _, m in self._pending], dim=1)
             self._pending = []
             per_model = self._per_model(ctx, metrics)
-            if masks is None:  # every model has every row: one batched update per metric
-                from .metrics import Metric
+            from .metrics import Metric
 
-                for i, metric in enumerate(metrics):
-                    update = getattr(type(metric), "update_models", None) or Metric.update_models
-                    try:
-                        update([m[i] for m in per_model], preds, targets)
-                    except Exception as error:
-                        raise TrainingError(f"Metric {type(metric).__name__}.update failed {where(ctx)}: "
-                                            f"{type(error).__name__}: {error}") from error
-            else:
-                for k, model_list in enumerate(per_model):
-                    self._update_metrics(ctx, model_list, preds[k][masks[k]], targets[k][masks[k]])
+            for i, metric in enumerate(metrics):  # one batched update per metric, each model on its rows
+                update = getattr(type(metric), "update_models", None) or Metric.update_models
+                try:
+                    update([m[i] for m in per_model], preds, targets, masks)
+                except Exception as error:
+                    raise TrainingError(f"Metric {type(metric).__name__}.update failed {where(ctx)}: "
+                                        f"{type(error).__name__}: {error}") from error
             for i, metric in enumerate(metrics):
                 try:
                     numbers[metric.name] = torch.stack([m[i].compute().reshape(()) for m in per_model])

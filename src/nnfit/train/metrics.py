@@ -80,12 +80,24 @@ class Metric:
         return self._sum / self._count
 
     @classmethod
-    def update_models(cls, metrics: list, preds: torch.Tensor, targets: torch.Tensor) -> None:
-        """Update K models' metrics (one each, of this class) with their stacked predictions (K, n, ...).
+    def update_models(cls, metrics: list, preds: torch.Tensor, targets: torch.Tensor, mask=None) -> None:
+        """Update K models' metrics (one each, of this class) with their stacked predictions (K, n, ...);
+        ``mask`` (K, n) bool, the rows each model has (None: all).
 
-        K separate ``update`` calls; a metric that can do it in one batched computation overrides it."""
-        for metric, pred, target in zip(metrics, preds, targets):
-            metric.update(pred, target)
+        K separate ``update`` calls; a metric that can do it in one batched computation overrides it.
+
+        >>> import torch, nnfit as nf
+        >>> maes = [nf.metrics.MAE(), nf.metrics.MAE()]
+        >>> preds, targets = torch.tensor([[[1.0], [2.0]], [[0.0], [9.0]]]), torch.zeros(2, 2, 1)
+        >>> nf.metrics.MAE.update_models(maes, preds, targets, mask=torch.tensor([[True, True], [True, False]]))
+        >>> [float(m.compute()) for m in maes]
+        [1.5, 0.0]
+        """
+        for k, (metric, pred, target) in enumerate(zip(metrics, preds, targets)):
+            if mask is None:
+                metric.update(pred, target)
+            else:
+                metric.update(pred[mask[k]], target[mask[k]])
 
     def _add(self, total: torch.Tensor, count):
         # Running sums stay on the device; nothing here synchronises with the host.
@@ -130,12 +142,16 @@ class MAE(Metric):
         self._add((pred - target).abs().sum(), target.numel())
 
     @classmethod
-    def update_models(cls, metrics, preds, targets):
+    def update_models(cls, metrics, preds, targets, mask=None):
         if type(metrics[0]) is not MAE or preds.shape != targets.shape:
-            return super().update_models(metrics, preds, targets)
-        sums = (preds.detach().double() - targets.detach().double()).abs().reshape(len(metrics), -1).sum(dim=1)
-        count = preds[0].numel()
-        for metric, total in zip(metrics, sums):
+            return super().update_models(metrics, preds, targets, mask)
+        errors = (preds.detach().double() - targets.detach().double()).abs().reshape(*preds.shape[:2], -1)
+        if mask is None:
+            sums, counts = errors.sum(dim=(1, 2)), [preds[0].numel()] * len(metrics)
+        else:
+            sums = (errors * mask[..., None]).sum(dim=(1, 2))
+            counts = (mask.sum(dim=1) * errors.shape[2]).to(torch.float64)
+        for metric, total, count in zip(metrics, sums, counts):
             metric._add(total, count)
 
 
@@ -546,15 +562,15 @@ class Rescaled(Metric):
         return self.metric.compute()
 
     @classmethod
-    def update_models(cls, metrics, preds, targets):
+    def update_models(cls, metrics, preds, targets, mask=None):
         inner = [m.metric for m in metrics]
         if preds.dim() != 3 or len({type(m) for m in inner}) != 1:
-            return super().update_models(metrics, preds, targets)
+            return super().update_models(metrics, preds, targets, mask)
         scale = torch.stack([m.scale for m in metrics]).to(preds.device)  # (K, 1, outputs)
         center = torch.stack([m.center for m in metrics]).to(preds.device)
         K, n = preds.shape[:2]
         type(inner[0]).update_models(inner, preds.detach().reshape(K, n, -1) * scale + center,
-                                     targets.detach().reshape(K, n, -1) * scale + center)
+                                     targets.detach().reshape(K, n, -1) * scale + center, mask)
 
     def __repr__(self):
         return f"Rescaled({self.metric!r})"
