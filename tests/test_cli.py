@@ -367,3 +367,15 @@ def test_fit_in_two_processes_says_the_processes_error_once(tmp_path, capfd):
     assert capfd.readouterr().err == (
         "nnfit: error: The formula 'body_mass_g ~ nothere' uses 'nothere', which is not a column of the data.\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_nproc_refuses_more_processes_than_the_machine_has(tmp_path, capsys):
+    import os
+
+    most = os.cpu_count() or 1
+    assert cli.main(["fit", "penguins", "body_mass_g ~ flipper_length_mm", "--out", str(tmp_path / "m"),
+                     "--nproc", str(most + 1)]) == 1
+    assert capsys.readouterr().err == (f"nnfit: error: --nproc {most + 1} is more processes than this machine has "
+                                       f"cores or GPUs ({most}); give at most that, or use torchrun --nnodes for "
+                                       "several machines.\n")
+    assert not (tmp_path / "m").exists()

@@ -524,7 +524,17 @@ def _check_nproc(text: str) -> int:
                             f"not {text!r}.")
     if int(text) > 1 and distributed.active():
         raise ArgumentError("--nproc starts torchrun's processes itself; under torchrun, leave --nproc out.")
+    most = max(os.cpu_count() or 1, _gpus())
+    if int(text) > most:  # a typo must not start thousands of processes
+        raise ArgumentError(f"--nproc {int(text)} is more processes than this machine has cores or GPUs ({most}); "
+                            "give at most that, or use torchrun --nnodes for several machines.")
     return int(text)
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _fit_in_processes(args, nproc: int) -> int:
