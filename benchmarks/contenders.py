@@ -153,6 +153,21 @@ def nnfit_ensemble(workload, data, threads):
     return Result(seconds, fit.settings["seconds"], _mean_prediction_metric([fit], data, workload), fit.settings["threads"])
 
 
+def nnfit_ensemble_stopping(workload, data, threads):
+    """nf.mlp(n_models=32, valid=0.2) with EarlyStopping: each model stops on its own, its steps masked."""
+    import warnings
+
+    import nnfit as nf
+
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = nf.mlp(workload.formula, data=data.train_frame, n_models=ENSEMBLE_SIZE, seed=workload.seed, verbose=False,
+                     valid=0.2, callbacks=[nf.callbacks.EarlyStopping(patience=10)], **_mlp_options(workload, threads))
+    seconds = time.perf_counter() - began
+    return Result(seconds, fit.settings["seconds"], _mean_prediction_metric([fit], data, workload), fit.settings["threads"])
+
+
 def nnfit_ensemble_sequential(workload, data, threads):
     """The sequential alternative: 32 nf.mlp fits, one after another."""
     import warnings
@@ -333,6 +348,7 @@ CONTENDERS = {
     "nnfit nf.mlp (fused)": (nnfit_mlp, None),
     "nnfit sklearn MLPRegressor / MLPClassifier": (nnfit_sklearn, None),
     "nf.mlp(n_models=32)": (nnfit_ensemble, None),
+    "nf.mlp(n_models=32, EarlyStopping, valid=0.2)": (nnfit_ensemble_stopping, None),
     "32 x nf.mlp in sequence": (nnfit_ensemble_sequential, None),
     "setup().fit(n_models=32)": (nnfit_setup_many, None),
     "nf.cross_validate(folds=10)": (nnfit_cross_validate, None),
@@ -345,7 +361,8 @@ CONTENDERS = {
 
 # Many-model rows race on the small workloads only: 32 fits of L would take an hour.
 SMALL_WORKLOADS_ONLY = {
-    "nf.mlp(n_models=32)", "32 x nf.mlp in sequence", "setup().fit(n_models=32)",
+    "nf.mlp(n_models=32)", "nf.mlp(n_models=32, EarlyStopping, valid=0.2)", "32 x nf.mlp in sequence",
+    "setup().fit(n_models=32)",
     "nf.cross_validate(folds=10)", "10 x nf.mlp (one per fold)",
 }
 

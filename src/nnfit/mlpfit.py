@@ -458,7 +458,7 @@ def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prep
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # warn once, below, about the rows left out
         design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
-        matrices = design.fit_transform(data)
+        matrices = design.fit_transform(data, dtype=np.float32)  # X as the tensor holds it: no float64 copy
     warn_left_out(matrices, len(matrices.rows), stacklevel=4)
     task = task_of(design)
     if task == "regression":

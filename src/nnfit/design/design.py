@@ -136,11 +136,15 @@ class Design:
         self._learn(as_pandas(data))
         return self
 
-    def fit_transform(self, data) -> Matrices:
-        """``fit(data)`` and then ``transform(data)``, building the training matrices only once."""
-        return self._learn(as_pandas(data))
+    def fit_transform(self, data, dtype=np.float64) -> Matrices:
+        """``fit(data)`` and then ``transform(data)``, building the training matrices only once.
 
-    def _learn(self, frame) -> Matrices:
+        ``dtype=np.float32`` gives X as tensors hold it, computed in float64 as always and cast
+        once at the end, without a second float64 copy.
+        """
+        return self._learn(as_pandas(data), dtype)
+
+    def _learn(self, frame, dtype=np.float64) -> Matrices:
         if len(frame) == 0:
             raise DataError("The training data has no rows.")
         self._setup(frame.columns)
@@ -151,7 +155,7 @@ class Design:
         self.embedded_ = self._embedded()
         self._skip = self._response_on_right()
         self.response_center_ = self.response_scale_ = None
-        matrices = self._encode(frame, response=True, learn=True)
+        matrices = self._encode(frame, response=True, learn=True, dtype=dtype)
         self.n_left_out_ = matrices.n_left_out
         self.fitted_ = True
         return matrices
@@ -312,7 +316,7 @@ class Design:
             )
         return skip
 
-    def _encode(self, frame, response, learn, unscaled=False) -> Matrices:
+    def _encode(self, frame, response, learn, unscaled=False, dtype=np.float64) -> Matrices:
         """Evaluate the formula's variables on ``frame`` and build the matrices (learning on training).
 
         ``unscaled`` (fitting from chunks) learns the columns but not their scaling, and gives X and y
@@ -351,6 +355,10 @@ class Design:
         codes = factor_codes(kept_terms, values, self.terms_.intercept)
         X, names, assign, from_factor = model_matrix(int(rows.sum()), kept_terms, values, labels, codes,
                                                      self.terms_.intercept, skip, intercept_column=self.intercept)
+        # The variables are in X now: let their arrays go before X's row-major copy is made.
+        del values, env, named
+        if not self.embedded_:
+            del columns
         if learn:
             self.columns, self.assign_ = names, assign
             self._factor_columns = [n for n, f in zip(names, from_factor) if f]
@@ -362,7 +370,7 @@ class Design:
             raise DataError("The data does not rebuild the design's columns; the model file may be corrupted.")
         X -= self.center_  # in place: X is this call's own array
         X /= self.scale_
-        X = np.ascontiguousarray(X)  # row-major, as tensors and mini-batches read it
+        X = np.ascontiguousarray(X, dtype=dtype)  # row-major, as tensors and mini-batches read it
         offset = None
         if offsets:
             offset = sum(np.broadcast_to(np.asarray(v.data, dtype=np.float64), (len(frame),)) for v in offsets)[rows]
@@ -735,6 +743,8 @@ def _column_value(column, info: dict, name: str, embedded: bool = False) -> Valu
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         days = (column - pd.Timestamp("1970-01-01", tz=getattr(column.dtype, "tz", None))) / pd.Timedelta(days=1)
         return Value("numeric", days.to_numpy(dtype=np.float64, na_value=np.nan))
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiu":  # no pd.NA to replace: one copy
+        return Value("numeric", np.asarray(column.to_numpy(), dtype=np.float64))
     values = pd.to_numeric(column, errors="coerce") if column.dtype == object else column
     return Value("numeric", np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64))
 
@@ -1017,10 +1027,13 @@ def column_stats(X):
     """
     with np.errstate(over="ignore", invalid="ignore"):
         center = X.mean(axis=0)
-        scale = X.std(axis=0, ddof=1) if len(X) > 1 else np.ones(X.shape[1])
+        scale = _column_sd(X, center) if len(X) > 1 else np.ones(X.shape[1])
         # Magnitudes near 1e300 overflow the sums of squares, near 1e-300 underflow them to 0:
         # compute those columns in units of their largest value.
-        extreme = ~np.isfinite(center) | ~np.isfinite(scale) | ((scale == 0) & (np.ptp(X, axis=0) > 0) if len(X) else False)
+        extreme = ~np.isfinite(center) | ~np.isfinite(scale)
+        zero = scale == 0
+        if len(X) and zero.any():
+            extreme[zero] |= np.ptp(X[:, zero], axis=0) > 0
         if np.any(extreme):
             size = np.abs(X[:, extreme]).max(axis=0)
             unit = X[:, extreme] / size
@@ -1028,6 +1041,23 @@ def column_stats(X):
             scale[extreme] = (unit.std(axis=0, ddof=1) if len(X) > 1 else 1.0) * size
     scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
     return center, scale
+
+
+def _column_sd(X, center):
+    """``X.std(axis=0, ddof=1)``, the same numbers, without its temporary copy of X.
+
+    A column-major X is read column by column (each column contiguous), which sums each
+    column in the order ``X.std`` does; other layouts go to ``X.std`` itself.
+    """
+    if X.ndim != 2 or X.flags.c_contiguous or not X.flags.f_contiguous:
+        return X.std(axis=0, ddof=1)
+    n = len(X)
+    sums, work = np.empty(X.shape[1]), np.empty(n)
+    for j in range(X.shape[1]):
+        np.subtract(X[:, j], center[j], out=work)
+        np.multiply(work, work, out=work)
+        sums[j] = np.add.reduce(work)
+    return np.sqrt(sums / (n - 1))
 
 
 def scaling(X, scale, factor_columns, columns=None):
