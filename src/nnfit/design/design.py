@@ -144,17 +144,21 @@ class Design:
         """
         return self._learn(as_pandas(data), dtype)
 
-    def _learn(self, frame, dtype=np.float64) -> Matrices:
-        if len(frame) == 0:
-            raise DataError("The training data has no rows.")
-        self._setup(frame.columns)
-        self.variables_ = {name: _learn_variable(frame[name], name) for name in self.response + self.predictors}
+    def _learned(self, variables: dict) -> None:
+        """What fitting learns before the matrices: each variable's kind and levels, and what follows from them."""
+        self.variables_ = variables
         self.lhs_ = grammar.deparse(self.parsed_.lhs)
         self.rhs_ = " + ".join(self.terms_.labels) or ("1" if self.terms_.intercept else "0")
         self.state_ = {}
         self.embedded_ = self._embedded()
         self._skip = self._response_on_right()
         self.response_center_ = self.response_scale_ = None
+
+    def _learn(self, frame, dtype=np.float64) -> Matrices:
+        if len(frame) == 0:
+            raise DataError("The training data has no rows.")
+        self._setup(frame.columns)
+        self._learned({name: _learn_variable(frame[name], name) for name in self.response + self.predictors})
         matrices = self._encode(frame, response=True, learn=True, dtype=dtype)
         self.n_left_out_ = matrices.n_left_out
         self.fitted_ = True
@@ -219,13 +223,7 @@ class Design:
         """
         self._setup(list(columns))
         self._check_streamable()
-        self.variables_ = _merged_variables(chunks, self.response + self.predictors)
-        self.lhs_ = grammar.deparse(self.parsed_.lhs)
-        self.rhs_ = " + ".join(self.terms_.labels) or ("1" if self.terms_.intercept else "0")
-        self.state_ = {}
-        self.embedded_ = self._embedded()
-        self._skip = self._response_on_right()
-        self.response_center_ = self.response_scale_ = None
+        self._learned(_merged_variables(chunks, self.response + self.predictors))
         x_moments = y_moments = None
         n_rows, missing, classes, first = 0, {}, None, True
         for frame in chunks():
