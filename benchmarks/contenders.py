@@ -348,7 +348,7 @@ CONTENDERS = {
     "nnfit nf.mlp (fused)": (nnfit_mlp, None),
     "nnfit sklearn MLPRegressor / MLPClassifier": (nnfit_sklearn, None),
     "nf.mlp(n_models=32)": (nnfit_ensemble, None),
-    "nf.mlp(n_models=32, EarlyStopping, valid=0.2)": (nnfit_ensemble_stopping, None),
+    "nf.mlp(n_models=32) + EarlyStopping + valid 0.2": (nnfit_ensemble_stopping, None),
     "32 x nf.mlp in sequence": (nnfit_ensemble_sequential, None),
     "setup().fit(n_models=32)": (nnfit_setup_many, None),
     "nf.cross_validate(folds=10)": (nnfit_cross_validate, None),
@@ -361,7 +361,7 @@ CONTENDERS = {
 
 # Many-model rows race on the small workloads only: 32 fits of L would take an hour.
 SMALL_WORKLOADS_ONLY = {
-    "nf.mlp(n_models=32)", "nf.mlp(n_models=32, EarlyStopping, valid=0.2)", "32 x nf.mlp in sequence",
+    "nf.mlp(n_models=32)", "nf.mlp(n_models=32) + EarlyStopping + valid 0.2", "32 x nf.mlp in sequence",
     "setup().fit(n_models=32)",
     "nf.cross_validate(folds=10)", "10 x nf.mlp (one per fold)",
 }
