@@ -322,3 +322,46 @@ def test_a_spread_fit_refuses_callbacks_that_write_files(tmp_path):
                         "CSVLogger would have each process write its own models' files to the same place; leave "
                         "it out, or train the models in one process.") == 2
     assert not (tmp_path / "log.csv").exists()
+
+
+KILLED = textwrap.dedent("""
+    import json, os, sys
+    import torch, nnfit as nf
+    from nnfit.train import distributed
+
+    class Dies(nf.callbacks.Callback):
+        needs_autograd = False
+
+        def on_epoch_end(self, ctx):  # process 1 dies, as a killed process does, after epoch 2's checkpoint
+            if distributed.rank() == 1 and ctx.epoch + 1 == 2 and os.environ.get("NNFIT_KILL") == "1":
+                os._exit(9)
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 3, generator=g); y = X.sum(dim=1, keepdim=True)
+    learner = nf.setup(nf.MLP, loss="mse", optimizer="adam").set_hparams(input_size=3, hidden=[5], output_size=1)
+    resume = nf.callbacks.AutoResume(os.path.join(sys.argv[1], "resume"))
+    fitted = learner.fit((X, y), epochs=5, batch_size=16, seed=3, verbose=False, callbacks=[resume, Dies()])
+    if distributed.rank() == 0:
+        with open(os.path.join(sys.argv[1], "result.json"), "w") as f:
+            json.dump({"resumed_from": resume.resumed_from, "records": [list(r) for r in fitted.records],
+                       "weights": [p.detach().reshape(-1).tolist() for p in fitted.model.parameters()]}, f)
+""")
+
+
+def test_a_killed_process_stops_the_others_and_auto_resume_finishes_the_fit(tmp_path, monkeypatch):
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    monkeypatch.setenv("NNFIT_KILL", "1")
+    code, output = torchrun(script, tmp_path)  # a hang would fail at TIMEOUT instead
+    assert code != 0 and not (tmp_path / "result.json").exists()
+    assert (tmp_path / "resume" / "checkpoint.nnfit").exists()  # rank 0's checkpoint of epoch 2 is kept
+    monkeypatch.setenv("NNFIT_KILL", "0")
+    code, output = torchrun(script, tmp_path)
+    assert code == 0, output
+    resumed = json.loads((tmp_path / "result.json").read_text())
+    assert resumed["resumed_from"] == 2
+    (tmp_path / "result.json").unlink()
+    code, output = torchrun(script, tmp_path / "fresh")  # the same fit, never interrupted
+    assert code == 0, output
+    whole = json.loads((tmp_path / "fresh" / "result.json").read_text())
+    assert resumed["records"] == whole["records"] and resumed["weights"] == whole["weights"]
