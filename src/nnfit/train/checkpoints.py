@@ -274,16 +274,6 @@ class ModelCheckpoint(Monitor, Callback):
         return f"ModelCheckpoint({self.path!r}, monitor={self.monitor!r}, save_best_only={self.save_best_only})"
 
 
-class _Kept:
-    """A state dict seen as a model (``copy_weights`` copies from a model's ``state_dict``)."""
-
-    def __init__(self, state):
-        self._state = state
-
-    def state_dict(self):
-        return self._state
-
-
 class KeepBestModel(Monitor, Callback):
     """At the end of the fit, give the model the weights of its best epoch by ``monitor``.
 
@@ -334,7 +324,9 @@ class KeepBestModel(Monitor, Callback):
         if self._weights is None:
             return
         if ctx.stacked and len(self._kept) < ctx.n_models:  # a model that never improved keeps its last weights
-            copy_weights(_Kept(self._weights), ctx.model.state_dict(), sorted(self._kept))
+            kept = sorted(self._kept)
+            for name, value in ctx.model.state_dict().items():
+                value[kept] = self._weights[name][kept]
             return
         ctx.model.load_state_dict(self._weights)
 

@@ -37,7 +37,9 @@ class RowWeights:
     ``weight`` (K, b): each row's weight in its model's loss (0 for the padding of a model
     with fewer rows), or None when every row counts once; ``counts`` (K,): the rows each model
     really has in the batch (a tensor), or the batch's length; ``mask`` (K, b) bool, the rows a
-    model has (None: all); ``active`` (K,) bool, the models with any row in the batch (None: all).
+    model has (None: all); ``active`` (K,) bool, the models with any row in the batch (None: all);
+    ``total`` (K,): each model's loss denominator, its row count, when padding is masked and no
+    sample weights are given (None: the mean, or sum(w * loss) / sum(w) with weights).
 
     >>> import torch
     >>> from nnfit.train.many import ManyRows
@@ -51,6 +53,7 @@ class RowWeights:
     counts: torch.Tensor | int = 0
     mask: torch.Tensor | None = None
     active: torch.Tensor | None = None
+    total: torch.Tensor | None = None
 
 
 class ManyRows:
@@ -139,6 +142,8 @@ class ManyRows:
             rows.mask = self._positions[start : start + b][None, :] < self._sizes[:, None]
             rows.counts = rows.mask.sum(dim=1)
             rows.weight = rows.mask.to(torch.float32)
+            if self.weight is None:  # the mean over the rows a model has (with weights: over their weights)
+                rows.total = rows.counts.clamp(min=1)
             if start >= self.n_min:
                 rows.active = torch.tensor([s > start for s in self.sizes], device=index.device)
         if self.weight is not None:
@@ -177,10 +182,7 @@ class Stacked:
 
     def step(self, ctx):
         rows = ctx.weight if isinstance(ctx.weight, RowWeights) else None
-        weight = None if rows is None else rows.weight
-        total = None if rows is None or not isinstance(rows.counts, torch.Tensor) else rows.counts.clamp(min=1)
-        if weight is not None and total is not None and rows.mask is not None and self._row_weighted(ctx):
-            total = None  # sample weights: sum(w * loss) / sum(w), the padding weighing 0
+        weight, total = (None, None) if rows is None else (rows.weight, rows.total)
         if not ctx.training:
             ctx.pred = self(ctx.input)
             ctx.loss = self.losses(ctx, ctx.pred, ctx.target, weight, total)
@@ -190,10 +192,6 @@ class Stacked:
         if rows is not None and rows.active is not None:
             active = rows.active if active is None else active & rows.active
         step_models(ctx.opt, active)
-
-    def _row_weighted(self, ctx) -> bool:
-        data = ctx.train_data if ctx.training else ctx.valid_data
-        return getattr(data, "weight", None) is not None
 
 
 def step_models(optimizer, active) -> None:
