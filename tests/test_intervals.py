@@ -181,6 +181,17 @@ def test_valid_rows_calibrate_the_fit_on_their_absolute_residuals():
     assert bounds.index.equals(testing.index)
 
 
+def test_a_fit_shows_what_calibrates_its_intervals():
+    training, _ = nf.split(simulated(200, 3), prop=0.7, seed=1)
+    fit = nf.mlp("y ~ x1 + x2", data=training, seed=1, **SMALL)
+    assert "prediction intervals" not in repr(fit)
+    fit.calibrate(training.iloc[:50])
+    assert repr(fit).splitlines()[-2] == "  prediction intervals: split conformal on 50 held-out rows"
+    assert "prediction intervals</th><td style='text-align:left'>split conformal on 50 held-out rows</td>" in fit._repr_html_()
+    fit.calibrate(training, method="cv+", folds=5)
+    assert f"  prediction intervals: CV+ on {len(training)} rows in 5 folds" in repr(fit).splitlines()
+
+
 def test_an_ensemble_is_calibrated_on_its_mean_and_keeps_its_spread():
     training, testing = nf.split(simulated(300, 4), prop=0.7, seed=1)
     fit_rows, held_out = nf.split(training, prop=0.7, seed=2)

@@ -230,3 +230,43 @@ def test_cli_truth_vs_predicted_says_which_rows(tmp_path, monkeypatch, capsys):
     seen = cli_figures(monkeypatch, base + ["--out", str(tmp_path / "seen")])
     title = seen["truth_vs_predicted.png"][0].get_title().split("\n")[0]
     assert title == "333 training rows (the model saw them; --valid holds some out)"
+
+
+def drawn_outside(figure) -> list:
+    """The sides ("left", "right", "bottom", "top") where something ``figure`` draws (a title, an
+    axis label, a tick label, a legend) leaves the figure; a title cut at the edge shows up here."""
+    figure.canvas.draw()
+    drawn = figure.get_tightbbox(figure.canvas.get_renderer())  # inches; only what is drawn
+    width, height = figure.get_size_inches()
+    slack = 0.01
+    sides = {"left": drawn.x0 < -slack, "right": drawn.x1 > width + slack,
+             "bottom": drawn.y0 < -slack, "top": drawn.y1 > height + slack}
+    return [side for side, out in sides.items() if out]
+
+
+def test_no_plot_cuts_a_title_a_label_or_a_tick(mass, species, penguins):
+    import matplotlib.pyplot as plt
+
+    from nnfit.inspection import importance, partial_dependence
+
+    _, testing = penguins
+    figures = {
+        "learning curves": nf.plot.learning_curves(mass),
+        "truth vs predicted": nf.plot.truth_vs_predicted(mass, testing),
+        "confusion matrix": nf.plot.confusion_matrix(species, testing),
+        "importance": importance(mass, testing, repeats=2, seed=0).plot(),
+        "partial dependence": partial_dependence(species, testing, "flipper_length_mm", grid=5).plot(),
+    }
+    for name, figure in figures.items():
+        assert drawn_outside(figure) == [], name
+    plt.close("all")
+
+
+def test_the_overflow_check_sees_a_title_cut_at_the_edge():
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(3, 2))
+    axis.set_title("a title far too long to fit across a figure three inches wide, cut at both edges")
+    figure.tight_layout()
+    assert drawn_outside(figure) == ["left", "right"]
+    plt.close(figure)

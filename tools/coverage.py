@@ -9,10 +9,12 @@ the 20% how often the interval at level 0.95 holds the response, and how wide it
 Data: Hitters (``log(Salary) ~ .``, rows without a Salary dropped) and a simulated set
 (y = sin(2 x1) + x2 / 2 + noise whose sd grows with |x1|, 400 rows). Run:
 
-    .venv/bin/python tools/coverage.py            # prints a table; docs/intervals.md shows one
+    .venv/bin/python tools/coverage.py              # prints a table; docs/intervals.md shows one
+    .venv/bin/python tools/coverage.py --splits 200 # the same over more splits
 """
 
 import argparse
+import math
 import time
 import warnings
 
@@ -39,10 +41,14 @@ def measure(name, formula, data, response, splits, options):
         split = nf.mlp(formula, data=training, valid=0.25, seed=seed, verbose=False, **options)
         cv = nf.mlp(formula, data=training, seed=seed, verbose=False, **options)
         cv.calibrate(training, method="cv+", folds=10)
+        n_cal = split.calibration_.n
         for method, fit in (("split", split), ("cv+", cv)):
             bounds = fit.predict(testing, type="interval", level=LEVEL)
             inside = (truth >= bounds["lower"]) & (truth <= bounds["upper"])
-            rows.append({"data": name, "method": method, "coverage": inside.mean(),
+            # split conformal's coverage, averaged over draws of calibration and test rows, is
+            # exactly ceil((n + 1) level) / (n + 1) for n calibration scores without ties
+            expected = math.ceil(round((n_cal + 1) * LEVEL, 9)) / (n_cal + 1) if method == "split" else np.nan
+            rows.append({"data": name, "method": method, "coverage": inside.mean(), "expected": expected,
                          "width": (bounds["upper"] - bounds["lower"]).mean()})
     return rows
 
@@ -59,10 +65,12 @@ def main():
     rows += measure("simulated", "y ~ x1 + x2", simulated(), lambda d: d["y"], splits, dict(hidden=10, epochs=100))
     frame = pd.DataFrame(rows)
     table = frame.groupby(["data", "method"], sort=False).agg(
-        mean_coverage=("coverage", "mean"), min=("coverage", "min"), max=("coverage", "max"),
-        mean_width=("width", "mean"))
+        mean_coverage=("coverage", "mean"), se=("coverage", "sem"), min=("coverage", "min"),
+        max=("coverage", "max"), expected=("expected", "mean"), mean_width=("width", "mean"))
     print(f"Coverage of nnfit's conformal intervals at level {LEVEL}, {splits} random 80/20 splits")
     print(table.round(3).to_string())
+    print("se: the standard error of the mean over splits; expected: split conformal's exact mean coverage for "
+          "its number of calibration rows")
     print(f"({time.perf_counter() - began:.0f} s)")
 
 

@@ -170,8 +170,8 @@ class Importance:
         axis.axvline(0.0, color="black", linewidth=0.8)
         axis.set_yticks(positions, list(table["column"]))
         axis.set_xlabel(xlabel or self.label())
-        axis.set_title(f"Permutation importance: {self.repeats} repeats on {self.n} rows; whiskers: 95% of "
-                       "permutations", fontsize=10)
+        axis.set_title(f"Permutation importance: {self.repeats} repeats on {self.n} rows\n"
+                       "whiskers: where 95% of permutations fall", fontsize=10)
         figure.tight_layout()
         return figure
 

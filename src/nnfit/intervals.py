@@ -74,9 +74,19 @@ class Calibration:
         return 0 if self.models is None else self.models.n_models // self.members
 
     def __repr__(self):
+        return f"<nnfit Calibration> {self.describe()}"
+
+    def describe(self) -> str:
+        """What calibrates the intervals, in words (a fit's print shows it).
+
+        >>> import numpy as np
+        >>> from nnfit.intervals import Calibration
+        >>> Calibration("split", np.zeros(52)).describe()
+        'split conformal on 52 held-out rows'
+        """
         if self.method == "split":
-            return f"<nnfit Calibration> split conformal on {self.n} held-out rows"
-        return f"<nnfit Calibration> CV+ on {self.n} rows in {self.n_folds} folds"
+            return f"split conformal on {self.n} held-out rows"
+        return f"CV+ on {self.n} rows in {self.n_folds} folds"
 
     def to_saved(self):
         """(plain JSON data, {name: tensor}) for a model file; ``from_saved`` reads them back."""
