@@ -352,3 +352,19 @@ def test_a_file_whose_threshold_is_not_a_probability_is_refused(tmp_path, thresh
         nf.load(tmp_path / "lying.nnfit")
     assert str(caught.value) == (f"{str(tmp_path / 'lying.nnfit')!r} is not a valid nnfit model file: settings.threshold "
                                  f"is {shown}, not a probability strictly between 0 and 1.")
+
+
+def test_the_recipe_defaults_are_written_once_and_every_front_door_takes_them():
+    import inspect
+
+    from nnfit.mlpfit import DEFAULTS
+    from nnfit.sklearn import MLPClassifier, MLPRegressor
+
+    assert DEFAULTS == {"hidden": 50, "activation": "relu", "dropout": 0.0, "optimizer": "rmsprop", "lr": None,
+                        "epochs": 100, "batch_size": 32, "weight_decay": 0.0}
+    for front in (nf.mlp, MLPRegressor.__init__, MLPClassifier.__init__):
+        parameters = inspect.signature(front).parameters
+        assert {name: parameters[name].default for name in DEFAULTS} == DEFAULTS, front
+    parameters = inspect.signature(nf.grid).parameters
+    assert {name: parameters[name].default for name in parameters if name in DEFAULTS} == {
+        name: DEFAULTS[name] for name in ("hidden", "lr", "dropout", "weight_decay", "activation")}

@@ -132,3 +132,70 @@ def test_a_member_that_diverges_is_dropped_when_asked(data):
     assert fitted.dropped["model 2 of 3"].startswith("The training loss of model 2 of 3 became inf in epoch 1.")
     assert sorted(fitted.metrics["model"].unique()) == [1, 2]
     assert torch.isfinite(fitted.predict(X)).all()
+
+
+# ---------------------------------------------------------------- the K models as a fitted object
+def setup():
+    return nf.setup(nf.MLP, loss="mse").set_hparams(input_size=5, hidden=[8], output_size=1)
+
+
+def test_k_models_save_and_load_back_as_k_modules(data, tmp_path):
+    X, y = data
+    many = setup().fit((X, y), epochs=3, seed=4, n_models=3, verbose=False)
+    path = tmp_path / "three.nnfit"
+    many.save(path)
+    nets = nf.load(path, module=nf.MLP)
+    assert [type(net) for net in nets] == [nf.MLP] * 3 and not any(net.training for net in nets)
+    assert torch.equal(torch.stack([net(X) for net in nets]), many.predict(X, type="all"))
+    instances = [nf.MLP(input_size=5, hidden=[8], output_size=1) for _ in range(3)]
+    assert nf.load(path, module=instances) == instances
+    assert torch.equal(instances[2](X), nets[2](X))
+    with pytest.raises(nf.errors.ModelFileError, match=r"holds the weights of 3 copies of your module "
+                                                         r"nnfit\.modules\.mlp\.MLP; pass it: nf\.load\(path, module=YourModule\)"):
+        nf.load(path)
+    with pytest.raises(nf.errors.ModelFileError, match=r"holds 3 models; pass the class or a list of 3 instances\.$"):
+        nf.load(path, module=instances[:2])
+    signed = tmp_path / "signed.nnfit"
+    many.save(signed, key="k")
+    assert len(nf.load(signed, module=nf.MLP, key="k")) == 3
+
+
+def test_a_k_model_file_whose_tensors_or_count_were_edited_is_refused(data, tmp_path):
+    from nnfit import files
+
+    X, y = data
+    many = setup().fit((X, y), epochs=1, seed=4, n_models=2, verbose=False)
+    tensors = {f"model{k}.{name}": value for k, net in enumerate(many.models) for name, value in net.state_dict().items()}
+    base = {"kind": "modules", "module": "nnfit.modules.mlp.MLP", "hparams": dict(many.learner.hparams), "n_models": 2}
+    cases = {
+        "count": ({**base, "n_models": 10**9}, tensors,
+                  "n_models is 1000000000, not a whole number from 1 to the 8 tensors it holds."),
+        "flag": ({**base, "n_models": True}, tensors, "n_models is True, not a whole number from 1 to the 8 tensors"),
+        "stray": (base, {**tensors, "model2.hidden.0.bias": torch.zeros(8)},
+                  "tensor 'model2.hidden.0.bias' belongs to none of its 2 models."),
+        "padded": (base, {**tensors, "model01.x": torch.zeros(1)}, "tensor 'model01.x' belongs to none of its 2 models."),
+        "shape": ({**base, "hparams": {**base["hparams"], "hidden": [10**6]}}, tensors, "make MLP with"),
+    }
+    for name, (metadata, held, message) in cases.items():
+        path = tmp_path / f"{name}.nnfit"
+        files.write(path, held, metadata)
+        with pytest.raises(nf.errors.ModelFileError) as error:
+            nf.load(path, module=nf.MLP)
+        assert message in str(error.value), name
+
+
+def test_k_models_plot_and_show_themselves(data):
+    import matplotlib.pyplot as plt
+
+    X, y = data
+    many = setup().fit((X, y), epochs=3, seed=4, n_models=3, valid_data=0.25, verbose=False)
+    figure = many.plot()
+    assert [axis.get_title() for axis in figure.axes] == ["loss"]
+    means = many.metrics.groupby(["set", "epoch"])["value"].mean()
+    for line, split in zip(figure.axes[0].lines, ["train", "valid"]):
+        assert list(line.get_ydata()) == pytest.approx(list(means[split]))
+    last = many.last_metrics()
+    assert last["valid"]["loss"] == pytest.approx(means["valid"].iloc[-1])
+    html = many._repr_html_()
+    assert "nnfit fitted models (3)" in html and "<img" in html
+    plt.close("all")

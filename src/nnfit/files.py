@@ -406,6 +406,37 @@ def save_module(path, fitted, key=None) -> None:
     write(path, fitted.model.state_dict(), metadata, key=key)
 
 
+def save_modules(path, fitted, key=None) -> None:
+    """The weights of K fitted copies of a module (``FittedMany``), model k's under ``model{k}.``,
+    with the class name, hparams, number of models and history (signed if ``key`` is given).
+
+    ``FittedMany.save`` calls it; ``nf.load(path, module=...)`` reads the K modules back.
+
+    >>> import os, tempfile, torch
+    >>> import nnfit as nf
+    >>> from nnfit import files
+    >>> X, y = torch.randn(32, 3), torch.randn(32, 1)
+    >>> many = nf.setup(nf.MLP, loss="mse").set_hparams(input_size=3, hidden=[4], output_size=1).fit(
+    ...     (X, y), epochs=2, seed=1, n_models=3, verbose=False)
+    >>> path = os.path.join(tempfile.mkdtemp(), "nets.nnfit")
+    >>> files.save_modules(path, many)
+    >>> metadata = files.read(path)[1]
+    >>> metadata["kind"], metadata["n_models"], sorted(files.read(path)[0])[:2]
+    ('modules', 3, ['model0.hidden.0.bias', 'model0.hidden.0.weight'])
+    """
+    model = fitted.models[0]
+    tensors = {f"model{k}.{name}": value for k, net in enumerate(fitted.models) for name, value in net.state_dict().items()}
+    metadata = {
+        "kind": "modules",
+        "module": f"{type(model).__module__}.{type(model).__qualname__}",
+        "hparams": _jsonable(fitted.learner.hparams),
+        "n_models": fitted.n_models,
+        "history": [list(row) for row in fitted.records],
+        "dropped": dict(fitted.dropped),
+    }
+    write(path, tensors, metadata, key=key)
+
+
 def _jsonable(values: dict) -> dict:
     out = {}
     for key, value in values.items():

@@ -1,7 +1,8 @@
 """``nf.load``: any model file nnfit wrote, back as the fitted object it was; loading runs no code.
 
 ``files`` reads and checks the file (safetensors and JSON, checksum, signature); this module
-turns what it holds into an ``MLPFit`` or the weights of the user's own module.
+turns what it holds into an ``MLPFit``, the user's own module with its weights, or (from
+``setup().fit(n_models=K)``) a list of the K modules.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ def load(path, module=None, key=None):
 
     A file from ``nf.mlp`` comes back as a ready ``MLPFit``. A file from a luz-style fit (or a
     checkpoint) holds the weights of your own module: pass ``module`` (an instance, or the
-    class, which is built with the saved hparams) and get that module back with the weights loaded.
+    class, which is built with the saved hparams) and get that module back with the weights loaded;
+    a file of K models (``setup().fit(n_models=K)``) gives a list of K modules.
     A file saved with ``key=`` loads only with the same ``key`` (see docs/files.md).
 
     >>> import os, tempfile
@@ -48,19 +50,64 @@ def load(path, module=None, key=None):
             weights = tensors if kind == "module" else unpack(metadata["state"]["model"], tensors)
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{str(path)!r} is not a valid nnfit model file: state.model ({error}).") from None
-        if isinstance(module, type):
-            hparams = metadata.get("hparams", {})
-            if not isinstance(hparams, dict):
-                raise ModelFileError(f"{str(path)!r} is not a valid nnfit model file: hparams is not an object.")
-            _check_hparams(module, hparams, weights, path)
-            module = module(**hparams)
-        try:
-            module.load_state_dict(weights)
-        except (RuntimeError, KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"The weights in {str(path)!r} do not fit {type(module).__name__}: {error}") from None
-        module.eval()
-        return module
+        return load_weights(path, metadata, weights, module)
+    if kind == "modules":
+        return _modules(path, tensors, metadata, module)
     raise ModelFileError(f"{str(path)!r} holds an unknown kind of model ({schema.short(kind)}).")
+
+
+def _modules(path, tensors: dict, metadata: dict, module) -> list:
+    """The K modules of a ``FittedMany`` file, as a list: model k's weights are the tensors named
+    ``model{k}.``; ``module`` is the class (built K times with the saved hparams) or K instances."""
+    count = metadata.get("n_models")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(tensors):
+        raise ModelFileError(f"{str(path)!r} is not a valid nnfit model file: n_models is {schema.short(count)}, "
+                             f"not a whole number from 1 to the {len(tensors)} tensors it holds.")
+    if module is None:
+        raise ModelFileError(
+            f"{str(path)!r} holds the weights of {count} copies of your module {str(metadata.get('module'))[:200]}; "
+            "pass it: nf.load(path, module=YourModule) (the class, or a list of instances)."
+        )
+    weights = [{} for _ in range(count)]
+    for name, tensor in tensors.items():
+        head, dot, rest = name.partition(".")
+        k = head[len("model"):]
+        if not (head.startswith("model") and dot and k.isdigit() and str(int(k)) == k and int(k) < count):
+            raise ModelFileError(f"{str(path)!r} is not a valid nnfit model file: tensor {schema.short(name)} "
+                                 f"belongs to none of its {count} models.")
+        weights[int(k)][rest] = tensor
+    if isinstance(module, type):
+        nets = [load_weights(path, {"kind": "module", "hparams": metadata.get("hparams", {})}, w, module) for w in weights]
+    else:
+        if not isinstance(module, (list, tuple)) or len(module) != count:
+            raise ModelFileError(f"{str(path)!r} holds {count} models; pass the class or a list of {count} instances.")
+        nets = [load_weights(path, {"kind": "module"}, w, m) for w, m in zip(weights, module)]
+    return nets
+
+
+def load_weights(path, metadata: dict, weights: dict, module):
+    """``module`` (an instance, or the class built with the file's hparams, checked first) with
+    ``weights`` loaded, in eval mode.
+
+    >>> import torch, nnfit as nf
+    >>> from nnfit.loading import load_weights
+    >>> net = load_weights("net.nnfit", {"hparams": {"in_features": 2, "out_features": 1}},
+    ...                    {"weight": torch.ones(1, 2), "bias": torch.zeros(1)}, torch.nn.Linear)
+    >>> net(torch.tensor([[1.0, 2.0]])).item(), net.training
+    (3.0, False)
+    """
+    if isinstance(module, type):
+        hparams = metadata.get("hparams", {})
+        if not isinstance(hparams, dict):
+            raise ModelFileError(f"{str(path)!r} is not a valid nnfit model file: hparams is not an object.")
+        _check_hparams(module, hparams, weights, path)
+        module = module(**hparams)
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"The weights in {str(path)!r} do not fit {type(module).__name__}: {error}") from None
+    module.eval()
+    return module
 
 
 def _check_hparams(module: type, hparams: dict, weights: dict, path) -> None:

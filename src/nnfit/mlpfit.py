@@ -23,8 +23,14 @@ from .train.ensemble import StackedMLP, check_n_models
 from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_size
 
 
-def mlp(formula: str, data, hidden=50, activation="relu", dropout=0.0, optimizer="rmsprop", lr=None,
-        epochs=100, batch_size=32, valid=None, seed=None, weight_decay=0.0, callbacks=None,
+# nf.mlp's recipe, written once: the estimators, cross_validate, grid and the CLI take their defaults from it.
+DEFAULTS = {"hidden": 50, "activation": "relu", "dropout": 0.0, "optimizer": "rmsprop", "lr": None, "epochs": 100,
+            "batch_size": 32, "weight_decay": 0.0}
+
+
+def mlp(formula: str, data, hidden=DEFAULTS["hidden"], activation=DEFAULTS["activation"], dropout=DEFAULTS["dropout"],
+        optimizer=DEFAULTS["optimizer"], lr=DEFAULTS["lr"], epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
+        valid=None, seed=None, weight_decay=DEFAULTS["weight_decay"], callbacks=None,
         device="auto", verbose=None, threads=None, scale=True, n_models=1, embed=None, unknown="error",
         on_divergence="error", weights=None, class_weight=None, threshold=None):
     """Fit a neural network from a formula and a data frame; return an ``MLPFit``.
@@ -1178,6 +1184,9 @@ class MLPFit:
                     f"decision threshold {s['threshold']:g} on P({self.design.levels[1]!r})" if s.get("threshold") else ""]
         if any(weighted):
             lines.append("  " + "; ".join(text for text in weighted if text))
+        calibration = getattr(self, "calibration_", None)
+        if calibration is not None:
+            lines.append(f"  prediction intervals: {calibration.describe()}")
         last = _last_epoch(self.history)
         if last:
             unit = f" ({self.design.response_columns[0]} units)" if self.task == "regression" and len(self.design.response_columns) == 1 else ""
@@ -1200,6 +1209,8 @@ class MLPFit:
             ("left out (missing values)", s.get("n_left_out") or 0),
         ] + [(name, s[key]) for name, key in (("case weights", "weights"), ("class weights", "class_weight"),
                                               ("decision threshold", "threshold")) if s.get(key) is not None]
+        if getattr(self, "calibration_", None) is not None:
+            facts.append(("prediction intervals", self.calibration_.describe()))
         curves = self.plot() if self.history else None
         return display.fitted(f"nnfit MLP ({_TASK_NAMES[self.task]})", facts, _last_epoch(self.history), curves)
 

@@ -62,7 +62,7 @@ from .design import Design, column_stats, as_pandas, warn_left_out
 from .errors import check_rate
 from .train.learner import setup
 from .train.prediction import predict_in_blocks
-from .mlpfit import MLPFit, optimizer_name
+from .mlpfit import DEFAULTS, MLPFit, optimizer_name
 from .scores import probabilities
 from .modules import MLP, check_architecture
 from .train.optimizers import resolve as resolve_optimizer
@@ -146,8 +146,10 @@ class _NetworkEstimator(BaseEstimator):
 
     _task_kind = None  # "regression" or "classification"
 
-    def __init__(self, hidden=50, activation="relu", dropout=0.0, optimizer="rmsprop", lr=None, epochs=100,
-                 batch_size=32, weight_decay=0.0, n_models=1, random_state=None, device="auto", verbose=False,
+    def __init__(self, hidden=DEFAULTS["hidden"], activation=DEFAULTS["activation"], dropout=DEFAULTS["dropout"],
+                 optimizer=DEFAULTS["optimizer"], lr=DEFAULTS["lr"], epochs=DEFAULTS["epochs"],
+                 batch_size=DEFAULTS["batch_size"], weight_decay=DEFAULTS["weight_decay"], n_models=1, random_state=None,
+                 device="auto", verbose=False,
                  warm_start=False, formula=None):
         self.hidden = hidden
         self.activation = activation
@@ -424,8 +426,10 @@ class MLPClassifier(ClassifierMixin, _NetworkEstimator):
 
     _task_kind = "classification"
 
-    def __init__(self, hidden=50, activation="relu", dropout=0.0, optimizer="rmsprop", lr=None, epochs=100,
-                 batch_size=32, weight_decay=0.0, n_models=1, random_state=None, class_weight=None, device="auto",
+    def __init__(self, hidden=DEFAULTS["hidden"], activation=DEFAULTS["activation"], dropout=DEFAULTS["dropout"],
+                 optimizer=DEFAULTS["optimizer"], lr=DEFAULTS["lr"], epochs=DEFAULTS["epochs"],
+                 batch_size=DEFAULTS["batch_size"], weight_decay=DEFAULTS["weight_decay"], n_models=1, random_state=None,
+                 class_weight=None, device="auto",
                  verbose=False, warm_start=False, formula=None):
         super().__init__(hidden=hidden, activation=activation, dropout=dropout, optimizer=optimizer, lr=lr,
                          epochs=epochs, batch_size=batch_size, weight_decay=weight_decay, n_models=n_models,

@@ -14,6 +14,7 @@ import numpy as np
 from .design import Design, as_pandas, warn_left_out
 from .errors import ArgumentError, DivergenceError
 from .folds import assign_folds, check_folds, standardize
+from .mlpfit import DEFAULTS
 from .modules import check_architecture
 
 _HIGHER_IS_BETTER = {"accuracy": True, "r2": True, "mae": False, "rmse": False, "log_loss": False}
@@ -122,10 +123,9 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_div
             raise ArgumentError(f"cross_validate chooses {option} itself; leave it out.")
     began = time.perf_counter()
     options = dict(mlp_options)
-    hidden, activation = options.pop("hidden", 50), options.pop("activation", "relu")
-    dropout = options.pop("dropout", 0.0)
-    optimizer, lr, weight_decay = options.pop("optimizer", "rmsprop"), options.pop("lr", None), options.pop("weight_decay", 0.0)
-    epochs, batch_size = options.pop("epochs", 100), options.pop("batch_size", 32)
+    hidden, activation, dropout, optimizer, lr, weight_decay, epochs, batch_size = (
+        options.pop(name, DEFAULTS[name]) for name in
+        ("hidden", "activation", "dropout", "optimizer", "lr", "weight_decay", "epochs", "batch_size"))
     device, threads = options.pop("device", "auto"), options.pop("threads", None)
     options.pop("verbose", None)
     if options:
@@ -340,7 +340,8 @@ class GridResult:
         )
 
 
-def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, activation="relu", seeds: int = 1,
+def grid(formula: str, data, hidden=DEFAULTS["hidden"], lr=DEFAULTS["lr"], dropout=DEFAULTS["dropout"],
+         weight_decay=DEFAULTS["weight_decay"], activation=DEFAULTS["activation"], seeds: int = 1,
          valid: float | None = None, metric: str | None = None, seed: int = 1, refit: bool = True,
          on_divergence="error", folds: int | None = None, rule: str = "min", **mlp_options) -> GridResult:
     """Every combination of ``hidden``, ``lr``, ``dropout``, ``weight_decay`` and ``activation``.
@@ -441,8 +442,8 @@ def grid(formula: str, data, hidden=50, lr=None, dropout=0.0, weight_decay=0.0, 
     metric = metric or ("mae" if task == "regression" else "log_loss")
     if metric not in _HIGHER_IS_BETTER:
         raise ArgumentError(f"Unknown metric {metric!r}; choose one of: {', '.join(sorted(_HIGHER_IS_BETTER))}.")
-    optimizer = mlp_options.get("optimizer", "rmsprop")
-    epochs, batch_size = mlp_options.get("epochs", 100), mlp_options.get("batch_size", 32)
+    optimizer = mlp_options.get("optimizer", DEFAULTS["optimizer"])
+    epochs, batch_size = mlp_options.get("epochs", DEFAULTS["epochs"]), mlp_options.get("batch_size", DEFAULTS["batch_size"])
     device, threads = mlp_options.get("device", "auto"), mlp_options.get("threads")
     rows, fold_rows, dropped = [], [], {}
     varying = [axis for axis, values in axes.items() if len(values) > 1]

@@ -36,6 +36,14 @@ class FittedMany:
     (4, torch.Size([64, 1]), torch.Size([4, 64, 1]))
     >>> many.evaluate((X, y)).columns.tolist()          # one row per model
     ['model', 'loss']
+    >>> sorted(many.last_metrics()["train"])             # the last epoch, mean over the models
+    ['loss']
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "four.nnfit")
+    >>> many.save(path)
+    >>> nets = nf.load(path, module=nf.MLP)             # the K modules, built with the saved hparams
+    >>> len(nets), torch.allclose(torch.stack([net(X) for net in nets]), many.predict(X, type="all"))
+    (4, True)
     """
 
     def __init__(self, learner, models: list, records: list, seconds: float, threads: int, device, dropped=None,
@@ -99,6 +107,53 @@ class FittedMany:
             for metric in metrics:
                 metric.update(pred, target)
         return dict(loss=loss_sum / n, **{m.name: float(m.compute()) for m in metrics})
+
+    @property
+    def epochs_run(self) -> int:
+        return max((row[2] for row in self.records), default=0)
+
+    def last_metrics(self) -> dict:
+        """{set: {metric: mean over the models}} of the last epoch (a model stopped early counts its own last)."""
+        frame = self.metrics
+        if frame.empty:
+            return {}
+        last = frame[frame["epoch"] == frame.groupby("model")["epoch"].transform("max")]
+        means = last.groupby(["set", "metric"], sort=False)["value"].mean()
+        out = {}
+        for (split, name), value in means.items():
+            out.setdefault(split, {})[name] = float(value)
+        return out
+
+    def plot(self):
+        """Learning curves: one panel per metric, training and validation by epoch, the mean over the models."""
+        from .. import plot
+
+        return plot.learning_curves(self.metrics)
+
+    def save(self, path, key=None) -> None:
+        """Save the K models' weights (safetensors), the module's description and the history into
+        one file; ``nf.load(path, module=...)`` gives the K modules back as a list. With ``key``,
+        signed with HMAC-SHA256."""
+        from .. import files
+
+        files.save_modules(path, self, key=key)
+
+    def _repr_html_(self):
+        """Jupyter's view: the module, how the K models were trained, the last epoch's means, the learning curves."""
+        from .. import display
+
+        model = self.models[0]
+        facts = [
+            ("module", type(model).__name__),
+            ("models", self.n_models),
+            ("parameters per model", f"{sum(p.numel() for p in model.parameters()):,}"),
+            ("epochs", self.epochs_run),
+            ("seconds", round(self.seconds, 2)),
+            ("device", self.device),
+            ("threads", self.threads),
+        ] + ([("dropped (diverged)", ", ".join(self.dropped))] if self.dropped else [])
+        return display.fitted(f"nnfit fitted models ({self.n_models})", facts, self.last_metrics(),
+                              self.plot() if self.records else None)
 
     def __repr__(self):
         model = self.models[0]
