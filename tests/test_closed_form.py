@@ -184,3 +184,45 @@ def test_an_optimizer_goes_on_from_its_state_dict(optimizer_class):
         after.grads[0].copy_(grad)
         after.step()
     assert torch.equal(resumed.detach(), straight.detach())
+
+
+@pytest.mark.parametrize("optimizer_class, options", OPTIMIZERS)
+def test_torch_step_updates_a_torch_optimizer_as_its_own_step_does_bit_for_bit(optimizer_class, options):
+    """The loop steps torch's own optimizers with ``torch_step``: the same parameters and the same
+    state_dict as ``opt.step()``, step after step, with two parameter groups."""
+    g = torch.Generator().manual_seed(4)
+    start = [torch.randn(5, 3, generator=g), torch.randn(3, generator=g), torch.randn(2, 5, generator=g)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(6)]
+
+    def trained(fast):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        opt = optimizer_class([{"params": params[:2]}, {"params": params[2:], "lr": options["lr"] / 2}], **options)
+        step = closed_form.torch_step(opt) if fast else opt.step
+        for batch in grads:
+            for p, grad in zip(params, batch):
+                p.grad = grad.clone()
+            step()
+        return params, opt.state_dict()
+
+    (ours, our_state), (theirs, their_state) = trained(True), trained(False)
+    assert type(closed_form.torch_step(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1))).__name__ == "TorchStep"
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+    assert our_state["param_groups"] == their_state["param_groups"]
+    for k, state in their_state["state"].items():
+        assert sorted(our_state["state"][k]) == sorted(state)
+        for name, value in state.items():
+            assert torch.equal(our_state["state"][k][name], value), name
+
+
+def test_torch_step_leaves_to_torch_what_it_does_not_implement():
+    param = torch.nn.Parameter(torch.ones(2))
+    for opt in (torch.optim.Adam([param], amsgrad=True), torch.optim.RMSprop([param], centered=True),
+                torch.optim.SGD([param], lr=0.1, maximize=True), torch.optim.Adagrad([param])):
+        assert not isinstance(closed_form.torch_step(opt), closed_form.TorchStep), opt
+    scheduled = torch.optim.SGD([param], lr=0.1)
+    torch.optim.lr_scheduler.StepLR(scheduled, step_size=1)  # wraps scheduled.step to count its calls
+    assert not isinstance(closed_form.torch_step(scheduled), closed_form.TorchStep)
+    hooked = torch.optim.SGD([param], lr=0.1)
+    hooked.register_step_post_hook(lambda *args: None)
+    assert not isinstance(closed_form.torch_step(hooked), closed_form.TorchStep)

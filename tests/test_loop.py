@@ -261,3 +261,49 @@ def test_a_custom_step_can_run_hooks_through_the_context(data):
     called = [c[0] for c in recorder.calls if c[0].endswith("after_pred")]
     assert called == ["on_train_batch_after_pred"] * 2 + ["on_valid_batch_after_pred"]
     assert sorted(fitted.last_metrics()) == ["train", "valid"]
+
+
+class ReadsTheRecord(nf.callbacks.Callback):
+    """A custom callback reading the loop's one record of the epoch's batch losses."""
+
+    needs_autograd = False
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_end(self, ctx):
+        record = ctx.batch_losses["train"]
+        self.seen.append((record, [v.tolist() for v in record.values], list(record.rows)))
+
+
+def test_one_record_of_batch_losses_is_read_by_the_recorder_the_guard_and_any_callback(data):
+    from nnfit.train.callbacks import MetricsRecorder
+    from nnfit.train.divergence import DivergenceGuard
+
+    reader = ReadsTheRecord()
+    fitted = learner().fit(data, epochs=2, batch_size=24, callbacks=[reader], verbose=False, seed=1)
+    guard = next(c for c in fitted.ctx.hooks.callbacks if isinstance(c, DivergenceGuard))
+    assert any(isinstance(c, MetricsRecorder) for c in fitted.ctx.hooks.callbacks)
+    record, values, rows = reader.seen[-1]
+    assert guard._losses is record is fitted.ctx.batch_losses["train"]  # the guard reads the loop's record
+    assert rows == [24, 24, 16] and len(values) == 3
+    # the recorder's epoch loss is the rows-weighted mean of the same record
+    assert fitted.ctx.get_metrics("train", epoch=2)["loss"] == pytest.approx(sum(v * r for v, r in zip(values, rows)) / 64)
+    assert reader.seen[0][0] is not record  # each epoch begins its own
+    assert guard.rule.reference == [pytest.approx(reader.seen[0][1][0])]  # the untrained loss: epoch 1, batch 1
+
+
+def test_the_record_holds_one_loss_per_model_and_their_rows_for_k_models(data):
+    from nnfit.train import many
+
+    X, y = data
+    reader = ReadsTheRecord()
+    stack = many.VmapStack([nn.Linear(3, 1) for _ in range(2)], nn.MSELoss())
+    rows = many.ManyRows(X, y, [torch.arange(64), torch.arange(40)], seeds=[1, 2])
+    ctx = many.fit(stack, None, torch.optim.SGD(stack.parameters(), lr=0.05), rows, None, epochs=1, batch_size=32,
+                   metrics=many.model_metrics([], 2), callbacks=[reader])
+    record = ctx.batch_losses["train"]
+    assert [tuple(v.shape) for v in record.values] == [(2,), (2,)]
+    assert record.rows[0] == 32 and record.rows[1].tolist() == [32, 8]  # model 2 has 8 rows in batch 2
+    expected = (record.values[0] * 32 + record.values[1] * record.rows[1]) / torch.tensor([64.0, 40.0])
+    assert ctx.get_metrics("train")["loss"] == pytest.approx(expected.tolist())

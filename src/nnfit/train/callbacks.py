@@ -31,10 +31,15 @@ import torch
 
 from ..errors import ArgumentError, ArgumentTypeError, MissingDependencyError, TrainingError
 from .hooks import HOOKS, Callback, Hooks, where  # noqa: F401  (Callback and HOOKS: nf.callbacks' names)
+from .loop import rows_of
 from .monitor import Monitor
 
 class MetricsRecorder(Callback):
-    """Accumulates the loss and metrics of each epoch on the device and records them once."""
+    """Makes each epoch's loss and metrics on the device and records them once.
+
+    The loss is the rows-weighted mean of the batch losses the loop keeps in
+    ``ctx.batch_losses`` (``loop.BatchLosses``, which ``DivergenceGuard`` reads too); the
+    metrics see the epoch's predictions."""
 
     weight = -1000
 
@@ -51,10 +56,10 @@ class MetricsRecorder(Callback):
         self._update(ctx, ctx.valid_metrics)
 
     def on_train_end(self, ctx):
-        ctx.record("train", self._compute(ctx, ctx.train_metrics))
+        ctx.record("train", self._compute(ctx, ctx.train_metrics, ctx.batch_losses["train"]))
 
     def on_valid_end(self, ctx):
-        ctx.record("valid", self._compute(ctx, ctx.valid_metrics))
+        ctx.record("valid", self._compute(ctx, ctx.valid_metrics, ctx.batch_losses["valid"]))
 
     # Batches wait on the device and reach the metrics together, once per epoch (or per
     # ``pending_limit`` predicted values): a few large operations instead of several small ones
@@ -63,8 +68,6 @@ class MetricsRecorder(Callback):
     _checked = frozenset()  # ids of the metric lists whose first batch went through
 
     def _begin(self, ctx, metrics):
-        self._losses = {}  # name -> ([batch loss], [batch rows])
-        self._n = 0
         self._pending = []  # (pred, target) batches the metrics have not seen yet
         self._pending_size = 0
         for model_list in self._per_model(ctx, metrics):
@@ -79,22 +82,16 @@ class MetricsRecorder(Callback):
         return ctx.model_metrics["train" if ctx.training else "valid"]
 
     def _update(self, ctx, metrics):
-        if ctx.stacked:
-            return self._update_many(ctx, metrics)
-        n = _rows(ctx.target if ctx.target is not None else ctx.input)
-        # A module's own step() may set several losses as a dict: each is recorded as loss_<name>.
-        losses = ctx.loss if isinstance(ctx.loss, dict) else {None: ctx.loss}
-        for key, loss in losses.items():
-            if loss is not None:
-                values, rows = self._losses.setdefault("loss" if key is None else f"loss_{key}", ([], []))
-                values.append(loss.detach())
-                rows.append(n)
-        self._n += n
         if not metrics:
             return
+        if ctx.stacked:  # K models: the epoch's predictions reach each model's metrics once
+            rows = ctx.weight
+            self._pending.append((ctx.pred.detach(), ctx.target, None if rows is None else rows.mask))
+            return
         pred, target = ctx.pred, ctx.target
-        if id(metrics) in self._checked and _joins(self._pending, pred, target):
-            self._pending.append((pred.detach(), target.detach()))
+        pending = self._pending
+        if id(metrics) in self._checked and _joins(pending, pred, target):
+            pending.append((pred.detach(), target.detach()))
             self._pending_size += pred.numel()
             if self._pending_size >= self.pending_limit:
                 self._flush(ctx, metrics)
@@ -119,30 +116,24 @@ class MetricsRecorder(Callback):
                 ) from error
 
     # K models (nnfit.train.many): the loss is one number per model and each batch says which rows
-    # each model has (RowWeights); the epoch's predictions reach each model's metrics once.
-    def _update_many(self, ctx, metrics):
-        rows = ctx.weight
-        counts = rows.counts if rows is not None else _rows(ctx.target)
-        values, weights = self._losses.setdefault("loss", ([], []))
-        values.append(ctx.loss.detach())
-        weights.append(counts)
-        if metrics:
-            self._pending.append((ctx.pred.detach(), ctx.target, None if rows is None else rows.mask))
-
-    def _compute_many(self, ctx, metrics):
-        values, weights = self._losses.get("loss", ([], []))
+    # each model has (RowWeights).
+    def _compute_many(self, ctx, metrics, losses):
+        values, weights = losses.named().get("loss", ([], []))
         data = ctx.train_data if ctx.training else ctx.valid_data
         sizes = torch.tensor(data.sizes, dtype=torch.float64, device=ctx.device)
-        losses = sum(v.to(torch.float64) * (w.to(torch.float64) if isinstance(w, torch.Tensor) else w)
-                     for v, w in zip(values, weights)) / sizes
+        losses = _model_sums(values, weights) / sizes
         numbers = {"loss": losses}
         if metrics and self._pending:
             preds = torch.cat([p for p, _, _ in self._pending], dim=1)
             targets = torch.cat([t for _, t, _ in self._pending], dim=1)
             masks = None
-            if any(m is not None for _, _, m in self._pending):
-                masks = torch.cat([torch.ones(p.shape[:2], dtype=torch.bool, device=p.device) if m is None else m
-                                   for p, _, m in self._pending], dim=1)
+            if any(m is not None for _, _, m in self._pending):  # the rows each model has: all, but where a batch says
+                masks = torch.ones(preds.shape[:2], dtype=torch.bool, device=preds.device)
+                start = 0
+                for p, _, m in self._pending:
+                    if m is not None:
+                        masks[:, start : start + p.shape[1]] = m
+                    start += p.shape[1]
             self._pending = []
             per_model = self._per_model(ctx, metrics)
             from .metrics import Metric
@@ -155,8 +146,9 @@ class MetricsRecorder(Callback):
                     raise TrainingError(f"Metric {type(metric).__name__}.update failed {where(ctx)}: "
                                         f"{type(error).__name__}: {error}") from error
             for i, metric in enumerate(metrics):
+                compute = getattr(type(metric), "compute_models", None) or Metric.compute_models
                 try:
-                    numbers[metric.name] = torch.stack([m[i].compute().reshape(()) for m in per_model])
+                    numbers[metric.name] = compute([m[i] for m in per_model])
                 except Exception as error:
                     raise TrainingError(
                         f"Metric {type(metric).__name__}.compute failed {where(ctx)}: {type(error).__name__}: {error}"
@@ -164,14 +156,16 @@ class MetricsRecorder(Callback):
         read = torch.stack([v.to("cpu", torch.float64) for v in numbers.values()]).tolist()  # one transfer
         return dict(zip(numbers, read))
 
-    def _compute(self, ctx, metrics):
+    def _compute(self, ctx, metrics, losses):
+        """{name: value} of the epoch: the losses of ``losses`` (a ``loop.BatchLosses``) and the metrics."""
         if ctx.stacked:
-            return self._compute_many(ctx, metrics)
+            return self._compute_many(ctx, metrics, losses)
         self._flush(ctx, metrics)
         # The one device-to-host transfer of the epoch: every value at once.
-        sums = {name: _weighted_sum(values, rows) for name, (values, rows) in self._losses.items()}
+        sums = {name: _weighted_sum(values, rows) for name, (values, rows) in losses.named().items()}
         sums = sums or {"loss": torch.tensor(math.nan)}
-        values = [total / max(self._n, 1) for total in sums.values()]
+        n = sum(losses.rows)
+        values = [total / max(n, 1) for total in sums.values()]
         for metric in metrics:
             try:
                 values.append(metric.compute())
@@ -193,15 +187,26 @@ def _joins(pending, pred, target) -> bool:
 
 def _weighted_sum(losses, rows) -> torch.Tensor:
     """sum(loss_b * rows_b) over batches, in float64, without leaving the device."""
-    stacked = torch.stack([loss.reshape(()) for loss in losses]).to(torch.float64)
-    return stacked @ torch.tensor(rows, dtype=torch.float64).to(stacked.device)
+    stacked = torch.stack([loss if loss.dim() == 0 else loss.reshape(()) for loss in losses]).to(torch.float64)
+    return stacked @ torch.tensor(rows, dtype=torch.float64, device=stacked.device)
 
 
-def _rows(batch) -> int:
-    """Rows in a batch: a tensor's length, or the first tensor's for several inputs."""
-    while isinstance(batch, (list, tuple, dict)):
-        batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
-    return len(batch)
+def _model_sums(losses, rows):
+    """K models: sum(loss_b * rows_b) over batches, each (K,), in float64 and in batch order (as
+    Python's ``sum`` adds them; a cumulative sum keeps that order); 0 for no batches."""
+    if not losses:
+        return 0
+    stacked = torch.stack(losses).to(torch.float64)
+    if any(isinstance(r, torch.Tensor) for r in rows):
+        weights = torch.stack([r.to(torch.float64) if isinstance(r, torch.Tensor)
+                               else torch.full(stacked.shape[1:], float(r), dtype=torch.float64, device=stacked.device)
+                               for r in rows])
+    else:
+        weights = torch.tensor(rows, dtype=torch.float64, device=stacked.device).reshape(-1, *[1] * (stacked.dim() - 1))
+    return torch.cumsum(stacked * weights, 0)[-1]
+
+
+_rows = rows_of  # distributed.py counts rows with it
 
 
 class Progress(Callback):

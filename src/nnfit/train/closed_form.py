@@ -39,15 +39,18 @@ from .hooks import Callback
 from .losses import BinaryLogitLoss
 
 
+_threshold_backward = torch.ops.aten.threshold_backward.default
+
+
 def _relu_backward(grad, out):
-    return torch.ops.aten.threshold_backward(grad, out, 0)
+    return _threshold_backward(grad, out, 0)
 
 
 # name -> (g(z) in place, the gradient through g from g's output): torch's own backward kernels.
 ACTIVATIONS = {
     "relu": (torch.relu_, _relu_backward),
-    "sigmoid": (torch.sigmoid_, torch.ops.aten.sigmoid_backward),
-    "tanh": (torch.tanh_, torch.ops.aten.tanh_backward),
+    "sigmoid": (torch.sigmoid_, torch.ops.aten.sigmoid_backward.default),
+    "tanh": (torch.tanh_, torch.ops.aten.tanh_backward.default),
     "identity": (None, None),
     "linear": (None, None),
 }
@@ -170,7 +173,8 @@ def mse(pred, target, weight=None, total=None):
     """Squared error averaged over the outputs (nn.MSELoss), per row."""
     residual = pred - target
     if weight is None:
-        return residual.square().mean((-2, -1)), residual.mul_(2 / (residual.shape[-1] * residual.shape[-2]))
+        loss = residual.square().mean() if residual.dim() == 2 else residual.square().mean((-2, -1))  # the same numbers
+        return loss, residual.mul_(2 / (residual.shape[-1] * residual.shape[-2]))
     row = residual.square().mean(-1)
     return _weighted(row, residual.mul_(2 / residual.shape[-1]), weight, total)
 
@@ -242,12 +246,9 @@ class Optimizer:
             offset += size
         self.param_groups = [{**defaults(optimizer_class), **options, "params": self.parameters}]
         self.imitates = optimizer_class  # the torch.optim class whose update this is
-        self.update = {
-            torch.optim.SGD: self._sgd,
-            torch.optim.RMSprop: self._rmsprop,
-            torch.optim.Adam: self._adam,
-            torch.optim.AdamW: self._adamw,
-        }[optimizer_class]
+        self.update = UPDATES[optimizer_class]
+        self._param_list, self._grad_list = [self.flat_params], [self.flat_grads]
+        self._buffers = _FlatBuffers(self)
         self.n_models = n_models
         self.steps = 0
         self.model_steps = None  # (K,) steps each model took, once some model sat one out
@@ -264,17 +265,17 @@ class Optimizer:
             options = {**options, **{name: self._per_element(name, options[name]) for name in PER_MODEL}}
         if active is None:
             if self.model_steps is None:
-                self.update(options, self.flat_params, self.flat_grads, self.steps)
+                self.update(options, self._param_list, self._grad_list, self._buffers, self.steps)
                 return
             self.model_steps += 1
-            self.update(options, self.flat_params, self.flat_grads, self._step_count())
+            self.update(options, self._param_list, self._grad_list, self._buffers, self._step_count())
             return
         if self.model_steps is None:
             self.model_steps = torch.full((self.n_models,), float(self.steps - 1), device=self.flat_params.device)
         self.model_steps += active.to(self.model_steps.dtype)
         before = {name: buffer.clone() for name, buffer in self.state.items()}
         params_before = self.flat_params.clone()
-        self.update(options, self.flat_params, self.flat_grads, self._step_count())
+        self.update(options, self._param_list, self._grad_list, self._buffers, self._step_count())
         mask = active.to(torch.bool)[self._model_of()]
         self.flat_params.copy_(torch.where(mask, self.flat_params, params_before))
         for name, buffer in self.state.items():
@@ -308,54 +309,6 @@ class Optimizer:
             return self.steps
         return self.model_steps.clamp(min=1)[self._model_of()]
 
-    def _zeros(self, name):
-        if name not in self.state:
-            self.state[name] = torch.zeros_like(self.flat_params)
-        return self.state[name]
-
-    # -------------------------------------------------------------- the updates
-    def _sgd(self, options, param, grad, steps):
-        grad = _decayed(grad, param, options["weight_decay"])
-        momentum = options["momentum"]
-        if momentum:
-            if "momentum" not in self.state:
-                self.state["momentum"] = grad.clone()
-            else:
-                self.state["momentum"].mul_(momentum).add_(grad, alpha=1 - options["dampening"])
-            velocity = self.state["momentum"]
-            grad = grad.add(velocity, alpha=momentum) if options["nesterov"] else velocity
-        _add_scaled(param, grad, options["lr"])
-
-    def _rmsprop(self, options, param, grad, steps):
-        grad = _decayed(grad, param, options["weight_decay"])
-        alpha = options["alpha"]
-        square_avg = self._zeros("square_avg")
-        square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
-        avg = square_avg.sqrt().add_(options["eps"])
-        if options["momentum"] > 0:
-            velocity = self._zeros("momentum")
-            velocity.mul_(options["momentum"]).addcdiv_(grad, avg)
-            _add_scaled(param, velocity, options["lr"])
-        else:
-            _add_ratio(param, grad, avg, options["lr"])
-
-    def _adam(self, options, param, grad, steps, decoupled: bool = False):
-        lr, (beta1, beta2), decay = options["lr"], options["betas"], options["weight_decay"]
-        if decoupled and _nonzero(decay):
-            param.mul_(1 - lr * decay)
-        elif not decoupled:
-            grad = _decayed(grad, param, decay)
-        exp_avg, exp_avg_sq = self._zeros("exp_avg"), self._zeros("exp_avg_sq")
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        bias_correction1 = 1 - beta1**steps
-        bias_correction2 = 1 - beta2**steps
-        denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(options["eps"])
-        _add_ratio(param, exp_avg, denom, lr / bias_correction1)
-
-    def _adamw(self, options, param, grad, steps):
-        self._adam(options, param, grad, steps, decoupled=True)
-
     # -------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """The running averages, step counts and options (without the parameters), as torch's optimizers give them."""
@@ -377,31 +330,268 @@ class Optimizer:
             self.param_groups[0][key] = tuple(value) if key == "betas" else value
 
 
+# ------------------------------------------------------------------ the updates
+# torch.optim's formulas, in the order of its single-tensor implementations, on lists of tensors
+# with torch._foreach_* (on the CPU each runs torch's own kernel tensor by tensor, so the result
+# is torch's, bit for bit): the flat buffer of ``Optimizer`` is a list of one, a torch optimizer's
+# parameters (``torch_step``) a list of several. ``buffers`` holds the state: ``get(name)``, a list
+# of tensors or None; ``zeros(name)``, made as zeros when new; ``put(name, list)``. ``steps``
+# counts the steps taken (a number, or per element).
+def _sgd(options, params, grads, buffers, steps):
+    grads = _decayed(grads, params, options["weight_decay"])
+    momentum = options["momentum"]
+    if momentum:
+        velocity = buffers.get("momentum")
+        if velocity is None:  # the first step: the gradient itself
+            velocity = buffers.put("momentum", [grad.clone() for grad in grads])
+        else:
+            torch._foreach_mul_(velocity, momentum)
+            torch._foreach_add_(velocity, grads, alpha=1 - options["dampening"])
+        grads = torch._foreach_add(grads, velocity, alpha=momentum) if options["nesterov"] else velocity
+    _add_scaled(params, grads, options["lr"])
+
+
+def _rmsprop(options, params, grads, buffers, steps):
+    grads = _decayed(grads, params, options["weight_decay"])
+    alpha = options["alpha"]
+    square_avg = buffers.zeros("square_avg")
+    torch._foreach_mul_(square_avg, alpha)
+    torch._foreach_addcmul_(square_avg, grads, grads, value=1 - alpha)
+    avg = torch._foreach_sqrt(square_avg)
+    torch._foreach_add_(avg, options["eps"])
+    if options["momentum"] > 0:
+        velocity = buffers.zeros("momentum")
+        torch._foreach_mul_(velocity, options["momentum"])
+        torch._foreach_addcdiv_(velocity, grads, avg)
+        _add_scaled(params, velocity, options["lr"])
+    else:
+        _add_ratio(params, grads, avg, options["lr"])
+
+
+def _adam(options, params, grads, buffers, steps, decoupled: bool = False):
+    lr, (beta1, beta2), decay = options["lr"], options["betas"], options["weight_decay"]
+    if decoupled and _nonzero(decay):
+        shrink = 1 - lr * decay
+        torch._foreach_mul_(params, [shrink] if isinstance(shrink, torch.Tensor) else shrink)
+    elif not decoupled:
+        grads = _decayed(grads, params, decay)
+    exp_avg, exp_avg_sq = buffers.zeros("exp_avg"), buffers.zeros("exp_avg_sq")
+    torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sq, beta2)
+    torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
+    bias_correction1 = 1 - beta1**steps
+    bias_correction2 = 1 - beta2**steps
+    denom = torch._foreach_sqrt(exp_avg_sq)
+    root = bias_correction2**0.5
+    torch._foreach_div_(denom, [root] if isinstance(root, torch.Tensor) else root)
+    torch._foreach_add_(denom, options["eps"])
+    _add_ratio(params, exp_avg, denom, lr / bias_correction1)
+
+
+def _adamw(options, params, grads, buffers, steps):
+    _adam(options, params, grads, buffers, steps, decoupled=True)
+
+
+UPDATES = {torch.optim.SGD: _sgd, torch.optim.RMSprop: _rmsprop, torch.optim.Adam: _adam, torch.optim.AdamW: _adamw}
+
+
+class _FlatBuffers:
+    """``Optimizer``'s state for the updates: each buffer a list of one flat tensor."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self._lists = {}  # name -> [its buffer], while it is the state's
+
+    def get(self, name):
+        buffer = self.optimizer.state.get(name)
+        if buffer is None:
+            return None
+        found = self._lists.get(name)
+        if found is None or found[0] is not buffer:
+            found = self._lists[name] = [buffer]
+        return found
+
+    def zeros(self, name):
+        state = self.optimizer.state
+        if name not in state:
+            state[name] = torch.zeros_like(self.optimizer.flat_params)
+        return self.get(name)
+
+    def put(self, name, buffers):
+        self.optimizer.state[name] = buffers[0]
+        return buffers
+
+
 def _nonzero(value) -> bool:
     return bool(value) if not isinstance(value, torch.Tensor) else True
 
 
-def _decayed(grad, param, decay):
+def _decayed(grads, params, decay):
     """grad + decay * param (L2 weight decay), decay a number or per element."""
     if isinstance(decay, torch.Tensor):
-        return grad.addcmul(param, decay)
-    return grad.add(param, alpha=decay) if decay else grad
+        return torch._foreach_addcmul(grads, params, [decay])
+    return torch._foreach_add(grads, params, alpha=decay) if decay else grads
 
 
-def _add_scaled(param, update, lr):
+def _add_scaled(params, updates, lr):
     """param -= lr * update."""
     if isinstance(lr, torch.Tensor):
-        param.addcmul_(update, lr, value=-1)
+        torch._foreach_addcmul_(params, updates, [lr], value=-1)
     else:
-        param.add_(update, alpha=-lr)
+        torch._foreach_add_(params, updates, alpha=-lr)
 
 
-def _add_ratio(param, numerator, denominator, scale):
+def _add_ratio(params, numerators, denominators, scale):
     """param -= scale * numerator / denominator."""
     if isinstance(scale, torch.Tensor):
-        param.addcdiv_(numerator * scale, denominator, value=-1)
+        torch._foreach_addcdiv_(params, torch._foreach_mul(numerators, [scale]), denominators, value=-1)
     else:
-        param.addcdiv_(numerator, denominator, value=-scale)
+        torch._foreach_addcdiv_(params, numerators, denominators, value=-scale)
+
+
+# ------------------------------------------------------------------ torch's own optimizers, stepped by the updates
+# Options a torch optimizer may hold when ``torch_step`` steps it, and the values they must have.
+_OFF = {"foreach": (None, False, True), "maximize": (False,), "capturable": (False,), "differentiable": (False,),
+        "fused": (None, False), "centered": (False,), "amsgrad": (False,)}
+_TORCH_NAMES = {"momentum": "momentum_buffer"}  # a state's name in torch.optim, where it differs
+
+
+def torch_step(optimizer):
+    """What steps ``optimizer`` in the training loop: ``optimizer.step``, or for torch's own SGD,
+    RMSprop, Adam and AdamW with the options the closed-form updates implement (``OPTIMIZER_OPTIONS``),
+    no step hooks and nothing wrapping its ``step`` (such as a learning-rate scheduler), a
+    ``TorchStep`` that does the same update on the same state, bit for bit, with a few
+    ``torch._foreach_*`` operations and without torch.optim's per-call wrappers.
+
+    >>> import torch
+    >>> from nnfit.train import closed_form
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> opt = torch.optim.SGD([w], lr=0.5)
+    >>> step = closed_form.torch_step(opt)
+    >>> w.grad = torch.ones(3); step()
+    >>> type(step).__name__, w.detach().tolist()
+    ('TorchStep', [0.5, 0.5, 0.5])
+    """
+    kind = type(optimizer)
+    if kind not in UPDATES or "step" in vars(optimizer) or _has_step_hooks(optimizer):
+        return optimizer.step
+    known = OPTIMIZER_OPTIONS[kind]
+    for group in optimizer.param_groups:
+        for name, value in group.items():
+            if name in ("params", "initial_lr"):
+                continue
+            if name == "decoupled_weight_decay":
+                if bool(value) != (kind is torch.optim.AdamW):
+                    return optimizer.step
+            elif name in known:
+                if isinstance(value, torch.Tensor) or (name == "betas" and any(isinstance(b, torch.Tensor) for b in value)):
+                    return optimizer.step
+            elif name not in _OFF or value not in _OFF[name]:
+                return optimizer.step
+        if any(p.is_sparse or p.is_complex() for p in group["params"]):
+            return optimizer.step
+    return TorchStep(optimizer)
+
+
+def _has_step_hooks(optimizer) -> bool:
+    from torch.optim import optimizer as module
+
+    return bool(getattr(optimizer, "_optimizer_step_pre_hooks", None) or getattr(optimizer, "_optimizer_step_post_hooks", None)
+                or getattr(module, "_global_optimizer_pre_hooks", None) or getattr(module, "_global_optimizer_post_hooks", None))
+
+
+class TorchStep:
+    """``optimizer.step()`` for a torch optimizer that ``torch_step`` accepts: the closed-form
+    updates on its parameters and its own ``state`` (so ``state_dict``, checkpoints and
+    schedulers see what torch's step leaves). A step in which a parameter has no gradient or
+    no state yet (the first one) is torch's own."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.update = UPDATES[type(optimizer)]
+        self._groups = None  # per group: (its dict, _TorchBuffers, its parameters' step tensors)
+        self.counts_steps = type(optimizer) in (torch.optim.Adam, torch.optim.AdamW)
+        self._no_grad = torch.no_grad()
+
+    def __call__(self):
+        optimizer = self.optimizer
+        groups = self._groups
+        if groups is None or groups[0][1].state is not optimizer.state or len(groups) != len(optimizer.param_groups):
+            groups = self._groups = self._prepare()
+            if groups is None:
+                return self._torch()
+        gradients = []
+        for i, (group, *_) in enumerate(groups):  # every group can take this step, or torch takes it
+            grads = [p.grad for p in group["params"]]
+            if group is not optimizer.param_groups[i] or any(grad is None for grad in grads):
+                return self._torch()
+            gradients.append(grads)
+        with self._no_grad:
+            for (group, buffers, step_tensors), grads in zip(groups, gradients):
+                steps = 0
+                if step_tensors:
+                    torch._foreach_add_(step_tensors, 1)
+                    if self.counts_steps:  # Adam's bias correction: the count torch keeps (a CPU number)
+                        steps = int(step_tensors[0])
+                self.update(group, group["params"], grads, buffers, steps)
+
+    def _torch(self):
+        self._groups = None  # read the state again next time
+        self.optimizer.step()
+
+    def _prepare(self):
+        """Per group its state as lists, or None while some parameter has no state yet (or,
+        for Adam, parameters have taken different numbers of steps)."""
+        optimizer = self.optimizer
+        groups = []
+        for group in optimizer.param_groups:
+            params = group["params"]
+            if any(p.grad is not None and p.grad.is_sparse for p in params):  # sparse gradients: torch's own
+                return None
+            states = [optimizer.state.get(p) for p in params]
+            if type(optimizer) is torch.optim.SGD:
+                groups.append((group, _TorchBuffers(optimizer, params), []))
+                continue
+            if not all(states):
+                return None
+            step_tensors = [state["step"] for state in states]
+            if self.counts_steps and len({float(step) for step in step_tensors}) > 1:
+                return None
+            groups.append((group, _TorchBuffers(optimizer, params), step_tensors))
+        return groups
+
+
+class _TorchBuffers:
+    """A torch optimizer's per-parameter state for the updates, as lists of tensors."""
+
+    def __init__(self, optimizer, params):
+        self.state, self.params, self._lists = optimizer.state, params, {}
+
+    def get(self, name):
+        found = self._lists.get(name)
+        if found is None:
+            key = _TORCH_NAMES.get(name, name)
+            states = [self.state.get(p, {}) for p in self.params]
+            if not all(key in state for state in states):
+                return None
+            found = self._lists[name] = [state[key] for state in states]
+        return found
+
+    def zeros(self, name):
+        found = self.get(name)
+        if found is None:
+            key = _TORCH_NAMES.get(name, name)
+            for p in self.params:
+                self.state[p].setdefault(key, torch.zeros_like(p, memory_format=torch.preserve_format))
+            found = self.get(name)
+        return found
+
+    def put(self, name, buffers):
+        key = _TORCH_NAMES.get(name, name)
+        for p, buffer in zip(self.params, buffers):
+            self.state[p][key] = buffer
+        self._lists[name] = list(buffers)
+        return buffers
 
 
 # Optimizer options the closed-form updates implement (any other option keeps autograd).

@@ -56,13 +56,18 @@ class Divergence:
         self._first = None
 
     def first(self, losses) -> None:
-        """Offer a batch's loss (one per model); the first one offered in a fit is the reference."""
-        if self.reference is None and self._first is None:
-            self._first = losses.detach().reshape(-1)
+        """Offer a batch's loss (one per model), or a ``loop.BatchLosses`` record to take its first
+        batch's from when needed; the first loss offered in a fit is the reference."""
+        if self.reference is not None:
+            return
+        if self._first is None or (not isinstance(self._first, torch.Tensor) and self._first.first() is None):
+            self._first = losses.detach().reshape(-1) if isinstance(losses, torch.Tensor) else losses
 
     def _read_reference(self) -> None:
         if self.reference is None and self._first is not None:
-            self.reference = self._first.to("cpu", torch.float64).tolist()  # once per fit
+            first = self._first if isinstance(self._first, torch.Tensor) else self._first.first()
+            if first is not None:
+                self.reference = first.detach().reshape(-1).to("cpu", torch.float64).tolist()  # once per fit
 
     def reason(self, value: float, k: int = 0):
         """'non-finite', 'growth' or None for model k's epoch loss ``value``."""
@@ -165,9 +170,10 @@ class DivergenceGuard(Callback):
     The rule is ``Divergence``'s, the same for every engine: an epoch's training loss that is
     NaN or infinite, or more than ``GROWTH`` (10,000) times the untrained network's loss (the
     first batch's, before any step) has diverged. Every fit has a guard. It reads nothing from
-    the device during an epoch: it keeps each batch's loss on the device and checks the
-    epoch's loss once the metrics are recorded (and reads the first batch's loss once, at the
-    end of the first epoch). At the start of each epoch whose weights are all finite it copies
+    the device during an epoch: it reads the loop's record of the batch losses, kept on the
+    device (``ctx.batch_losses``, the one ``MetricsRecorder`` reads too), and checks the epoch's
+    loss once the metrics are recorded (and reads the first batch's loss once, at the end of
+    the first epoch). At the start of each epoch whose weights are all finite it copies
     them, on the device (one copy, chosen there with ``torch.where``, so that no read is
     needed), to go back to. The ``DivergenceError`` names the epoch and batch and holds the
     model with those weights:
@@ -200,33 +206,29 @@ class DivergenceGuard(Callback):
         if self._snapshot is None:
             self._snapshot, self._snapshot_epoch = copy_weights(ctx.model), epoch
             return
-        finite = torch.stack([torch.isfinite(value).all() for value in floating]).all()
+        if len({value.device for value in floating}) == 1:  # one check of all the weights at once
+            finite = torch.isfinite(torch.cat([value.reshape(-1) for value in floating])).all()
+        else:
+            finite = torch.stack([torch.isfinite(value).all() for value in floating]).all()
         for name, value in state.items():  # keep the old copy where the new weights are broken
-            self._snapshot[name].copy_(torch.where(finite, value, self._snapshot[name]))
+            snapshot = self._snapshot[name]
+            torch.where(finite, value, snapshot, out=snapshot)
         self._snapshot_epoch = torch.where(finite, epoch, self._snapshot_epoch)
 
     def on_train_begin(self, ctx):
-        self._losses = []
-
-    def on_train_batch_end(self, ctx):
-        if ctx.stacked:
-            self.rule.first(ctx.loss)
-            return
-        loss = ctx.loss
-        if isinstance(loss, dict):  # a module's step() may set several: their sum is finite iff each is
-            loss = sum(value.detach().reshape(()) for value in loss.values() if isinstance(value, torch.Tensor))
-        if isinstance(loss, torch.Tensor):
-            loss = loss.detach().reshape(())
-            self._losses.append(loss)
-            self.rule.first(loss)
+        # The loop's record of this epoch's batch losses (``ctx.batch_losses``, which
+        # MetricsRecorder reads too); its first batch's is the untrained loss, until one is read.
+        self._losses = ctx.batch_losses["train"]
+        self.rule.first(self._losses)
 
     def on_train_end(self, ctx):
         if ctx.stacked:
             return self._check_models(ctx)
         loss = _train_loss(ctx)
         if loss is None or self.rule.reason(loss) is None:
-            if self._losses:  # kept on the device; read only if a later epoch diverges
-                self._last_finite = (self._losses[-1], ctx.epoch + 1, len(self._losses))
+            totals = self._losses.totals() if not self._losses.plain else self._losses.values
+            if totals:  # kept on the device; read only if a later epoch diverges
+                self._last_finite = (totals[-1], ctx.epoch + 1, len(totals))
             return
         raise self._diverged(ctx, loss)
 
@@ -254,7 +256,8 @@ class DivergenceGuard(Callback):
 
     def _diverged(self, ctx, epoch_loss):
         # Only now, on the way to an error, are the batch losses read from the device.
-        losses = torch.stack(self._losses).double().cpu() if self._losses else torch.zeros(0)
+        totals = self._losses.totals()
+        losses = torch.stack(totals).double().cpu() if totals else torch.zeros(0)
         epoch = ctx.epoch + 1
         reference = (self.rule.reference or [None])[0]
         if math.isfinite(epoch_loss):  # grew too much: the first batch past the threshold

@@ -11,8 +11,78 @@ import time
 
 import torch
 
+from .closed_form import torch_step
 from .hooks import Hooks, where
 from ..errors import ArgumentError, NnfitError, TrainingError, check_positive_int, is_positive_int as _positive_int
+
+
+class BatchLosses:
+    """One set's per-batch losses in the current epoch, kept on the device: the one record of them.
+
+    The loop appends each batch's loss once, right after its step (``ctx.batch_losses["train"]``,
+    and ``["valid"]`` in validation, each begun afresh in every epoch); ``MetricsRecorder`` makes
+    the epoch's loss of it and ``DivergenceGuard`` finds the batch that diverged in it, and any
+    callback may read it. ``values[i]`` is batch i's loss, detached: a 0-d tensor, one per model
+    ((K,)) for K stacked models, a {name: loss} dict when a module's own ``step(ctx)`` set
+    several, or None; ``rows[i]`` its rows (K models: each model's, a (K,) tensor or a number).
+
+    >>> import torch
+    >>> from nnfit.train.loop import BatchLosses
+    >>> record = BatchLosses()
+    >>> record.append(torch.tensor(0.5), 32); record.append(torch.tensor(0.25), 16)
+    >>> len(record), record.rows, float(record.first())
+    (2, [32, 16], 0.5)
+    """
+
+    def __init__(self):
+        self.values, self.rows = [], []
+        self.plain = True  # every value is a tensor (no dict, no None)
+
+    def __len__(self):
+        return len(self.values)
+
+    def append(self, loss, rows) -> None:
+        if isinstance(loss, torch.Tensor):
+            if loss.requires_grad:
+                loss = loss.detach()
+        else:
+            self.plain = False
+            if isinstance(loss, dict):
+                loss = {key: value.detach() if isinstance(value, torch.Tensor) else value for key, value in loss.items()}
+        self.values.append(loss)
+        self.rows.append(rows)
+
+    def named(self) -> dict:
+        """{'loss': ([losses], [rows]), 'loss_<name>': ...}: each loss a step set, over the batches that have it."""
+        if self.plain:
+            return {"loss": (self.values, self.rows)} if self.values else {}
+        named = {}
+        for loss, rows in zip(self.values, self.rows):
+            for key, value in (loss.items() if isinstance(loss, dict) else [(None, loss)]):
+                if value is not None:
+                    values, counts = named.setdefault("loss" if key is None else f"loss_{key}", ([], []))
+                    values.append(value)
+                    counts.append(rows)
+        return named
+
+    def totals(self) -> list:
+        """Each batch's loss as one 0-d tensor (several summed: finite iff each is); batches without one left out."""
+        totals = []
+        for loss in self.values:
+            if isinstance(loss, dict):
+                loss = sum(value.reshape(()) for value in loss.values() if isinstance(value, torch.Tensor))
+            if isinstance(loss, torch.Tensor):
+                totals.append(loss.reshape(()))
+        return totals
+
+    def first(self):
+        """The first batch's loss (summed as in ``totals``; one per model), or None."""
+        for loss in self.values:
+            if isinstance(loss, dict):
+                loss = sum(value.reshape(()) for value in loss.values() if isinstance(value, torch.Tensor))
+            if isinstance(loss, torch.Tensor):
+                return loss
+        return None
 
 
 class Context:
@@ -41,6 +111,7 @@ class Context:
         self.training = True
         self.stop_training = False
         self.records = []  # rows: (set, metric, epoch, value)
+        self.batch_losses = {}  # {"train": BatchLosses, "valid": ...}: this epoch's loss of each batch
         self.epoch_seconds = []
         self.hooks = None
         self.start_epoch = 0
@@ -192,26 +263,57 @@ def _train_epoch(ctx, hooks):
     ctx.model.train()
     ctx.training = True
     ctx.n_batches = ctx.train_data.n_batches(ctx.batch_size, ctx.drop_last)
+    losses = ctx.batch_losses["train"] = BatchLosses()
     hooks("on_train_begin", ctx)
     custom_step = getattr(ctx.model, "step", None)
     table = hooks.table
-    for ctx.iter, (ctx.input, ctx.target, *weight) in enumerate(
+    begin, end = table["on_train_batch_begin"], table["on_train_batch_end"]  # hooks no callback has cost nothing
+    steps = [torch_step(opt) for opt in ctx.optimizers.values()] if custom_step is None else None
+    forward = f"{type(ctx.model).__name__}.forward"
+    rows = _model_rows if ctx.stacked else _rows
+    for ctx.iter, batch in enumerate(
         ctx.train_data.batches(ctx.batch_size, shuffle=True, generator=ctx.generator, drop_last=ctx.drop_last)
     ):
-        ctx.weight = weight[0] if weight else None
-        if table["on_train_batch_begin"]:
+        ctx.input, ctx.target = batch[0], batch[1]
+        ctx.weight = batch[2] if len(batch) > 2 else None
+        if begin:
             hooks("on_train_batch_begin", ctx)
         if custom_step is not None:
             _call(ctx, "the module's step()", custom_step, ctx)
         else:
-            _default_step(ctx, hooks, table)
-        hooks("on_train_batch_end", ctx)
+            _default_step(ctx, hooks, table, steps, forward)
+        losses.append(ctx.loss, rows(ctx))
+        if end:
+            hooks("on_train_batch_end", ctx)
     hooks("on_train_end", ctx)
 
 
-def _default_step(ctx, hooks, table):
+def _rows(ctx) -> int:
+    """Rows in the batch: its target's, else its input's (the first tensor's of several)."""
+    return rows_of(ctx.target if ctx.target is not None else ctx.input)
+
+
+def _model_rows(ctx):
+    """K models: the rows each has in the batch ((K,), from its ``RowWeights``), or the batch's."""
+    return ctx.weight.counts if ctx.weight is not None else rows_of(ctx.target)
+
+
+def rows_of(batch) -> int:
+    """Rows in a batch: a tensor's length, or the first tensor's for several inputs.
+
+    >>> import torch
+    >>> from nnfit.train.loop import rows_of
+    >>> rows_of(torch.zeros(5, 2)), rows_of({"a": torch.zeros(3), "b": torch.zeros(3)})
+    (5, 3)
+    """
+    while isinstance(batch, (list, tuple, dict)):
+        batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return len(batch)
+
+
+def _default_step(ctx, hooks, table, steps, forward):
     with ctx.autocast():
-        ctx.pred = _call(ctx, f"{type(ctx.model).__name__}.forward", ctx.model, ctx.input)
+        ctx.pred = _call(ctx, forward, ctx.model, ctx.input)
         if table["on_train_batch_after_pred"]:
             hooks("on_train_batch_after_pred", ctx)
         ctx.loss = _loss(ctx)
@@ -231,9 +333,12 @@ def _default_step(ctx, hooks, table):
     if accumulate == 1 or (ctx.iter + 1) % accumulate == 0 or last:
         if table["on_train_batch_before_step"]:
             hooks("on_train_batch_before_step", ctx)
-        for opt in ctx.optimizers.values():
-            opt.step() if ctx.scaler is None else ctx.scaler.step(opt)
-        if ctx.scaler is not None:
+        if ctx.scaler is None:
+            for step in steps:
+                step()
+        else:
+            for opt in ctx.optimizers.values():
+                ctx.scaler.step(opt)
             ctx.scaler.update()
         if table["on_train_batch_after_step"]:
             hooks("on_train_batch_after_step", ctx)
@@ -244,12 +349,16 @@ def _valid_epoch(ctx, hooks):
     ctx.model.eval()
     ctx.training = False
     ctx.n_batches = ctx.valid_data.n_batches(ctx.batch_size)
+    losses = ctx.batch_losses["valid"] = BatchLosses()
     hooks("on_valid_begin", ctx)
     custom_step = getattr(ctx.model, "step", None)  # luz: a module's step() runs in validation too
     ctx.weight = None  # validation scores every row alike
-    for ctx.iter, (ctx.input, ctx.target, *rows) in enumerate(ctx.valid_data.batches(ctx.batch_size, shuffle=False)):
-        if ctx.stacked:  # K models: which rows of the batch each model has
-            ctx.weight = rows[0]
+    stacked = ctx.stacked
+    rows = _model_rows if stacked else _rows
+    for ctx.iter, batch in enumerate(ctx.valid_data.batches(ctx.batch_size, shuffle=False)):
+        ctx.input, ctx.target = batch[0], batch[1]
+        if stacked:  # K models: which rows of the batch each model has
+            ctx.weight = batch[2]
         hooks("on_valid_batch_begin", ctx)
         if custom_step is not None:
             _call(ctx, "the module's step()", custom_step, ctx)
@@ -259,6 +368,7 @@ def _valid_epoch(ctx, hooks):
                 hooks("on_valid_batch_after_pred", ctx)
                 ctx.loss = _loss(ctx)
                 hooks("on_valid_batch_after_loss", ctx)
+        losses.append(ctx.loss, rows(ctx))
         hooks("on_valid_batch_end", ctx)
     hooks("on_valid_end", ctx)
 

@@ -90,6 +90,8 @@ class ManyRows:
         self.per_model_x = X.dim() == 3
         self.per_model_y = self.per_model_x if per_model_y is None else per_model_y
         self._order = torch.stack([torch.cat([r, r.new_zeros(self.n_max - len(r))]) for r in self.rows])
+        n = X.shape[-2]  # every model trains on all n rows, in order (an ensemble): a fact checked once
+        self._all_rows = self.n_min == self.n_max == n and bool((self._order == torch.arange(n, device=X.device)).all())
         self._sizes = torch.tensor(self.sizes, device=X.device, dtype=torch.float32)
         self._positions = torch.arange(self.n_max, device=X.device)
         self._models = torch.arange(self.n_models, device=X.device)[:, None]
@@ -123,10 +125,14 @@ class ManyRows:
         order = self._order
         if shuffle:
             device = self.X.device
-            order = torch.stack([
-                torch.cat([r[torch.randperm(len(r), generator=g).to(device)], r.new_zeros(self.n_max - len(r))])
-                for r, g in zip(self.rows, self.generators)
-            ])
+            perms = [torch.randperm(n, generator=g).to(device) for n, g in zip(self.sizes, self.generators)]
+            if self._all_rows:  # every model has every row: its order is its permutation
+                order = torch.stack(perms)
+            elif self.n_min == self.n_max:
+                order = torch.stack([r[perm] for r, perm in zip(self.rows, perms)])
+            else:
+                order = torch.stack([torch.cat([r[perm], r.new_zeros(self.n_max - len(r))])
+                                     for r, perm in zip(self.rows, perms)])
         size = self._size(batch_size)
         stop = self.n_max - self.n_max % size if drop_last and self.n_max >= size else self.n_max
         for start in range(0, stop, size):

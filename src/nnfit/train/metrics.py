@@ -99,6 +99,34 @@ class Metric:
             else:
                 metric.update(pred[mask[k]], target[mask[k]])
 
+    @classmethod
+    def compute_models(cls, metrics: list) -> torch.Tensor:
+        """K models' values (one metric each, of this class), (K,): each one's ``compute()``; in one
+        division when they keep this base's running sum and count.
+
+        >>> import torch, nnfit as nf
+        >>> maes = [nf.metrics.MAE(), nf.metrics.MAE()]
+        >>> nf.metrics.MAE.update_models(maes, torch.tensor([[[1.0]], [[3.0]]]), torch.zeros(2, 1, 1))
+        >>> nf.metrics.MAE.compute_models(maes).tolist()
+        [1.0, 3.0]
+        """
+        if (len({type(m) for m in metrics}) == 1 and type(metrics[0]).compute is Metric.compute
+                and all(isinstance(m._sum, torch.Tensor) and m._sum.dim() == 0 for m in metrics)):
+            return torch.stack([m._sum for m in metrics]) / torch.stack([m._count for m in metrics])
+        return torch.stack([m.compute().reshape(()) for m in metrics])
+
+    @staticmethod
+    def _add_models(metrics: list, totals: torch.Tensor, counts) -> None:
+        """``_add`` of each model's total (K,) and count; for fresh metrics without an operation per model."""
+        if any(m._sum is not None for m in metrics):
+            for metric, total, count in zip(metrics, totals, counts):
+                metric._add(total, count)
+            return
+        totals = totals.detach().to(torch.float64)
+        counts = torch.as_tensor(counts, dtype=torch.float64, device=totals.device)
+        for metric, total, count in zip(metrics, totals.unbind(), counts.unbind()):  # views of the two (K,) tensors
+            metric._sum, metric._count = total, count
+
     def _add(self, total: torch.Tensor, count):
         # Running sums stay on the device; nothing here synchronises with the host.
         total = total.detach().to(torch.float64)
@@ -151,8 +179,7 @@ class MAE(Metric):
         else:
             sums = (errors * mask[..., None]).sum(dim=(1, 2))
             counts = (mask.sum(dim=1) * errors.shape[2]).to(torch.float64)
-        for metric, total, count in zip(metrics, sums, counts):
-            metric._add(total, count)
+        cls._add_models(metrics, sums, counts)
 
 
 class MSE(Metric):
@@ -281,6 +308,27 @@ class Accuracy(_Classification):
     def update(self, pred, target):
         target = self._codes(target)
         self._add((self._classes(pred) == target).sum(), target.numel())
+
+    @classmethod
+    def update_models(cls, metrics, preds, targets, mask=None):
+        """K models' accuracies from (K, n, k) scores at once: the same counts as one ``update`` each."""
+        K, n = preds.shape[:2]
+        settings = {(m.from_logits, m.threshold) for m in metrics}
+        if ({type(m) for m in metrics} != {Accuracy} or len(settings) != 1 or preds.dim() != 3
+                or targets.numel() != K * n):
+            return super().update_models(metrics, preds, targets, mask)
+        pred = preds.detach()
+        if pred.shape[2] > 1:
+            classes = pred.argmax(dim=2)
+        else:
+            from_logits, threshold = settings.pop()
+            score = pred.reshape(K, n).to(torch.float64)
+            classes = ((score.sigmoid() if from_logits else score) > threshold).to(torch.int64)
+        correct = classes == targets.detach().reshape(K, n).to(torch.int64)
+        if mask is None:
+            cls._add_models(metrics, correct.sum(dim=1), [n] * K)
+        else:
+            cls._add_models(metrics, (correct & mask).sum(dim=1), mask.sum(dim=1))
 
 
 class BinaryAccuracy(Accuracy):
@@ -566,11 +614,27 @@ class Rescaled(Metric):
         inner = [m.metric for m in metrics]
         if preds.dim() != 3 or len({type(m) for m in inner}) != 1:
             return super().update_models(metrics, preds, targets, mask)
-        scale = torch.stack([m.scale for m in metrics]).to(preds.device)  # (K, 1, outputs)
-        center = torch.stack([m.center for m in metrics]).to(preds.device)
+        scale, center = cls._stacked(metrics, preds.device)
         K, n = preds.shape[:2]
         type(inner[0]).update_models(inner, preds.detach().reshape(K, n, -1) * scale + center,
                                      targets.detach().reshape(K, n, -1) * scale + center, mask)
+
+    @staticmethod
+    def _stacked(metrics, device):
+        """(K, 1, outputs) scales and centers of K models' metrics, stacked once per list of them."""
+        key = [m.scale for m in metrics] + [m.center for m in metrics]  # the tensors themselves: compared by identity
+        found = getattr(metrics[0], "_stacked_cache", None)
+        if (found is None or len(found[0]) != len(key) or any(a is not b for a, b in zip(found[0], key))
+                or found[1].device != torch.device(device)):
+            scale = torch.stack([m.scale for m in metrics]).to(device)
+            center = torch.stack([m.center for m in metrics]).to(device)
+            found = metrics[0]._stacked_cache = (key, scale, center)
+        return found[1], found[2]
+
+    @classmethod
+    def compute_models(cls, metrics):
+        inner = [m.metric for m in metrics]
+        return type(inner[0]).compute_models(inner) if len({type(m) for m in inner}) == 1 else super().compute_models(metrics)
 
     def __repr__(self):
         return f"Rescaled({self.metric!r})"
