@@ -379,3 +379,136 @@ def test_nproc_refuses_more_processes_than_the_machine_has(tmp_path, capsys):
                                        f"cores or GPUs ({most}); give at most that, or use torchrun --nnodes for "
                                        "several machines.\n")
     assert not (tmp_path / "m").exists()
+
+
+# ---------------------------------------------------------------------- fit on Parquet that streams (docs/distributed.md)
+STREAM_FORMULA = "body_mass_g ~ flipper_length_mm + sex"
+STREAM_OPTIONS = ["--hidden", "4", "--epochs", "3", "--seed", "1"]
+STREAMED_OUTPUTS = [".nnfit-manifest.json", "learning_curves.png", "metrics.csv", "model.nnfit"]
+
+
+@pytest.fixture
+def parquet_folder(tmp_path):
+    from nnfit.streaming import write_parts
+
+    return write_parts(nf.datasets.load("penguins"), tmp_path / "parts", n_files=3)
+
+
+def assert_same_recipe(two, alone, truth):
+    """Streamed over two processes, each reads its own row groups, so the fit is another draw of
+    the one-process fit's recipe, not the same numbers (tests/test_distributed.py checks the
+    step itself against one process): it must fit as well, within a quarter of its error."""
+    errors = [float((predicted - truth).abs().mean()) for predicted in (two, alone)]
+    assert two.notna().all() and 0.75 < errors[0] / errors[1] < 1.25, errors
+
+
+def _streamed_alone(folder):
+    """The fit that `nnfit fit FOLDER` must make: nf.mlp on the folder's path, which streams it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nf.mlp(STREAM_FORMULA, data=folder, hidden=4, epochs=3, seed=1, verbose=False)
+
+
+def test_fit_streams_a_parquet_folder_and_writes_the_model_metrics_and_curves(tmp_path, parquet_folder, capsys):
+    out = tmp_path / "m"
+    assert cli.main(["fit", parquet_folder, STREAM_FORMULA, "--out", str(out), *STREAM_OPTIONS]) == 0
+    assert sorted(os.listdir(out)) == STREAMED_OUTPUTS  # no truth-vs-predicted plot: it needs the rows in memory
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-1] == (f"Model and learning curves written to {out}/ (streamed data: no truth_vs_predicted.png, "
+                         "which needs the rows in memory)")
+    alone = _streamed_alone(parquet_folder)
+    penguins = nf.datasets.load("penguins").dropna()
+    pd.testing.assert_series_equal(nf.load(out / "model.nnfit").predict(penguins), alone.predict(penguins))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "metrics.csv"), alone.metrics.reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_fit_in_two_processes_streams_a_parquet_folder_as_one_process_does(tmp_path, parquet_folder, capfd):
+    out = tmp_path / "two"
+    assert cli.main(["fit", parquet_folder, STREAM_FORMULA, "--out", str(out), *STREAM_OPTIONS, "--nproc", "2"]) == 0
+    assert capfd.readouterr().out.count("Model and learning curves written to") == 1  # by rank 0
+    assert sorted(os.listdir(out)) == STREAMED_OUTPUTS
+    penguins = nf.datasets.load("penguins").dropna()
+    two = nf.load(out / "model.nnfit").predict(penguins)
+    assert_same_recipe(two, _streamed_alone(parquet_folder).predict(penguins), penguins["body_mass_g"])
+
+
+def test_the_slurm_script_runs_nnfit_fit_under_torchrun_with_a_c10d_rendezvous(tmp_path, parquet_folder):
+    # examples/slurm/train.sbatch as SLURM would run it on one node: srun and scontrol are stand-ins
+    import socket
+    import stat
+
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "srun").write_text('#!/bin/sh\n[ "$1" = --kill-on-bad-exit=1 ] && shift\nexec "$@"\n')
+    (bin_ / "scontrol").write_text('#!/bin/sh\n[ "$*" = "show hostnames node[1]" ] && echo 127.0.0.1\n')
+    for tool in ("srun", "scontrol"):
+        (bin_ / tool).chmod(stat.S_IRWXU)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "slurm"
+    env = dict(os.environ, PATH=f"{bin_}:{Path(sys.executable).parent}:{os.environ['PATH']}", MPLBACKEND="Agg",
+               SLURM_NNODES="1", SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="node[1]", SLURM_CPUS_PER_TASK="2",
+               NPROC_PER_NODE="2", PORT=str(port), DATA=parquet_folder, FORMULA=STREAM_FORMULA, OUT=str(out))
+    script = Path(__file__).resolve().parents[1] / "examples" / "slurm" / "train.sbatch"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("Model and learning curves written to") == 1  # by rank 0
+    assert sorted(os.listdir(out)) == STREAMED_OUTPUTS
+    penguins = nf.datasets.load("penguins").dropna()
+    two = nf.load(out / "model.nnfit").predict(penguins)
+    import warnings
+
+    with warnings.catch_warnings():  # the script's nnfit fit options, in one process
+        warnings.simplefilter("ignore")
+        alone = nf.mlp(STREAM_FORMULA, data=parquet_folder, hidden=[256, 256], optimizer="adam", lr=0.001,
+                       batch_size=1024, epochs=10, seed=1, verbose=False)
+    assert_same_recipe(two, alone.predict(penguins), penguins["body_mass_g"])
+
+
+def test_fit_streams_a_parquet_file_with_stream_and_reads_it_into_memory_without(tmp_path, parquet_folder, capsys):
+    import shutil
+
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(os.path.join(parquet_folder, "part-0.parquet"), one / "rows.parquet")
+    path = str(one / "rows.parquet")
+    assert cli.main(["fit", path, STREAM_FORMULA, "--out", str(tmp_path / "in memory"), *STREAM_OPTIONS]) == 0
+    assert sorted(os.listdir(tmp_path / "in memory")) == sorted(STREAMED_OUTPUTS + ["truth_vs_predicted.png"])
+    assert cli.main(["fit", path, STREAM_FORMULA, "--out", str(tmp_path / "m"), *STREAM_OPTIONS, "--stream"]) == 0
+    assert sorted(os.listdir(tmp_path / "m")) == STREAMED_OUTPUTS
+    penguins = nf.datasets.load("penguins").dropna()
+    alone = _streamed_alone(str(one))  # the file streamed as a folder of one file streams
+    pd.testing.assert_series_equal(nf.load(tmp_path / "m" / "model.nnfit").predict(penguins), alone.predict(penguins))
+
+
+def test_stream_passes_through_to_the_processes_of_nproc():
+    args = cli._parser().parse_args(["fit", "rows.parquet", "y ~ x", "--out", "m", "--stream", "--nproc", "2"])
+    assert cli._fit_argv(args, seed=7)[-6:] == ["--unknown", "error", "--stream", "--", "rows.parquet", "y ~ x"]
+    assert "--stream" not in cli._fit_argv(cli._parser().parse_args(["fit", "d", "y ~ x", "--out", "m"]), seed=7)
+
+
+@pytest.mark.parametrize("data, extra, message", [
+    ("parts", ["--valid", "0.2"], "--valid holds out a fraction of the rows, which needs them in memory, and 'parts' "
+                                  "is streamed (a folder of Parquet files); leave --valid out."),
+    ("parts/part-0.parquet", ["--stream", "--valid", "0.2"],
+     "--valid holds out a fraction of the rows, which needs them in memory, and 'parts/part-0.parquet' is streamed "
+     "(--stream); leave --valid out, or leave --stream out to read the file into memory."),
+    ("penguins", ["--stream"], "--stream reads a Parquet file in chunks, and 'penguins' is a bundled data set, read "
+                               "into memory; leave --stream out."),
+    ("rows.csv", ["--stream"], "--stream reads a Parquet file in chunks, and 'rows.csv' is not a .parquet file; leave "
+                               "--stream out to read it into memory, or convert it to Parquet."),
+    ("parts", ["--out", "parts"], "--out 'parts' is the data folder; choose another folder for the model and plots."),
+])
+def test_a_streamed_fit_refuses_what_needs_the_rows_in_memory_in_one_line(tmp_path, parquet_folder, data, extra,
+                                                                          message, monkeypatch, capsys):
+    nf.datasets.load("penguins").head(20).to_csv(tmp_path / "rows.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    out = [] if "--out" in extra else ["--out", "m"]
+    assert cli.main(["fit", data, STREAM_FORMULA, *out, *extra]) == 1
+    assert capsys.readouterr().err == f"nnfit: error: {message}\n"
+    assert sorted(os.listdir(tmp_path)) == before

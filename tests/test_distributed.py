@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 import pytest
+import numpy as np
 import torch
 from torch import nn
 
@@ -365,3 +366,276 @@ def test_a_killed_process_stops_the_others_and_auto_resume_finishes_the_fit(tmp_
     assert code == 0, output
     whole = json.loads((tmp_path / "fresh" / "result.json").read_text())
     assert resumed["records"] == whole["records"] and resumed["weights"] == whole["weights"]
+
+
+# ---------------------------------------------------------------------- distributed= (choice)
+def test_choice_none_follows_torchrun_and_the_innermost_choice_wins(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    # rank 1 of 2, whether or not an earlier test joined a group of one in this process
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    assert distributed.active() and distributed.started_by_torchrun()
+    with distributed.choice(None):
+        assert distributed.active()
+    with distributed.choice(False):
+        assert not distributed.active() and distributed.started_by_torchrun()
+        assert distributed.spread(5) == [0, 1, 2, 3, 4]  # this process trains every model
+        with distributed.choice(None):  # no choice here: the enclosing False holds (cross_validate's inner fits)
+            assert not distributed.active()
+        with distributed.choice(True):
+            assert distributed.active() and distributed.spread(5) == [1, 3]
+        assert not distributed.active()
+    assert distributed.active() and distributed.spread(5) == [1, 3]
+
+
+def test_choice_is_restored_when_the_fit_inside_raises(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError):
+        with distributed.choice(False):
+            raise RuntimeError("a failed fit")
+    assert distributed.active()
+
+
+def test_choice_false_joins_no_process_group(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))  # nobody listens there: joining would wait, then fail
+    before = torch.distributed.is_initialized()
+    with distributed.choice(False):
+        distributed.init()
+    assert torch.distributed.is_initialized() == before
+
+
+TRUE_OUTSIDE_TORCHRUN = (
+    "distributed=True trains data-parallel in processes started by torchrun, and torchrun did not start this one "
+    "(WORLD_SIZE is unset or 1); start it with torchrun --nproc_per_node=N (or nnfit fit --nproc N), or leave "
+    "distributed= out.")
+
+
+@pytest.mark.parametrize("world", [None, "1"])
+def test_choice_true_outside_torchrun_says_how_to_start_the_processes(monkeypatch, world):
+    if world is None:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("WORLD_SIZE", world)
+    with pytest.raises(ArgumentError) as error:
+        with distributed.choice(True):
+            pytest.fail("the body must not run")
+    assert str(error.value) == TRUE_OUTSIDE_TORCHRUN
+
+
+@pytest.mark.parametrize("value", ["auto", 1, 0, "yes", 2.0])
+def test_choice_refuses_anything_but_none_true_and_false(value):
+    with pytest.raises(ArgumentError) as error:
+        with distributed.choice(value):
+            pass
+    assert str(error.value) == (
+        "distributed must be None (data-parallel when torchrun started this process), True (require torchrun) or "
+        f"False (fit in this process alone), not {value!r}.")
+
+
+def test_distributed_true_in_a_plain_process_is_refused_by_every_fit():
+    penguins = nf.datasets.load("penguins").dropna()
+    learner = nf.setup(nn.Linear, loss="mse").set_hparams(in_features=2, out_features=1)
+    X = torch.randn(16, 2); y = X.sum(dim=1, keepdim=True)
+    calls = {
+        "nf.mlp": lambda: nf.mlp("body_mass_g ~ flipper_length_mm", data=penguins, epochs=1, distributed=True),
+        "Learner.fit": lambda: learner.fit((X, y), epochs=1, seed=1, verbose=False, distributed=True),
+        "cross_validate": lambda: nf.cross_validate("body_mass_g ~ flipper_length_mm", penguins, folds=2, epochs=1,
+                                                    distributed=True),
+        "grid": lambda: nf.grid("body_mass_g ~ flipper_length_mm", penguins, hidden=[2, 3], valid=0.2, epochs=1,
+                                distributed=True),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ArgumentError) as error:
+            call()
+        assert str(error.value) == TRUE_OUTSIDE_TORCHRUN, name
+
+
+STREAMED = textwrap.dedent("""
+    import json, sys
+    import torch, nnfit as nf
+    from nnfit.streaming import prepare
+
+    def streamed_fits(folder, data=None):
+        out = {}
+        prepared = prepare("body_mass_g ~ flipper_length_mm + sex", folder, chunk_rows=40, buffer_rows=80)
+        for name, keep in {"closed form": [], "autograd": [nf.callbacks.Callback()]}.items():
+            learner = nf.setup(nf.MLP, loss="mse", optimizer="sgd").set_hparams(
+                input_size=2, hidden=[6], output_size=1).set_opt_hparams(lr=0.05)
+            fitted = learner.fit(prepared.data if data is None else data(prepared.data), epochs=2, batch_size=32,
+                                 seed=3, verbose=False, callbacks=keep)
+            out[name] = {"weights": [p.detach().reshape(-1).tolist() for p in fitted.model.parameters()],
+                         "records": [list(r) for r in fitted.records]}
+        return out
+
+    if __name__ == "__main__":
+        from nnfit.train import distributed
+        result = streamed_fits(sys.argv[1])
+        try:
+            nf.setup(nf.MLP, loss="mse").set_hparams(input_size=2, hidden=[6], output_size=1).fit(
+                prepare("body_mass_g ~ flipper_length_mm + sex", sys.argv[1]).data, epochs=1, batch_size=33,
+                seed=3, verbose=False)
+        except nf.errors.ArgumentError as error:
+            result["odd batch"] = str(error)
+        with open(f"{sys.argv[2]}/streamed-{distributed.rank()}.json", "w") as stream:
+            json.dump(result, stream)
+""")
+
+
+class Joined:
+    """Two processes' streamed batches in one process: each step's rows are rank 0's batch of its
+    own row groups, then rank 1's, each drawn with the generator as that rank holds it."""
+
+    def __init__(self, data):
+        self.parts = [data.shard(r, 2) for r in range(2)]
+
+    def __len__(self):
+        return len(self.parts[0])
+
+    def to(self, device):
+        return self
+
+    def n_batches(self, batch_size, drop_last=False):
+        return self.parts[0].n_batches(batch_size // 2, drop_last)
+
+    def batches(self, batch_size, shuffle, generator=None, drop_last=False):
+        other = torch.Generator()
+        other.set_state(generator.get_state())  # rank 1's generator: the same draws as rank 0's
+        for (x0, y0), (x1, y1) in zip(self.parts[0].batches(batch_size // 2, shuffle, generator, drop_last),
+                                      self.parts[1].batches(batch_size // 2, shuffle, other, drop_last)):
+            yield torch.cat([x0, x1]), torch.cat([y0, y1])
+
+
+def test_streamed_data_parallel_ranks_read_their_own_row_groups_and_step_as_one_process_on_both(tmp_path):
+    import json
+    import runpy
+
+    from nnfit.streaming import write_parts
+
+    folder = write_parts(nf.datasets.load("penguins"), tmp_path / "parts", n_files=4, row_group_rows=20)
+    script = tmp_path / "streamed.py"
+    script.write_text(STREAMED)
+    code, output = torchrun(script, folder, tmp_path)
+    assert code == 0, output
+    ranks = [json.loads((tmp_path / f"streamed-{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1]  # every process ends with the same weights and history
+    emulated = runpy.run_path(str(script))["streamed_fits"](folder, data=Joined)
+    for name in ("closed form", "autograd"):
+        for got, want in zip(ranks[0][name]["weights"], emulated[name]["weights"]):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+        assert [r[:3] for r in ranks[0][name]["records"]] == [r[:3] for r in emulated[name]["records"]]
+        np.testing.assert_allclose([r[3] for r in ranks[0][name]["records"]],
+                                   [r[3] for r in emulated[name]["records"]], rtol=1e-5, err_msg=name)
+    assert ranks[0]["odd batch"] == ("batch_size=33 does not divide among the 2 processes, each of which reads its "
+                                     "own row groups of the streamed data; use a multiple of 2.")
+
+
+ALONE = textwrap.dedent("""
+    import json, os, sys, warnings
+    import torch, nnfit as nf
+    from nnfit.train import distributed
+
+    def data():
+        g = torch.Generator().manual_seed(0)
+        X = torch.randn(71, 3, generator=g)
+        return X, X @ torch.tensor([[1.0], [2.0], [-1.0]]) + 0.1 * torch.randn(71, 1, generator=g)
+
+    def learner():
+        return nf.setup(nf.MLP, loss="mse", optimizer="sgd").set_hparams(
+            input_size=3, hidden=[8], output_size=1).set_opt_hparams(lr=0.1)
+
+    def weights(model):
+        return [p.detach().reshape(-1).tolist() for p in model.parameters()]
+
+    def fits(alone):
+        # alone(): the options that make a call fit in this process alone
+        warnings.simplefilter("ignore")
+        penguins = nf.datasets.load("penguins").dropna()
+        formula = "body_mass_g ~ flipper_length_mm + sex"
+        one = nf.mlp(formula, data=penguins, hidden=4, epochs=3, seed=1, verbose=False, **alone())
+        three = nf.mlp(formula, data=penguins, hidden=4, epochs=2, n_models=3, seed=1, verbose=False, **alone())
+        fitted = learner().fit(data(), epochs=3, batch_size=16, seed=1, verbose=False, **alone())
+        unseeded = learner().fit(data(), epochs=1, batch_size=16, verbose=False, **alone())  # no seed needed alone
+        cv = nf.cross_validate(formula, penguins, folds=3, hidden=3, epochs=2, seed=1, **alone())
+        return {"cv": cv.summary.round(10).to_dict(), "mlp": weights(one.model),
+                "mlp records": [list(r) for r in one.history],
+                "ensemble": weights(three.model), "fit": weights(fitted.model),
+                "fit records": [list(r) for r in fitted.records], "unseeded rows": len(unseeded.ctx.train_data)}
+
+    if __name__ == "__main__":
+        out, rank = sys.argv[1], distributed.rank()
+
+        with distributed.choice(False):  # the mechanism itself, as fit(distributed=False) uses it
+            result = {"world": distributed.world_size(), "rank": rank, "choice": fits(lambda: {}),
+                      "joined": torch.distributed.is_initialized()}
+        try:
+            result["option"] = fits(lambda: {"distributed": False})
+            result["option joined"] = torch.distributed.is_initialized()
+        except (TypeError, nf.errors.ArgumentError) as error:  # fit(distributed=) not there yet
+            result["option"] = str(error)
+        # A group that exists (joined by a data-parallel fit) is left alone by distributed=False: the
+        # ranks train different numbers of epochs, which any collective would turn into a hang.
+        learner().fit(data(), epochs=1, batch_size=16, seed=1, verbose=False)
+        with distributed.choice(False):
+            rank_epochs = learner().fit(data(), epochs=1 + 2 * rank, batch_size=16, seed=1, verbose=False).epochs_run
+        result["after a group"] = {"joined": torch.distributed.is_initialized(), "epochs": rank_epochs}
+        with open(os.path.join(out, f"alone-{rank}.json"), "w") as stream:
+            json.dump(result, stream)
+""")
+
+
+@pytest.fixture(scope="module")
+def alone_under_torchrun(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("alone")
+    script = folder / "alone.py"
+    script.write_text(ALONE)
+    code, output = torchrun(script, folder)
+    assert code == 0, output
+    namespace = {}
+    exec(compile(ALONE.replace('if __name__ == "__main__":', "if False:"), "alone", "exec"), namespace)
+    single = json.loads(json.dumps(namespace["fits"](lambda: {})))
+    return [json.loads((folder / f"alone-{r}.json").read_text()) for r in range(2)], single
+
+
+def test_choice_false_under_torchrun_trains_each_rank_alone_as_one_process_does(alone_under_torchrun):
+    ranks, single = alone_under_torchrun
+    assert [(r["world"], r["rank"]) for r in ranks] == [(2, 0), (2, 1)]
+    for r in ranks:
+        assert r["choice"] == single  # bit for bit: nothing spread, nothing averaged
+        assert r["joined"] is False  # no process group was joined
+
+
+def test_distributed_false_keeps_an_existing_group_and_issues_no_collective(alone_under_torchrun):
+    ranks, _ = alone_under_torchrun
+    assert [r["after a group"] for r in ranks] == [{"joined": True, "epochs": 1}, {"joined": True, "epochs": 3}]
+
+
+def test_fit_distributed_false_under_torchrun_trains_alone(alone_under_torchrun):
+    ranks, single = alone_under_torchrun
+    for r in ranks:
+        assert r["option"] == single
+        assert r["option joined"] is False
+
+
+def test_the_slurm_example_script_fits_under_torchrun_as_in_one_process(tmp_path):
+    import os
+    from pathlib import Path
+
+    from nnfit.streaming import write_parts
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "slurm" / "train.py"
+    folder = write_parts(nf.datasets.load("penguins"), tmp_path / "parts", n_files=3)
+    formula = "body_mass_g ~ flipper_length_mm + sex"
+    code, output = torchrun(script, folder, formula, tmp_path / "two")
+    assert code == 0, output
+    assert "2 process(es); model written to" in output and sorted(os.listdir(tmp_path / "two")) == ["model.nnfit"]
+    alone = subprocess.run([sys.executable, str(script), folder, formula, str(tmp_path / "one")], capture_output=True,
+                           text=True, timeout=TIMEOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert alone.returncode == 0, alone.stderr
+    penguins = nf.datasets.load("penguins").dropna()
+    two, one = (nf.load(tmp_path / name / "model.nnfit").predict(penguins) for name in ("two", "one"))
+    errors = [float((predicted - penguins["body_mass_g"]).abs().mean()) for predicted in (two, one)]
+    # each process reads its own row groups: another draw of the same recipe, which must fit as well
+    # (test_streamed_data_parallel_ranks_read_their_own_row_groups... checks the step itself)
+    assert two.notna().all() and 0.75 < errors[0] / errors[1] < 1.25, errors

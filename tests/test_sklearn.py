@@ -65,7 +65,7 @@ def test_predictions_are_bitwise_the_same_alone_and_among_other_rows():
 def test_clone_keeps_every_parameter():
     params = dict(hidden=[7, 3], activation="tanh", dropout=[0.1, 0.2], optimizer="adam", lr=0.02, epochs=4,
                   batch_size=16, weight_decay=1e-4, n_models=1, random_state=3, class_weight={"a": 2.0, "b": 1.0},
-                  device="cpu", verbose=False, warm_start=True, formula=None)
+                  device="cpu", verbose=False, warm_start=True, formula=None, distributed=False)
     original = MLPClassifier(**params)
     copied = clone(original)
     assert copied.get_params() == params

@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("datasets", help="the bundled data sets")
 
     fit = commands.add_parser("fit", help="fit a network from a formula; write the model and plots to --out")
-    fit.add_argument("data", metavar="DATA", help="CSV or Parquet file, or a bundled data set's name")
+    fit.add_argument("data", metavar="DATA",
+                     help="CSV or Parquet file, a folder of Parquet files (streamed), or a bundled data set's name")
     fit.add_argument("formula", metavar="FORMULA", help="an R formula, e.g. 'body_mass_g ~ . - year'")
     fit.add_argument("--out", required=True, metavar="DIR")
     fit.add_argument("--overwrite", action="store_true",
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="'auto': factors with many levels get a learned embedding instead of dummy columns")
     fit.add_argument("--unknown", choices=["error", "other"], default="error",
                      help="a new level of an embedded factor at predict time: an error, or an 'other' code")
+    fit.add_argument("--stream", action="store_true",
+                     help="read a .parquet file in chunks while training instead of into memory, as a folder of "
+                          "Parquet files always is (no --valid fraction, no truth-vs-predicted plot)")
     fit.add_argument("--nproc", default="1", metavar="N",
                      help="processes that train data-parallel through torch.distributed.run (default: 1, this one); "
                           "see docs/distributed.md")
@@ -460,28 +464,31 @@ def _fit(args) -> int:
 
     nproc = _check_nproc(args.nproc)
     hidden, dropout = _check_fit_arguments(args)
+    streamed = _streamed(args)
     data_file = _data_file(args.data)
     if data_file is not None and _same_file(data_file, args.out):
-        raise ArgumentError(f"--out {args.out!r} is the data file; choose a folder for the model and plots.")
+        kind = "folder" if os.path.isdir(data_file) else "file"
+        raise ArgumentError(f"--out {args.out!r} is the data {kind}; choose another folder for the model and plots.")
     if nproc > 1:
         return _fit_in_processes(args, nproc)
+
+    def fit(data):
+        return mlp(args.formula, data, hidden=hidden, activation=args.activation, dropout=dropout,
+                   optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                   valid=args.valid, seed=args.seed, verbose=False, embed=args.embed, unknown=args.unknown)
+
     if distributed.active() and distributed.rank() > 0:  # under torchrun: rank 0 writes --out, the others train
-        mlp(args.formula, read(args.data), hidden=hidden, activation=args.activation, dropout=dropout,
-            optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, valid=args.valid,
-            seed=args.seed, verbose=False, embed=args.embed, unknown=args.unknown)
+        fit(args.data if streamed else read(args.data))
         return 0
     folder = _Folder(args.out, args.overwrite)
     try:
-        frame = read(args.data)
-        fitted = mlp(
-            args.formula, frame, hidden=hidden, activation=args.activation, dropout=dropout,
-            optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, valid=args.valid,
-            seed=args.seed, verbose=False, embed=args.embed, unknown=args.unknown,
-        )
+        frame = None if streamed else read(args.data)
+        fitted = fit(args.data if streamed else frame)  # a path streams: nf.mlp reads it in chunks
         folder.stage(MODEL_FILE, fitted.save)
         folder.stage("metrics.csv", lambda path: atomic_write(path, fitted.metrics.to_csv(index=False).encode()))
         folder.stage("learning_curves.png", lambda path: plot.save(plot.learning_curves(fitted), path))
-        if fitted.task == "regression" and len(fitted.design.response_columns) == 1:
+        # Streamed, the rows are not in memory for the truth-vs-predicted plot.
+        if not streamed and fitted.task == "regression" and len(fitted.design.response_columns) == 1:
             # With --valid, the held-out rows (found by their encoded predictors and response, as
             # training saw them); without, the training rows, and the title says so.
             shown, rows = frame, "training rows (the model saw them; --valid holds some out)"
@@ -510,8 +517,38 @@ def _fit(args) -> int:
     finally:
         folder.close()
     print(fitted)
-    print(f"Model and plots written to {args.out}/")
+    if streamed:
+        print(f"Model and learning curves written to {args.out}/ (streamed data: no truth_vs_predicted.png, "
+              "which needs the rows in memory)")
+    else:
+        print(f"Model and plots written to {args.out}/")
     return 0
+
+
+def _streamed(args) -> bool:
+    """Whether `nnfit fit` streams DATA: a folder of Parquet files always; a .parquet file with --stream.
+
+    A streamed fit reads DATA in chunks while it trains (``nf.mlp(formula, data=path)``), so what
+    needs every row in memory is refused (a --valid fraction) or left out (the truth-vs-predicted plot).
+    """
+    from .datasets import names
+    from .errors import ArgumentError
+
+    source = args.data
+    if source in names() or not os.path.exists(source):  # a bundled data set, or read()'s own error
+        if args.stream and source in names():
+            raise ArgumentError(f"--stream reads a Parquet file in chunks, and {source!r} is a bundled data set, "
+                                "read into memory; leave --stream out.")
+        return False
+    folder = os.path.isdir(source)
+    if not folder and args.stream and not source.lower().endswith((".parquet", ".pq")):
+        raise ArgumentError(f"--stream reads a Parquet file in chunks, and {source!r} is not a .parquet file; "
+                            "leave --stream out to read it into memory, or convert it to Parquet.")
+    if (folder or args.stream) and args.valid is not None:
+        raise ArgumentError(f"--valid holds out a fraction of the rows, which needs them in memory, and {source!r} "
+                            f"is streamed ({'a folder of Parquet files' if folder else '--stream'}); leave --valid out"
+                            f"{'' if folder else ', or leave --stream out to read the file into memory'}.")
+    return folder or args.stream
 
 
 def _check_nproc(text: str) -> int:

@@ -60,6 +60,7 @@ from .train import learner as learner_module
 from .train.callbacks import Callback
 from .design import Design, column_stats, as_pandas, warn_left_out
 from .errors import check_rate
+from .train.distributed import choice
 from .train.learner import setup
 from .train.prediction import predict_in_blocks
 from .mlpfit import DEFAULTS, MLPFit, optimizer_name
@@ -150,7 +151,7 @@ class _NetworkEstimator(BaseEstimator):
                  optimizer=DEFAULTS["optimizer"], lr=DEFAULTS["lr"], epochs=DEFAULTS["epochs"],
                  batch_size=DEFAULTS["batch_size"], weight_decay=DEFAULTS["weight_decay"], n_models=1, random_state=None,
                  device="auto", verbose=False,
-                 warm_start=False, formula=None):
+                 warm_start=False, formula=None, distributed=None):
         self.hidden = hidden
         self.activation = activation
         self.dropout = dropout
@@ -165,6 +166,7 @@ class _NetworkEstimator(BaseEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
         self.formula = formula
+        self.distributed = distributed
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None, sample_weight=None):
@@ -172,6 +174,10 @@ class _NetworkEstimator(BaseEstimator):
         return self._fit(X, y, sample_weight, epochs=self.epochs, keep=self.warm_start)
 
     def _fit(self, X, y, sample_weight, epochs, keep, classes=None):
+        with choice(self.distributed):  # fit and partial_fit: data-parallel under torchrun unless False
+            return self._fit_here(X, y, sample_weight, epochs, keep, classes)
+
+    def _fit_here(self, X, y, sample_weight, epochs, keep, classes=None):
         if self.n_models != 1:
             raise ArgumentError(
                 f"n_models={self.n_models!r}: a scikit-learn estimator here fits one network; use n_models=1, "
@@ -348,6 +354,8 @@ class MLPRegressor(RegressorMixin, _NetworkEstimator):
     warm_start : fit continues from the previous fit's weights and scaling.
     formula : an R formula (``"y ~ . - id"``); then X is a data frame holding the response
         (or y is given separately) and a ``nnfit.Design`` encodes factors and scaling.
+    distributed : None (data-parallel when torchrun started the process), True (require it)
+        or False (fit in this process alone); see docs/distributed.md.
 
     Attributes: ``n_features_in_``, ``feature_names_in_``, ``n_iter_`` (epochs trained),
     ``loss_curve_``, ``history_``, ``module_`` (the torch network) and, with a formula,
@@ -373,7 +381,7 @@ class MLPRegressor(RegressorMixin, _NetworkEstimator):
     def predict(self, X):
         """Predictions in the target's units: shape (n,), or (n, k) for a k-column target."""
         if self.formula is not None:
-            return self._fitted_model().predict(X).to_numpy()
+            return self._fitted_model().predict(as_pandas(X)).to_numpy()  # rows in memory, never a stream
         out = self._outputs(X) * self.y_scale_ + self.y_center_
         return out[:, 0] if self._y_1d else out
 
@@ -430,11 +438,11 @@ class MLPClassifier(ClassifierMixin, _NetworkEstimator):
                  optimizer=DEFAULTS["optimizer"], lr=DEFAULTS["lr"], epochs=DEFAULTS["epochs"],
                  batch_size=DEFAULTS["batch_size"], weight_decay=DEFAULTS["weight_decay"], n_models=1, random_state=None,
                  class_weight=None, device="auto",
-                 verbose=False, warm_start=False, formula=None):
+                 verbose=False, warm_start=False, formula=None, distributed=None):
         super().__init__(hidden=hidden, activation=activation, dropout=dropout, optimizer=optimizer, lr=lr,
                          epochs=epochs, batch_size=batch_size, weight_decay=weight_decay, n_models=n_models,
                          random_state=random_state, device=device, verbose=verbose, warm_start=warm_start,
-                         formula=formula)
+                         formula=formula, distributed=distributed)
         self.class_weight = class_weight
 
     def partial_fit(self, X, y=None, classes=None, sample_weight=None):
@@ -446,14 +454,14 @@ class MLPClassifier(ClassifierMixin, _NetworkEstimator):
     def predict(self, X):
         """The most probable class label of each row."""
         if self.formula is not None:
-            return np.asarray(self._fitted_model().predict(X), dtype=object)
+            return np.asarray(self._fitted_model().predict(as_pandas(X)), dtype=object)
         probabilities = self.predict_proba(X)
         return self.classes_[probabilities.argmax(axis=1)]
 
     def predict_proba(self, X):
         """Class probabilities, (n, n_classes), columns in the order of ``classes_``."""
         if self.formula is not None:
-            return self._fitted_model().predict(X, type="prob").to_numpy()
+            return self._fitted_model().predict(as_pandas(X), type="prob").to_numpy()
         return probabilities(self._outputs(X), self._loss_task())
 
     def predict_log_proba(self, X):

@@ -15,6 +15,7 @@ from .design import Design, as_pandas, warn_left_out
 from .errors import ArgumentError, DivergenceError
 from .folds import assign_folds, check_folds, standardize
 from .mlpfit import DEFAULTS
+from .train.distributed import follows_choice
 from .modules import check_architecture
 
 _HIGHER_IS_BETTER = {"accuracy": True, "r2": True, "mae": False, "rmse": False, "log_loss": False}
@@ -79,7 +80,8 @@ class CVResult:
         return "\n".join(lines)
 
 
-def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_divergence="error",
+@follows_choice
+def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_divergence="error", distributed=None,
                    **mlp_options) -> CVResult:
     """K-fold cross-validation of ``nf.mlp(formula, ...)``, every fold trained at once.
 
@@ -88,7 +90,8 @@ def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_div
     ``mlp_options`` are those of ``nf.mlp`` (hidden, dropout, optimizer, lr, epochs, ...).
     A fold whose training diverges raises ``DivergenceError`` naming it ("fold 2 of 5"); with
     ``on_divergence="drop"`` it is left out of ``folds`` and ``summary`` (with a warning) and
-    named in ``.dropped``.
+    named in ``.dropped``. Under torchrun the folds are spread over the processes; with
+    ``distributed=False`` each process trains them all itself (docs/distributed.md).
 
     The luz-style form takes a learner and (X, y) tensors instead:
     ``nf.cross_validate(nf.setup(Net, loss=..., metrics=[...]).set_hparams(...), (X, y), folds=5,
@@ -340,10 +343,12 @@ class GridResult:
         )
 
 
+@follows_choice
 def grid(formula: str, data, hidden=DEFAULTS["hidden"], lr=DEFAULTS["lr"], dropout=DEFAULTS["dropout"],
          weight_decay=DEFAULTS["weight_decay"], activation=DEFAULTS["activation"], seeds: int = 1,
          valid: float | None = None, metric: str | None = None, seed: int = 1, refit: bool = True,
-         on_divergence="error", folds: int | None = None, rule: str = "min", **mlp_options) -> GridResult:
+         on_divergence="error", folds: int | None = None, rule: str = "min", distributed=None,
+         **mlp_options) -> GridResult:
     """Every combination of ``hidden``, ``lr``, ``dropout``, ``weight_decay`` and ``activation``.
 
     Each argument takes one value or a list of values; ``hidden`` takes a list of shapes, each
@@ -368,7 +373,8 @@ def grid(formula: str, data, hidden=DEFAULTS["hidden"], lr=DEFAULTS["lr"], dropo
     one's, as ``cv.glmnet``'s ``lambda.1se``: the fewest parameters, then the largest
     weight_decay, then the largest dropout, then the smallest lr, then the better mean.
     ``best`` is refit on all of ``data`` when ``refit``. ``mlp_options`` may be optimizer,
-    epochs, batch_size, scale, device, threads and verbose.
+    epochs, batch_size, scale, device, threads and verbose. Under torchrun the cells (and
+    folds) are spread over the processes; ``distributed=False`` keeps them all here.
 
     A model whose training diverges raises ``DivergenceError`` naming its combination ("grid
     cell hidden=[20], lr=1e+06", and ", fold 2 of 5" with folds); with ``on_divergence="drop"``
@@ -406,7 +412,8 @@ def grid(formula: str, data, hidden=DEFAULTS["hidden"], lr=DEFAULTS["lr"], dropo
             f"Unknown options for grid: {', '.join(unknown)}; it takes optimizer, epochs, batch_size, scale, device, "
             "threads and verbose besides the grid's own arguments."
         )
-    check_training(lr, weight_decay, mlp_options.get("epochs", 100), mlp_options.get("batch_size", 32), on_divergence)
+    check_training(lr, weight_decay, mlp_options.get("epochs", DEFAULTS["epochs"]),
+                   mlp_options.get("batch_size", DEFAULTS["batch_size"]), on_divergence)
     if folds is not None:
         check_folds(folds)
         if valid is not None:

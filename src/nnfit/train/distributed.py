@@ -22,12 +22,19 @@ Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every fit runs data-p
   ``ModelCheckpoint`` are left out on the other ranks, and their ``AutoResume`` reads the
   checkpoint (after rank 0 has looked at it) but never writes or deletes it.
 
-Outside torchrun ``active()`` is False and nothing here runs. See docs/distributed.md.
+Outside torchrun ``active()`` is False and nothing here runs. ``fit(distributed=)`` chooses
+for one call (``choice``): None follows torchrun as above, True requires it, False fits in this
+process alone even under torchrun. See docs/distributed.md.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
+import datetime
+import functools
+import inspect
 import os
 import types
 
@@ -41,14 +48,116 @@ from .hooks import Callback
 from .data import InMemory, Loader
 
 
+# The innermost ``choice``: None (no choice made: follow torchrun), True or False.
+_CHOICE = contextvars.ContextVar("nnfit_distributed_choice", default=None)
+
+
+def started_by_torchrun() -> bool:
+    """Whether torchrun started this process as one of several (``WORLD_SIZE`` > 1), whatever ``choice`` says.
+
+    >>> from nnfit.train import distributed
+    >>> distributed.started_by_torchrun()   # a plain Python process
+    False
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def active() -> bool:
-    """Whether this process is one of several started by torchrun (``WORLD_SIZE`` > 1).
+    """Whether fits here train data-parallel: torchrun started this process as one of several
+    (``WORLD_SIZE`` > 1), and the innermost ``choice`` is not False.
 
     >>> from nnfit.train import distributed
     >>> distributed.active()          # a plain Python process
     False
     """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _CHOICE.get() is not False and started_by_torchrun()
+
+
+def check_choice(option):
+    """``fit(distributed=)`` checked: None, True or False, anything else an ArgumentError.
+
+    >>> from nnfit.train.distributed import check_choice
+    >>> check_choice(None), check_choice(False)
+    (None, False)
+    >>> check_choice("auto")
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.ArgumentError: distributed must be None (data-parallel when torchrun started this process), True (require torchrun) or False (fit in this process alone), not 'auto'.
+    """
+    if option is None or option is True or option is False:
+        return option
+    raise ArgumentError(
+        "distributed must be None (data-parallel when torchrun started this process), True (require torchrun) "
+        f"or False (fit in this process alone), not {option!r}."
+    )
+
+
+@contextlib.contextmanager
+def choice(option=None):
+    """``fit(distributed=option)`` for the code inside: whether its fits train data-parallel.
+
+    * None (the default): no choice here; the enclosing ``choice`` holds, and outside any,
+      fits are data-parallel when torchrun started this process (``WORLD_SIZE`` > 1);
+    * True: data-parallel, required: outside torchrun it is an ArgumentError, raised on entry;
+    * False: every fit inside trains in this process alone, even under torchrun: it joins no
+      process group (``init`` does nothing), spreads no rows or models, and each process
+      trains the whole fit on its own. A group that already exists is left as it is, unused.
+
+    The innermost choice wins. It is a ``contextvars.ContextVar``: asyncio tasks started inside
+    inherit it, a new thread starts without one. ``active()``, ``init()`` and ``spread()``
+    follow it; ``rank()`` and ``world_size()`` still say where this process stands.
+
+    >>> from nnfit.train import distributed
+    >>> with distributed.choice(False):
+    ...     distributed.active(), distributed.spread(3)
+    (False, [0, 1, 2])
+    >>> with distributed.choice(True):    # a plain Python process
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    nnfit.errors.ArgumentError: distributed=True trains data-parallel in processes started by torchrun, and torchrun did not start this one (WORLD_SIZE is unset or 1); start it with torchrun --nproc_per_node=N (or nnfit fit --nproc N), or leave distributed= out.
+    """
+    option = check_choice(option)
+    if option is None:
+        yield
+        return
+    if option is True and not started_by_torchrun():
+        raise ArgumentError(
+            "distributed=True trains data-parallel in processes started by torchrun, and torchrun did not start this "
+            "one (WORLD_SIZE is unset or 1); start it with torchrun --nproc_per_node=N (or nnfit fit --nproc N), "
+            "or leave distributed= out."
+        )
+    token = _CHOICE.set(option)
+    try:
+        yield
+    finally:
+        _CHOICE.reset(token)
+
+
+def follows_choice(front_door):
+    """Decorate a front door with a ``distributed=`` parameter (``nf.mlp``, ``Learner.fit``,
+    ``cross_validate``, ``grid``) so that it runs inside ``choice(distributed)``: one place
+    reads the option, and every fit the call makes inside follows it.
+
+    >>> from nnfit.train import distributed
+    >>> @distributed.follows_choice
+    ... def fit(epochs=1, distributed=None):
+    ...     return active_now()
+    >>> active_now = lambda: distributed.active()
+    >>> fit(distributed=False), fit(3, False)
+    (False, False)
+    """
+    signature = inspect.signature(front_door)
+    if "distributed" not in signature.parameters:
+        raise TypeError(f"{front_door.__qualname__} has no distributed= parameter to follow.")
+
+    @functools.wraps(front_door)
+    def run(*args, **kwargs):
+        option = signature.bind_partial(*args, **kwargs).arguments.get("distributed")
+        with choice(option):
+            return front_door(*args, **kwargs)
+
+    return run
 
 
 def rank() -> int:
@@ -102,7 +211,8 @@ def init() -> None:
 
     Under torchrun the group comes from its environment (``MASTER_ADDR``, ``MASTER_PORT``,
     ``RANK``, ``WORLD_SIZE``); in a plain process it is a group of one, so the functions here
-    can be tried without torchrun. The group is closed when the process exits.
+    can be tried without torchrun. The group is closed when the process exits. Inside
+    ``choice(False)`` it joins nothing: the process fits alone.
 
     >>> from nnfit.train import distributed
     >>> distributed.init(); distributed.init()   # the second call does nothing
@@ -112,7 +222,7 @@ def init() -> None:
     dist = torch.distributed
     if not dist.is_available():
         raise TrainingError("This build of PyTorch has no torch.distributed, which training under torchrun needs.")
-    if dist.is_initialized():
+    if dist.is_initialized() or _CHOICE.get() is False:
         return
     if active() or "MASTER_ADDR" in os.environ:
         dist.init_process_group(backend=backend())
@@ -122,8 +232,20 @@ def init() -> None:
 
 
 def _close() -> None:
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    """At exit: wait (a minute at most, on gloo) until every process is leaving, then close the
+    group. Closing it while another process still uses it can make gloo abort the process,
+    for example when every process has just raised the same error."""
+    dist = torch.distributed
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo" and dist.get_world_size() > 1:
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+        else:
+            dist.barrier()
+    except Exception:  # a process that is gone already: close all the same
+        pass
+    dist.destroy_process_group()
 
 
 def _pin_cuda_device() -> None:
@@ -140,8 +262,9 @@ if active():
 def spread(n_models: int, rank_: int | None = None, world: int | None = None) -> list:
     """The models (0-based) of a K-model fit that this process would train: k with k % world == rank.
 
-    ``rank_`` and ``world`` default to this process's. A building block for spreading
-    ``fit(n_models=K)`` over processes: ``many.fit`` trains model k on process k % world.
+    ``rank_`` and ``world`` default to this process's (0 and 1 when ``active()`` is False: this
+    process trains them all). A building block for spreading ``fit(n_models=K)`` over
+    processes: ``many.fit`` trains model k on process k % world.
 
     >>> from nnfit.train.distributed import spread
     >>> spread(5, rank_=1, world=2), spread(5, rank_=0, world=2), spread(2, rank_=2, world=3)
@@ -152,8 +275,9 @@ def spread(n_models: int, rank_: int | None = None, world: int | None = None) ->
     from ..errors import check_positive_int
 
     n_models = check_positive_int("n_models", n_models)
-    world = world_size() if world is None else check_positive_int("world", world)
-    rank_ = rank() if rank_ is None else rank_
+    spreading = active()
+    world = (world_size() if spreading else 1) if world is None else check_positive_int("world", world)
+    rank_ = (rank() if spreading else 0) if rank_ is None else rank_
     if not (isinstance(rank_, int) and 0 <= rank_ < world):
         raise ArgumentError(f"rank must be a whole number from 0 to {world - 1}, not {rank_!r}.")
     return list(range(rank_, n_models, world))
@@ -161,15 +285,18 @@ def spread(n_models: int, rank_: int | None = None, world: int | None = None) ->
 
 # ---------------------------------------------------------------------- the data
 class Shard:
-    """This process's share of in-memory data: the whole data's shuffled batches, each cut in
+    """This process's share of the data: the whole data's shuffled batches, each cut in
     ``world`` contiguous parts, part ``rank`` kept.
 
-    The order is drawn exactly as ``InMemory.batches`` draws it (one ``randperm`` per epoch
-    from the given generator), so every process that holds the same data and generator cuts
-    the same batches. A batch of m rows gives rank r rows ``[r*m//world, (r+1)*m//world)``;
-    a last batch with fewer rows than processes is left out, so that every process has rows
-    in every batch and all have ``n_batches`` batches. ``len``, ``X``, ``y`` and ``weight``
-    are the whole data's.
+    For in-memory data the order is drawn exactly as ``InMemory.batches`` draws it (one
+    ``randperm`` per epoch from the given generator), so every process that holds the same
+    data and generator cuts the same batches. Any other source of the loop's own kind (such
+    as ``nnfit.streaming.Streamed``, streamed from Parquet) gives its whole batches, drawn
+    alike in every process from the same generator, and each is cut the same way (each
+    process reads all of the rows). A batch of m rows gives rank r rows
+    ``[r*m//world, (r+1)*m//world)``; a last batch with fewer rows than processes is left
+    out, so that every process has rows in every batch and all have ``n_batches`` batches.
+    ``len``, ``X``, ``y`` and ``weight`` are the whole data's.
 
     >>> import torch
     >>> from nnfit.train.data import InMemory
@@ -181,7 +308,7 @@ class Shard:
     (3, 10)
     """
 
-    def __init__(self, data: InMemory, rank: int, world: int):
+    def __init__(self, data, rank: int, world: int):
         self.data, self.rank, self.world = data, rank, world
 
     def __len__(self):
@@ -210,19 +337,65 @@ class Shard:
         bounds = [(start, min(start + size, stop)) for start in range(0, stop, size)]
         return [(a, b) for a, b in bounds if b - a >= self.world]
 
+    def _part(self, m):
+        return self.rank * m // self.world, (self.rank + 1) * m // self.world
+
     def batches(self, batch_size, shuffle, generator=None, drop_last=False):
         """(x, y) or (x, y, w) for this process's part of each batch."""
         data = self.data
+        if not isinstance(data, InMemory):  # a source that cuts its own batches: cut each of them
+            for batch in data.batches(batch_size, shuffle, generator=generator, drop_last=drop_last):
+                m = _rows(batch[0])
+                if m >= self.world:
+                    lo, hi = self._part(m)
+                    yield tuple(None if part is None else part[lo:hi] for part in batch)
+            return
         order = torch.randperm(len(data), generator=generator).to(data.X.device) if shuffle else None
         for start, stop in self._bounds(batch_size, drop_last):
-            m = stop - start
-            lo, hi = start + self.rank * m // self.world, start + (self.rank + 1) * m // self.world
+            lo, hi = (start + bound for bound in self._part(stop - start))
             index = order[lo:hi] if order is not None else slice(lo, hi)
             batch = data.X[index], None if data.y is None else data.y[index]
             yield batch if data.weight is None else (*batch, data.weight[index])
 
     def n_batches(self, batch_size, drop_last=False):
         return len(self._bounds(batch_size, drop_last))
+
+
+class OwnRows:
+    """This process's share of streamed data that reads only its own row groups (``Streamed.shard``):
+    a step of ``batch_size`` rows in all takes ``batch_size // world`` rows from each process's
+    own groups, so that a step is still one step on ``batch_size`` rows, as with in-memory data.
+    ``len`` is the whole data's.
+
+    >>> import tempfile, torch, nnfit as nf
+    >>> from nnfit.streaming import prepare, write_parts
+    >>> from nnfit.train.distributed import OwnRows
+    >>> folder = write_parts(nf.datasets.load("penguins").dropna(), tempfile.mkdtemp(), n_files=4)
+    >>> data = prepare("body_mass_g ~ sex", folder).data
+    >>> mine = OwnRows(data.shard(1, 2), world=2)
+    >>> [len(x) for x, _ in mine.batches(32, shuffle=True, generator=torch.Generator().manual_seed(1))][:3]
+    [16, 16, 16]
+    >>> mine.n_batches(32) == data.shard(1, 2).n_batches(16), len(mine)
+    (True, 333)
+    """
+
+    def __init__(self, shard, world: int):
+        self.data, self.world = shard, world
+
+    def __len__(self):
+        return len(self.data)
+
+    def to(self, device) -> "OwnRows":
+        return OwnRows(self.data.to(device), self.world)
+
+    def _part(self, batch_size):
+        return None if batch_size is None else batch_size // self.world
+
+    def batches(self, batch_size, shuffle, generator=None, drop_last=False):
+        return self.data.batches(self._part(batch_size), shuffle, generator=generator, drop_last=drop_last)
+
+    def n_batches(self, batch_size, drop_last=False):
+        return self.data.n_batches(self._part(batch_size), drop_last)
 
 
 def _has_distributed_sampler(data) -> bool:
@@ -236,9 +409,10 @@ def data_parallel(ctx, callbacks):
 
     ``Learner.fit`` calls it under torchrun, before the loop starts; it joins the group
     (``init``), checks that every process fits the same number of rows with the same seed,
-    and returns a ``Shard`` of in-memory data (a DataLoader whose sampler is a
-    ``DistributedSampler`` is kept as it is) with ``callbacks`` as this rank runs them (the
-    file-writing ones only on rank 0) plus the ones that average gradients and records.
+    and returns a ``Shard`` of the data (in memory, or streamed from Parquet; a DataLoader
+    whose sampler is a ``DistributedSampler`` is kept as it is) with ``callbacks`` as this
+    rank runs them (the file-writing ones only on rank 0) plus the ones that average
+    gradients and records.
 
     >>> import torch, nnfit as nf
     >>> from nnfit.train import distributed
@@ -268,7 +442,21 @@ def data_parallel(ctx, callbacks):
     if len(set(rows)) > 1:
         raise ArgumentError(f"The {world} processes under torchrun hold different training data ({_listed(rows)} rows); "
                             "give every process the same data: each trains on its own share of every batch.")
-    if isinstance(train, InMemory):
+    if isinstance(train, Loader):
+        if not _has_distributed_sampler(train):
+            raise ArgumentError(
+                "Under torchrun, fit spreads in-memory (X, y) data over the processes; a Dataset or DataLoader is "
+                "not spread yet. Pass tensors, or a DataLoader with a torch.utils.data.DistributedSampler."
+            )
+        data = train  # the loader's sampler gives each process its rows already
+    elif callable(getattr(train, "shard", None)):  # streamed: each process reads its own row groups
+        if ctx.batch_size is not None and ctx.batch_size % world:
+            raise ArgumentError(
+                f"batch_size={ctx.batch_size} does not divide among the {world} processes, each of which reads its own "
+                f"row groups of the streamed data; use a multiple of {world}."
+            )
+        data = OwnRows(train.shard(me, world), world)
+    else:  # in memory: every batch cut
         smallest = len(train) if ctx.batch_size is None else min(ctx.batch_size, len(train))
         if smallest < world:
             raise ArgumentError(
@@ -276,13 +464,6 @@ def data_parallel(ctx, callbacks):
                 f"under torchrun; each process needs a row of every batch: use batch_size >= {world}."
             )
         data = Shard(train, me, world)
-    elif isinstance(train, Loader) and _has_distributed_sampler(train):
-        data = train  # the loader's sampler gives each process its rows already
-    else:
-        raise ArgumentError(
-            "Under torchrun, fit spreads in-memory (X, y) data over the processes; a Dataset or DataLoader is "
-            "not spread yet. Pass tensors, or a DataLoader with a torch.utils.data.DistributedSampler."
-        )
     writers = (Progress, CSVLogger, TensorBoard, ModelCheckpoint)
     kept = [callback for callback in callbacks if me == 0 or not isinstance(callback, writers)]
     ours = [InStep(), SameStart()]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import callbacks as cb
-from . import distributed
+from . import distributed as parallel
 from . import losses, metrics as metrics_module, optimizers, threads as threads_module
 from .divergence import DivergenceGuard
 from . import closed_form
@@ -28,7 +28,8 @@ from .fused import ClosedFormOptimizer, FusedMLP
 from .data import InMemory, as_data, no_weights, row_weights, split_valid
 from ..errors import check_positive_int
 from ..errors import ArgumentError, ArgumentTypeError, DataError, TrainingError
-from .loop import Context, epoch_range, run
+from .fitted import History
+from .loop import BatchLosses, Context, epoch_range, rows_of, run
 from .prediction import PREDICT_BLOCK, predict_in_blocks
 
 
@@ -134,9 +135,10 @@ class Learner:
                 f"set_opt_hparams({_kwargs(self.opt_hparams)}): {error}."
             ) from None
 
+    @parallel.follows_choice
     def fit(self, data, epochs=10, batch_size=32, valid_data=None, callbacks=None, device="auto",
             verbose=None, seed=None, threads=None, drop_last=False, accumulate=1, dataloader_options=None,
-            sample_weight=None, class_weight=None, n_models=1):
+            sample_weight=None, class_weight=None, n_models=1, distributed=None):
         """Train and return a ``Fitted`` model (luz's ``fit``).
 
         ``data``: (X, y) tensors or arrays, a Dataset or a DataLoader. ``epochs``: a number, or
@@ -153,6 +155,8 @@ class Learner:
         each row's training loss: sum(w * loss) / sum(w); they need (X, y) data and a torch loss.
         ``n_models=K`` trains K copies (model k seeded with seed + k) at once and returns a
         ``FittedMany`` whose predictions are their mean (see ``nnfit.train.vectorized``).
+        ``distributed``: None trains data-parallel when torchrun started this process, True
+        requires that, False fits in this process alone (``distributed.choice``).
 
         >>> import torch, nnfit as nf
         >>> X = torch.randn(64, 3); y = (X[:, 0] > 0.8).long()     # a rare class: about 1 row in 5
@@ -224,8 +228,8 @@ class Learner:
                 ctx.data_given = given
                 ctx.description = self._describe_run(ctx, batch_size, accumulate, drop_last, valid_data)
                 all_callbacks = [cb.MetricsRecorder(), DivergenceGuard()] + ([cb.Progress()] if verbose else []) + callbacks
-                if distributed.active():  # under torchrun: each process trains on its share of each batch
-                    ctx.train_data, all_callbacks = distributed.data_parallel(ctx, all_callbacks)
+                if parallel.active():  # under torchrun: each process trains on its share of each batch
+                    ctx.train_data, all_callbacks = parallel.data_parallel(ctx, all_callbacks)
                 run(ctx, all_callbacks)
         return Fitted(self, ctx, seconds=time.perf_counter() - began, threads=n_threads, callbacks=callbacks)
 
@@ -312,7 +316,7 @@ class Evaluation:
         return display.table(list(self.metrics.items()) + [("rows", self.n)], title="nnfit evaluation")
 
 
-class Fitted:
+class Fitted(History):
     """A trained module with its history: predict, evaluate, plot, save (luz's fitted object).
 
     ``Learner.fit`` returns one.
@@ -350,22 +354,6 @@ class Fitted:
         self.threads = threads
         self.callbacks = list(callbacks)
         self.device = ctx.device
-        self.epochs_run = len(ctx.epoch_seconds)
-
-    @property
-    def metrics(self):
-        """Training history as a long DataFrame: set, metric, epoch, value."""
-        import pandas as pd
-
-        return pd.DataFrame(self.records, columns=["set", "metric", "epoch", "value"])
-
-    def last_metrics(self) -> dict:
-        """{set: {metric: value}} of the last epoch."""
-        out = {}
-        for split, name, epoch, value in self.records:
-            if epoch == self.epochs_run:
-                out.setdefault(split, {})[name] = value
-        return out
 
     @torch.no_grad()
     def predict(self, data, batch_size: int = PREDICT_BLOCK) -> torch.Tensor:
@@ -408,6 +396,7 @@ class Fitted:
         else:
             metrics = [copy.deepcopy(metrics_module.resolve(m)) for m in metrics]
         recorder._begin(ctx, metrics)
+        losses = BatchLosses()
         state = (ctx.pred, ctx.target, ctx.loss, ctx.iter)
         n = 0
         for ctx.iter, (x, ctx.target) in enumerate(source.batches(batch_size, shuffle=False)):
@@ -415,9 +404,10 @@ class Fitted:
                 raise ArgumentError("evaluate needs targets: pass (X, y).")
             ctx.pred = self.model(x)
             ctx.loss = ctx.loss_fn(ctx.pred, ctx.target)
+            losses.append(ctx.loss, rows_of(ctx.target))
             recorder._update(ctx, metrics)
             n += len(x)
-        values = recorder._compute(ctx, metrics)
+        values = recorder._compute(ctx, metrics, losses)
         ctx.pred, ctx.target, ctx.loss, ctx.iter = state
         return Evaluation(values, n)
 
@@ -446,11 +436,11 @@ class Fitted:
         ]
         return "\n".join(lines)
 
-    def _repr_html_(self):
-        """Jupyter's view: the module, how it was trained, the last epoch's metrics, the learning curves."""
-        from .. import display
+    def _title(self) -> str:
+        return "nnfit fitted model"
 
-        facts = [
+    def _facts(self) -> list:
+        return [
             ("module", type(self.model).__name__),
             ("parameters", f"{sum(p.numel() for p in self.model.parameters()):,}"),
             ("epochs", self.epochs_run),
@@ -458,7 +448,6 @@ class Fitted:
             ("device", self.device),
             ("threads", self.threads),
         ]
-        return display.fitted("nnfit fitted model", facts, self.last_metrics(), self.plot() if self.records else None)
 
 
 def resolve_device(device) -> torch.device:

@@ -1,0 +1,150 @@
+"""How much faster do N processes under torchrun fit than one process? Benchmarks, not tests.
+
+Three workloads, each timed in fresh processes (one process with T threads, then N processes
+started by torch.distributed.run with T // N threads each; the order alternates every round)
+and reported as medians over rounds:
+
+* L: 1,000,000 x 20 synthetic regression, MLP 20-256-256-1 ReLU, Adam, batch 1024, 1 epoch,
+  through ``setup(nf.MLP).fit`` (data-parallel: each process trains on its share of each batch);
+  rows per second;
+* ensemble: ``nf.mlp(n_models=32)`` on the penguins (``body_mass_g ~ .``, without ``year``, hidden 50,
+  dropout 0.4, RMSprop, batch 32, 100 epochs; the models spread over the processes);
+* cv: 10-fold ``nf.cross_validate`` of the same networks (the folds spread over the processes).
+
+The data are benchmarks/workloads.py's: workload L, and workload R's penguin rows (80% of the
+complete rows without ``year``, nf.split seed 1). Run it on an idle machine; the timings of a
+shared one are noisy.
+
+    .venv/bin/python benchmarks/distributed.py                  # 3 rounds, 2 processes, 2 threads in all
+    .venv/bin/python benchmarks/distributed.py --rounds 5 --nproc 4 --threads 4 --workloads L
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+WORKLOADS = ("L", "ensemble", "cv")  # this script's; workloads.WORKLOADS are the suite's
+PENGUINS = dict(hidden=50, dropout=0.4, optimizer="rmsprop", lr=0.01, batch_size=32, epochs=100)
+
+
+def workload_data(name: str):
+    """benchmarks/workloads.py's data for workload ``name`` ("L" or "R"), built the same way in every process."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import workloads
+
+    return workloads.load(workloads.WORKLOADS[name])
+
+
+def worker(workload: str, threads: int) -> dict:
+    """One timed fit (after a short warm-up fit) in this process; rank 0's numbers."""
+    import warnings
+
+    import torch
+
+    import nnfit as nf
+    from nnfit.train import distributed
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(threads)
+    if workload == "L":
+        data = workload_data("L")
+        X, y = data.X, data.y
+        learner = (nf.setup(nf.MLP, loss="mse", optimizer="adam", metrics=[nf.metrics.MAE()])
+                   .set_hparams(input_size=20, hidden=[256, 256], output_size=1).set_opt_hparams(lr=0.001))
+
+        def fit(rows):
+            return learner.fit((X[:rows], y[:rows]), epochs=1, batch_size=1024, seed=1, verbose=False,
+                               threads=threads).seconds
+
+        fit(20_000)  # warm-up: the process group, the kernels
+        began = time.perf_counter()
+        train_seconds = fit(len(X))
+    else:
+        training = workload_data("R").train_frame
+
+        def fit(epochs):
+            options = dict(PENGUINS, epochs=epochs, seed=1, threads=threads)
+            if workload == "ensemble":
+                return nf.mlp("body_mass_g ~ .", data=training, n_models=32, verbose=False,
+                              **options).settings["seconds"]
+            began = time.perf_counter()
+            nf.cross_validate("body_mass_g ~ .", training, folds=10, **options)
+            return time.perf_counter() - began
+
+        fit(2)  # warm-up
+        began = time.perf_counter()
+        train_seconds = fit(PENGUINS["epochs"])
+    seconds = time.perf_counter() - began
+    return {"workload": workload, "world": distributed.world_size(), "rank": distributed.rank(), "threads": threads,
+            "seconds": seconds, "train_seconds": train_seconds}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def timed(workload: str, nproc: int, threads: int) -> dict:
+    """Start the worker: in this interpreter for one process, under torch.distributed.run for several."""
+    script = os.path.abspath(__file__)
+    argv = ["--worker", workload, "--threads", str(threads)]
+    if nproc == 1:
+        command = [sys.executable, script, *argv]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
+                   "--master_addr=127.0.0.1", f"--master_port={free_port()}", script, *argv]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(lines[0])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--nproc", type=int, default=2, help="processes under torchrun (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="threads in all: one process gets them all, "
+                                                               "each of N processes threads // N (default 2)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--worker", choices=WORKLOADS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        result = worker(args.worker, args.threads)
+        if result["rank"] == 0:
+            print(json.dumps(result), flush=True)
+        return 0
+    per_process = max(1, args.threads // args.nproc)
+    print(f"{os.cpu_count()} cores; {args.nproc} processes x {per_process} thread(s) against 1 process x "
+          f"{args.threads} threads (and, for the penguins, x 1 thread); {args.rounds} rounds, medians of the fit's "
+          "seconds (after a warm-up fit in the same process)")
+    for workload in args.workloads.split(","):
+        setups = [(args.nproc, per_process), (1, args.threads)]
+        if workload != "L" and args.threads > 1:  # small networks often train faster on one thread
+            setups.append((1, 1))
+        runs = {setup: [] for setup in setups}
+        for round_ in range(args.rounds):
+            for setup in setups if round_ % 2 == 0 else setups[::-1]:
+                runs[setup].append(timed(workload, *setup))
+        medians = {setup: statistics.median(r["train_seconds"] for r in runs[setup]) for setup in setups}
+        for setup in setups:
+            each = ", ".join(f"{r['train_seconds']:.2f}" for r in runs[setup])
+            rate = f", {1e6 / medians[setup]:,.0f} rows/s" if workload == "L" else ""
+            print(f"{workload}: {setup[0]} process(es) x {setup[1]} thread(s): {medians[setup]:.2f} s{rate} ({each})")
+        best = min(medians[setup] for setup in setups[1:])
+        print(f"{workload}: {args.nproc} processes are {best / medians[setups[0]]:.2f}x as fast as the faster "
+              "single process")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
