@@ -565,46 +565,43 @@ def test_cli_evaluate_data_without_the_response(env, capsys):
 
 # ====================================================================== model files that lie
 # A lying file is refused for the price of reading its header: each case measures the peak
-# memory (Python's allocations, and the process's resident high-water mark) and the time of
-# the refusal against loading the honest file it was made from.
+# memory (Python's allocations, and the process's resident high-water mark) of the refusal
+# against loading the honest file it was made from.
 MB = 2**20
 
 
 def _cost(call):
-    """(peak traced bytes, growth of the resident high-water mark in bytes, seconds) of call()."""
+    """(peak traced bytes, growth of the resident high-water mark in bytes) of call()."""
     import resource
-    import time
     import tracemalloc
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         call()
     except ModelFileError:
         pass
-    seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    return peak, grown, seconds
+    return peak, grown
 
 
 def refuses_cheaply(env, honest, lying, message):
     """nf.load(lying) is refused with ``message`` (as ``refuses`` checks), for no more than ten
-    times the memory and time of loading ``honest``, plus a few MB (and a little time).
+    times the memory of loading ``honest``, plus a few MB. (Its time is not asserted: on a
+    shared machine a timing is noise; memory is what a lying file must not get.)
 
     Reading a file costs memory in proportion to its size (parsing JSON does), so a lying file
     may also use up to 64 bytes per byte it holds; what it must never get is memory in
     proportion to the sizes it declares (1.6 GB for two layers of 20,000 units)."""
     nf.load(honest)  # warm the imports both loads use
-    honest_peak, honest_grown, honest_seconds = _cost(lambda: nf.load(honest))
+    honest_peak, honest_grown = _cost(lambda: nf.load(honest))
     refuses(env, lambda: nf.load(lying), ModelFileError, message)
-    peak, grown, seconds = _cost(lambda: nf.load(lying))
+    peak, grown = _cost(lambda: nf.load(lying))
     size = os.stat(lying).st_size if os.path.isfile(lying) and not os.path.islink(lying) else 0
     assert peak < 10 * honest_peak + 4 * MB + 64 * size, (peak, honest_peak, size)
     assert grown < 10 * honest_grown + 64 * MB, (grown, honest_grown)
-    assert seconds < 10 * honest_seconds + 0.5, (seconds, honest_seconds)
 
 
 def _honest(env, name="mass"):
@@ -1124,7 +1121,7 @@ def test_a_module_file_whose_hparams_ask_for_a_huge_network_is_refused_before_it
             "Linear with 'weight' of shape [100000, 3], but the file holds [1, 3].")
     metadata["hparams"] = {"in_features": 10**6, "out_features": 10**6}  # 4 TB if it were built
     files.write("lying.nnfit", tensors, metadata)
-    peak, grown, seconds = _cost(lambda: nf.load("lying.nnfit", module=nn.Linear))
+    peak, grown = _cost(lambda: nf.load("lying.nnfit", module=nn.Linear))
     assert peak < 4 * MB and grown < 64 * MB
 
 
@@ -1284,7 +1281,7 @@ def test_cli_fit_keeps_a_dead_staging_folder_that_holds_a_users_folder(env, caps
 def test_cli_fit_out_that_is_the_data_file(env, capsys, no_training):
     env.penguins.to_csv(env.tmp / "data.csv", index=False)
     cli_refuses(env, capsys, ["fit", "data.csv", "body_mass_g ~ .", "--out", "data.csv"],
-                "--out 'data.csv' is the data file; choose a folder for the model and plots.")
+                "--out 'data.csv' is the data file; choose another folder for the model and plots.")
 
 
 def test_cli_fit_out_below_a_file(env, capsys, no_training):

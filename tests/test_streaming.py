@@ -1,4 +1,5 @@
-"""Tests of streaming.py: a folder of Parquet files, fitted and batched as the in-memory path does."""
+"""Tests of streaming.py: Parquet files and polars LazyFrames, fitted, batched, predicted and scored as the
+in-memory path does."""
 
 import os
 import warnings
@@ -14,7 +15,7 @@ import nnfit as nf
 from nnfit import streaming
 from nnfit.errors import ArgumentError, DataError, FormulaError
 from nnfit.mlpfit import prepare as prepare_in_memory
-from nnfit.streaming import ParquetFolder, prepare, write_parts
+from nnfit.streaming import Source, evaluate_streamed, is_source, predict_to_parquet, prepare, write_parts
 
 
 @pytest.fixture
@@ -139,7 +140,7 @@ def test_memory_stays_bounded_by_the_chunk_and_the_buffer(tmp_path):
     rng = np.random.default_rng(0)
     n = 40_000
     frame = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "g": rng.choice(["a", "b", "c"], n)})
-    folder = ParquetFolder(write_parts(frame, tmp_path, n_files=20, row_group_rows=500))
+    folder = Source(write_parts(frame, tmp_path, n_files=20, row_group_rows=500))
     prepared = quietly(prepare, "y ~ x + g", folder, chunk_rows=100, buffer_rows=300)
     assert folder.largest_chunk_ == 100  # the design's passes
     data = prepared.data
@@ -174,14 +175,17 @@ def test_training_through_the_loop_lowers_the_loss(penguins, tmp_path):
 def test_an_empty_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("no data")
     with pytest.raises(DataError) as error:
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
     assert str(error.value) == f"The folder {str(tmp_path)!r} holds no .parquet files."
 
 
 def test_a_path_that_is_not_a_folder_is_refused(tmp_path):
     with pytest.raises(DataError) as error:
-        ParquetFolder(tmp_path / "absent")
-    assert str(error.value) == f"{str(tmp_path / 'absent')!r} is not a folder; give a folder of .parquet files."
+        Source(tmp_path / "absent")
+    assert str(error.value) == (
+        f"{tmp_path / 'absent'!r} is neither a folder, a .parquet file, a list of .parquet files, a pyarrow Dataset "
+        "nor a polars LazyFrame; give one of those (see nnfit.streaming.is_source)."
+    )
 
 
 def test_a_symbolic_link_is_refused(penguins, tmp_path):
@@ -191,10 +195,10 @@ def test_a_symbolic_link_is_refused(penguins, tmp_path):
     pq.write_table(pa.Table.from_pandas(penguins, preserve_index=False), outside)
     os.symlink(outside, folder / "part-9.parquet")
     with pytest.raises(DataError) as error:
-        ParquetFolder(folder)
+        Source(folder)
     assert str(error.value) == (
-        f"'part-9.parquet' in {str(folder)!r} is a symbolic link; nnfit reads only regular files inside the folder "
-        "(copy the file in instead)."
+        f"'part-9.parquet' in {str(folder)!r} is a symbolic link; nnfit reads only regular files (copy the file in "
+        "instead)."
     )
 
 
@@ -202,7 +206,7 @@ def test_a_file_with_another_type_is_refused_naming_file_and_column(tmp_path):
     pq.write_table(pa.table({"y": [1.0, 2.0], "x": [1.0, 2.0]}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"y": [1.0, 2.0], "x": ["1", "2"]}), tmp_path / "b.parquet")
     with pytest.raises(DataError) as error:
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
     assert str(error.value) == (
         "Column 'x' is double in 'a.parquet' but string in 'b.parquet'; every file in the folder must give a column "
         "the same type."
@@ -213,13 +217,13 @@ def test_a_missing_or_extra_column_is_refused(tmp_path):
     pq.write_table(pa.table({"y": [1.0], "x": [1.0]}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"y": [1.0]}), tmp_path / "b.parquet")
     with pytest.raises(DataError) as error:
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
     assert str(error.value) == (
         "File 'b.parquet' has no column 'x', which 'a.parquet' has; every file in the folder must have the same columns."
     )
     pq.write_table(pa.table({"y": [1.0], "x": [1.0], "z": [1]}), tmp_path / "b.parquet")
     with pytest.raises(DataError) as error:
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
     assert str(error.value) == (
         "File 'b.parquet' has the column 'z', which 'a.parquet' does not have; every file in the folder must have the "
         "same columns."
@@ -276,7 +280,7 @@ def test_a_footer_larger_than_the_file_is_refused(tmp_path):
     data[-8:-4] = (2**31 - 1).to_bytes(4, "little")
     path.write_bytes(bytes(data))
     with pytest.raises(DataError) as error:
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
     assert str(error.value) == (
         f"File 'a.parquet' declares a footer of {2**31 - 1} bytes, but holds only {len(data)} bytes; the file is corrupted."
     )
@@ -286,11 +290,11 @@ def test_a_truncated_or_foreign_file_is_refused(tmp_path):
     path = _one_file(tmp_path)
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(DataError) as error:
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
     assert str(error.value) == "File 'a.parquet' does not begin and end with 'PAR1'; it is truncated or not a Parquet file."
     path.write_bytes(b"PAR1")
     with pytest.raises(DataError, match="^File 'a.parquet' holds 4 bytes, too few for a Parquet file"):
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
 
 
 def test_a_corrupted_footer_is_refused(tmp_path):
@@ -301,7 +305,7 @@ def test_a_corrupted_footer_is_refused(tmp_path):
     data[footer] = bytes(b ^ 0x5A for b in data[footer])
     path.write_bytes(bytes(data))
     with pytest.raises(DataError, match="^Cannot read the footer of 'a.parquet': "):
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
 
 
 def test_a_column_chunk_declared_beyond_the_file_is_refused(tmp_path, monkeypatch):
@@ -319,20 +323,21 @@ def test_a_column_chunk_declared_beyond_the_file_is_refused(tmp_path, monkeypatc
 
     monkeypatch.setattr(pq, "ParquetFile", Lying)
     with pytest.raises(DataError) as error:
-        ParquetFolder(tmp_path)
+        Source(tmp_path)
     assert str(error.value).startswith("File 'a.parquet' declares column 'y' of row group 0 at bytes 4 to ")
     assert str(error.value).endswith("the file holds; the file is corrupted.")
 
 
 class _Declares:
-    """Metadata whose first column chunk declares ``held`` compressed bytes."""
+    """Metadata whose column chunks declare ``held`` compressed bytes (None: what they hold) and
+    ``uncompressed`` bytes uncompressed (None: ``held``)."""
 
-    def __init__(self, metadata, held):
-        self.metadata, self.held = metadata, held
+    def __init__(self, metadata, held, uncompressed=None):
+        self.metadata, self.held, self.uncompressed = metadata, held, uncompressed
         self.num_rows, self.num_row_groups = metadata.num_rows, metadata.num_row_groups
 
     def row_group(self, r):
-        group, held = self.metadata.row_group(r), self.held
+        group, held, uncompressed = self.metadata.row_group(r), self.held, self.uncompressed
 
         class Group:
             num_rows, num_columns = group.num_rows, group.num_columns
@@ -342,7 +347,8 @@ class _Declares:
                 return type("Chunk", (), {
                     "data_page_offset": chunk.data_page_offset, "dictionary_page_offset": chunk.dictionary_page_offset,
                     "has_dictionary_page": chunk.has_dictionary_page, "path_in_schema": chunk.path_in_schema,
-                    "total_compressed_size": held, "total_uncompressed_size": held,
+                    "total_compressed_size": chunk.total_compressed_size if held is None else held,
+                    "total_uncompressed_size": held if uncompressed is None else uncompressed,
                 })
 
         return Group()
@@ -373,5 +379,409 @@ def test_nf_mlp_streams_a_folder_of_parquet_files(tmp_path):
     assert fit.evaluate(penguins.dropna())["mae"] < 800
     with pytest.raises(nf.errors.ArgumentError) as error:
         nf.mlp("body_mass_g ~ flipper_length_mm", data=tmp_path, n_models=2, verbose=False)
-    assert str(error.value) == ("data is a folder of Parquet files, streamed; n_models needs the rows in memory. "
+    assert str(error.value) == ("data is streamed, never all in memory; n_models needs the rows in memory. "
                                 "Read a sample with nf.read(), or give valid= a data frame of validation rows.")
+
+
+# ---------------------------------------------------------------------- what a source is
+def test_is_source_knows_every_kind_and_nothing_else(penguins, tmp_path):
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    folder = write_parts(penguins, tmp_path / "parts", n_files=2)
+    files = sorted(str(path) for path in (tmp_path / "parts").iterdir())
+    (tmp_path / "penguins.csv").write_text("a\n1\n")
+    kinds = [folder, tmp_path / "parts", files[0], files, tuple(files), ds.dataset(folder, format="parquet"),
+             pl.scan_parquet(files), pl.from_pandas(penguins).lazy(), Source(folder)]
+    assert [is_source(kind) for kind in kinds] == [True] * len(kinds)
+    others = [penguins, pl.from_pandas(penguins), str(tmp_path / "penguins.csv"), torch.zeros(3), np.zeros(3), [],
+              (torch.zeros(2, 1), torch.zeros(2)), [files[0], "notes.txt"], None, 3, str(tmp_path / "absent")]
+    assert [is_source(other) for other in others] == [False] * len(others)
+
+
+def test_is_source_imports_neither_polars_nor_pyarrow_for_other_data():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy, pandas, torch; from nnfit.streaming import is_source; "
+            "data = (pandas.DataFrame({'a': [1.0]}), object(), torch.zeros(2), numpy.zeros(2), 'data.csv', [1, 2]); "
+            "print([is_source(x) for x in data], 'polars' in sys.modules, 'pyarrow.dataset' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[False, False, False, False, False, False] False False"
+
+
+def _kinds(frame, tmp_path):
+    """The same rows as every kind of source: (name, source), the text columns' levels appearing only later."""
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    folder = write_parts(frame, tmp_path / "parts", n_files=4, row_group_rows=30)
+    files = [os.path.join(folder, f"part-{k}.parquet") for k in range(4)]
+    single = tmp_path / "one.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), single, row_group_size=40)
+    lazy = pl.from_pandas(frame).lazy().with_columns(pl.col("island").cast(pl.Categorical))
+    return [("folder", folder), ("file", str(single)), ("list", files), ("dataset", ds.dataset(files, format="parquet")),
+            ("scan", pl.scan_parquet(files)), ("lazy", lazy)]
+
+
+KINDS = ["folder", "file", "list", "dataset", "scan", "lazy"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("formula", FORMULAS[:3])
+def test_every_kind_of_source_gives_the_in_memory_design(penguins, tmp_path, kind, formula):
+    source = dict(_kinds(penguins, tmp_path))[kind]
+    streamed = quietly(prepare, formula, Source(source, group_rows=45), chunk_rows=17)
+    whole = quietly(nf.Design(formula, scale=True, scale_response=True, intercept=False).fit, penguins)
+    a = streamed.design
+    assert a.columns == whole.columns and a.variables_ == whole.variables_ and a.levels_ == whole.levels_
+    np.testing.assert_allclose(a.center_, whole.center_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.scale_, whole.scale_, rtol=1e-12)
+    if whole.response_kind_ == "numeric":
+        np.testing.assert_allclose(a.response_center_, whole.response_center_, rtol=1e-12)
+        np.testing.assert_allclose(a.response_scale_, whole.response_scale_, rtol=1e-12)
+    assert (streamed.n_rows, streamed.n_left_out) == (len(penguins) - whole.n_left_out_, whole.n_left_out_)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_of_source_gives_prepares_rows_in_order(penguins, tmp_path, kind):
+    formula = "species ~ island + bill_depth_mm + sex"
+    source = dict(_kinds(penguins, tmp_path))[kind]
+    prepared = quietly(prepare, formula, Source(source, group_rows=45), chunk_rows=13, buffer_rows=40)
+    memory = quietly(prepare_in_memory, formula, penguins)
+    batches = list(prepared.data.batches(32, shuffle=False))
+    assert [len(x) for x, _ in batches] == [32] * 10 + [13]
+    torch.testing.assert_close(torch.cat([x for x, _ in batches]), memory.X, rtol=1e-6, atol=1e-6)
+    assert torch.equal(torch.cat([y for _, y in batches]), memory.y)
+
+
+def test_a_lazyframe_is_read_in_slices_of_group_rows_never_collected_whole(monkeypatch):
+    import polars as pl
+
+    frame = pd.DataFrame({"y": np.arange(1000.0), "x": np.arange(1000.0) % 7})
+    lazy = pl.from_pandas(frame).lazy()
+    collected = []
+    real = pl.LazyFrame.collect_batches
+
+    def spy(self, *args, **kwargs):
+        collected.append(kwargs.get("chunk_size"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LazyFrame, "collect_batches", spy)
+    monkeypatch.setattr(pl.LazyFrame, "to_pandas", lambda self: pytest.fail("collected whole"), raising=False)
+    source = Source(lazy, group_rows=300)
+    assert source.groups == [(0, 300), (300, 300), (600, 300), (900, 100)] and source.n_rows == 1000
+    chunks = list(source.chunks(["y"], chunk_rows=128, groups=[3, 0]))
+    assert [len(c) for c in chunks] == [100, 128, 128, 44] and source.largest_chunk_ == 128
+    assert chunks[0]["y"].iloc[0] == 900.0 and collected == [128, 128]
+
+
+def test_the_chunk_and_buffer_caps_hold_for_a_lazyframe(tmp_path):
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"y": rng.normal(size=5000), "x": rng.normal(size=5000)})
+    source = Source(pl.from_pandas(frame).lazy(), group_rows=700)
+    data = quietly(prepare, "y ~ x", source, chunk_rows=150, buffer_rows=400).data
+    assert sum(len(x) for x, _ in data.batches(50, shuffle=True, generator=torch.Generator().manual_seed(2))) == 5000
+    assert source.largest_chunk_ == 150 and 400 <= data.largest_buffer_rows_ < 400 + 150
+
+
+# ---------------------------------------------------------------------- the epoch's order
+def _ids(n=1000, missing=()):
+    frame = pd.DataFrame({"id": np.arange(float(n)), "y": np.arange(float(n)) % 7})
+    frame.loc[list(missing), "y"] = np.nan
+    return frame
+
+
+def test_an_epoch_visits_row_groups_not_files_in_a_seeded_order(tmp_path):
+    pq.write_table(pa.Table.from_pandas(_ids(), preserve_index=False), tmp_path / "one.parquet", row_group_size=100)
+    data = quietly(prepare, "y ~ id", str(tmp_path / "one.parquet"), scale=False, chunk_rows=100, buffer_rows=100).data
+    firsts = []
+    for seed in range(8):
+        first = next(data.batches(50, shuffle=True, generator=torch.Generator().manual_seed(seed)))[0][:, 0]
+        groups = set((first // 100).long().tolist())
+        assert len(groups) == 1  # the first batch comes from the first row group read, whichever it is
+        firsts.append(groups.pop())
+    assert len(set(firsts)) > 3
+
+
+def test_the_same_seed_gives_the_same_batches(tmp_path):
+    data = quietly(prepare, "y ~ id", write_parts(_ids(), tmp_path, n_files=4, row_group_rows=60), scale=False,
+                   chunk_rows=40, buffer_rows=100).data
+
+    def epoch(seed):
+        return [(x, y) for x, y in data.batches(25, shuffle=True, generator=torch.Generator().manual_seed(seed))]
+
+    one, two, other = epoch(7), epoch(7), epoch(8)
+    assert len(one) == len(two) == 40
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, two))
+    assert not torch.equal(torch.cat([x for x, _ in one]), torch.cat([x for x, _ in other]))
+
+
+# ---------------------------------------------------------------------- one share per process
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_read_disjoint_row_groups_and_give_equal_batch_counts(tmp_path, world):
+    source = write_parts(_ids(1000, missing=[5, 500, 501]), tmp_path, n_files=3, row_group_rows=90)
+    data = quietly(prepare, "y ~ id", source, scale=False, chunk_rows=50, buffer_rows=100).data
+    shards = [data.shard(rank, world) for rank in range(world)]
+    assert [len(s) for s in shards] == [997] * world
+    generators = [torch.Generator().manual_seed(3) for _ in range(world)]
+    rows_per_group = Source(source).group_rows_  # 90 90 90 90 64 per file: 15 groups
+    smallest = sorted(rows_per_group)[: len(rows_per_group) // world]
+    expected = -(-(sum(smallest) - 3) // 20)
+    orders = []
+    for _ in range(2):  # two epochs: the generators stay in step
+        ids = []
+        for shard, generator in zip(shards, generators):
+            batches = list(shard.batches(20, shuffle=True, generator=generator))
+            assert len(batches) == shard.n_batches(20) == expected
+            assert all(len(x) == 20 for x, _ in batches[:-1])
+            ids.append(torch.cat([x[:, 0] for x, _ in batches]).long().tolist())
+        assert all(torch.equal(g.get_state(), generators[0].get_state()) for g in generators)
+        everything = [i for share in ids for i in share]
+        assert len(everything) == len(set(everything))  # no row on two processes
+        assert set(everything) <= set(range(1000)) - {5, 500, 501}
+        orders.append([sorted({i // 90 for i in share}) for share in ids])
+    assert orders[0] != orders[1]  # each epoch draws its order again
+
+
+def test_shards_without_shuffling_take_every_worldth_group(tmp_path):
+    source = str(tmp_path / "one.parquet")
+    pq.write_table(pa.Table.from_pandas(_ids(1000), preserve_index=False), source, row_group_size=100)
+    data = quietly(prepare, "y ~ id", source, scale=False, chunk_rows=100, buffer_rows=100).data
+    ids = torch.cat([x[:, 0] for x, _ in data.shard(1, 3).batches(100, shuffle=False)]).long()
+    assert sorted(set((ids // 100).tolist())) == [1, 4, 7] and data.shard(1, 3).n_batches(100) == 3
+
+
+def test_too_few_row_groups_for_the_processes_are_refused(tmp_path):
+    data = quietly(prepare, "y ~ id", write_parts(_ids(100), tmp_path, n_files=2), scale=False).data
+    with pytest.raises(DataError) as error:
+        data.shard(0, 3)
+    assert str(error.value) == (
+        f"There are 2 row groups in the folder {str(tmp_path)!r}, fewer than the 3 processes; each process reads its "
+        "own row groups: write the data in at least 3 row groups (smaller row groups, or more files)."
+    )
+    with pytest.raises(ArgumentError, match="^rank must lie from 0 to world - 1"):
+        data.shard(2, 2)
+
+
+# ---------------------------------------------------------------------- the training loop
+def test_a_streamed_fit_equals_the_in_memory_fit_on_the_same_rows_in_the_same_order(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 600
+    frame = pd.DataFrame({"x": rng.normal(size=n), "z": rng.normal(size=n), "g": rng.choice(["a", "b", "c"], n)})
+    frame["y"] = frame["x"] - 2 * frame["z"] + (frame["g"] == "b") + rng.normal(scale=0.1, size=n)
+    prepared = quietly(prepare, "y ~ x + z + g", write_parts(frame, tmp_path, n_files=1), chunk_rows=n, buffer_rows=n)
+    data, seed, p = prepared.data, 5, len(prepared.design.columns)
+    # The epoch's rows in the streamed order, drawn as the learner draws them (its generator seeded with seed).
+    epoch = list(data.batches(32, shuffle=True, generator=torch.Generator().manual_seed(seed)))
+    X_streamed, y_streamed = torch.cat([x for x, _ in epoch]), torch.cat([y for _, y in epoch])
+    # The same design's encoding of the whole frame, arranged so that InMemory's randperm gives that order.
+    m = prepared.design.transform(frame, response=True)
+    X, y = torch.as_tensor(m.inputs(), dtype=torch.float32), torch.as_tensor(m.y, dtype=torch.float32)
+    key = X[:, 0].numpy()
+    sigma = torch.as_tensor(np.argsort(key)[np.searchsorted(np.sort(key), X_streamed[:, 0].numpy())])
+    assert torch.equal(X[sigma], X_streamed) and torch.equal(y[sigma], y_streamed)  # the same rows, bit for bit
+    pi = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    X_arranged, y_arranged = torch.empty_like(X), torch.empty_like(y)
+    X_arranged[pi], y_arranged[pi] = X[sigma], y[sigma]
+
+    def fitted(training):
+        learner = nf.setup(nf.MLP, loss="mse", optimizer="adam").set_hparams(input_size=p, hidden=[16], output_size=1)
+        return learner.fit(training, epochs=1, batch_size=32, seed=seed, verbose=False, threads=1)
+
+    streamed, memory = fitted(data), fitted((X_arranged, y_arranged))
+    a, b = streamed.model.state_dict(), memory.model.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert streamed.metrics["value"].tolist() == memory.metrics["value"].tolist()
+
+
+# ---------------------------------------------------------------------- a fitted model on a source
+@pytest.fixture(scope="module")
+def fits():
+    penguins = nf.datasets.load("penguins")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "mass": nf.mlp("body_mass_g ~ flipper_length_mm + sex + species", data=penguins, hidden=4, epochs=3,
+                           seed=1, verbose=False),
+            "species": nf.mlp("species ~ bill_length_mm + flipper_length_mm + island", data=penguins, hidden=4,
+                              epochs=3, seed=1, verbose=False),
+            "sex": nf.mlp("sex ~ body_mass_g + bill_depth_mm", data=penguins, hidden=[], epochs=3, seed=1,
+                          verbose=False, threshold=0.4),
+        }
+
+
+@pytest.mark.parametrize("name, type", [("mass", "response"), ("species", "class"), ("species", "prob"),
+                                        ("sex", "response"), ("sex", "class")])
+@pytest.mark.parametrize("kind", ["list", "scan"])
+def test_predict_to_parquet_equals_predict_on_the_whole_frame(penguins, fits, tmp_path, name, type, kind):
+    fit = fits[name]
+    out = predict_to_parquet(fit, dict(_kinds(penguins, tmp_path))[kind], tmp_path / "out.parquet", type=type,
+                             chunk_rows=25)
+    assert out == str(tmp_path / "out.parquet")
+    written = pq.read_table(out).to_pandas()
+    whole = fit.predict(penguins, type=type)
+    whole = (whole.to_frame() if isinstance(whole, pd.Series) else whole).reset_index(drop=True)
+    assert written.columns.tolist() == [str(c) for c in whole.columns]
+    if type == "class":
+        assert written.iloc[:, 0].equals(whole.iloc[:, 0])  # the same Categorical: levels in order, NaN where missing
+    else:
+        np.testing.assert_allclose(written.to_numpy(), whole.to_numpy(), rtol=1e-6, atol=1e-6)
+        assert np.isnan(written.to_numpy()).sum() == np.isnan(whole.to_numpy()).sum() > 0
+
+
+def test_predict_to_parquet_reads_only_the_predictors_and_leaves_no_temporary(penguins, fits, tmp_path, monkeypatch):
+    read = []
+    real = Source.chunks
+
+    def chunks(self, columns=None, *args, **kwargs):
+        read.append(columns)
+        return real(self, columns, *args, **kwargs)
+
+    monkeypatch.setattr(Source, "chunks", chunks)
+    previous = os.umask(0o027)
+    try:
+        out = predict_to_parquet(fits["mass"], write_parts(penguins, tmp_path / "in"), tmp_path / "mass.parquet")
+    finally:
+        os.umask(previous)
+    assert read == [fits["mass"].design.predictors] and sorted(read[0]) == ["flipper_length_mm", "sex", "species"]
+    assert os.stat(out).st_mode & 0o777 == 0o640  # the user's umask, as for any new file
+    assert sorted(os.listdir(tmp_path)) == ["in", "mass.parquet"]
+
+
+def test_predict_to_parquet_never_replaces_a_file_and_leaves_nothing_on_failure(penguins, fits, tmp_path):
+    folder = write_parts(penguins, tmp_path / "in")
+    (tmp_path / "taken.parquet").write_bytes(b"someone else's")
+    with pytest.raises(ArgumentError) as error:
+        predict_to_parquet(fits["mass"], folder, tmp_path / "taken.parquet")
+    assert str(error.value) == (
+        f"{str(tmp_path / 'taken.parquet')!r} exists already; nnfit never replaces a file it did not write: give a new "
+        "path, or remove the file first."
+    )
+    assert (tmp_path / "taken.parquet").read_bytes() == b"someone else's"
+    with pytest.raises(ArgumentError, match="^type must be one of"):
+        predict_to_parquet(fits["mass"], folder, tmp_path / "new.parquet", type="class")
+    assert sorted(os.listdir(tmp_path)) == ["in", "taken.parquet"]
+
+
+@pytest.mark.parametrize("name", ["mass", "species", "sex"])
+def test_evaluate_streamed_equals_evaluate_on_the_whole_frame(penguins, fits, tmp_path, name):
+    fit = fits[name]
+    with pytest.warns(nf.errors.MissingValuesWarning) as caught:
+        streamed = evaluate_streamed(fit, dict(_kinds(penguins, tmp_path))["list"], chunk_rows=30)
+    with pytest.warns(nf.errors.MissingValuesWarning) as expected:
+        whole = fit.evaluate(penguins)
+    assert [str(w.message) for w in caught] == [str(w.message) for w in expected]
+    assert list(streamed) == list(whole) and (streamed.n, streamed.n_left_out) == (whole.n, whole.n_left_out)
+    np.testing.assert_allclose([streamed[k] for k in whole], [whole[k] for k in whole], rtol=1e-6, atol=1e-6)
+    if whole.confusion is not None:
+        assert streamed.confusion.equals(whole.confusion) and streamed.threshold == whole.threshold
+        np.testing.assert_allclose(streamed.by_class.to_numpy(), whole.by_class.to_numpy(), rtol=1e-6)
+
+
+def test_evaluate_streamed_needs_the_response(penguins, fits, tmp_path):
+    folder = write_parts(penguins.drop(columns=["body_mass_g"]), tmp_path)
+    with pytest.raises(DataError) as error:
+        evaluate_streamed(fits["mass"], folder)
+    assert str(error.value) == f"evaluate needs the response: there is no column 'body_mass_g' in the folder {str(tmp_path)!r}."
+
+
+# ---------------------------------------------------------------------- files given one by one
+@pytest.mark.parametrize("given", ["file", "list", "dataset"])
+def test_a_hostile_file_given_alone_or_in_a_list_is_refused_before_its_footer_is_parsed(tmp_path, monkeypatch, given):
+    import pyarrow.dataset as ds
+
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"y": np.arange(100.0), "x": np.arange(100.0)}), good)
+    (tmp_path / "bad").mkdir()
+    bad = _one_file(tmp_path / "bad")
+    source = {"file": str(bad), "list": [good, bad], "dataset": ds.dataset([str(good), str(bad)], format="parquet")}[given]
+    data = bytearray(bad.read_bytes())
+    data[-8:-4] = (2**31 - 1).to_bytes(4, "little")  # a footer of 2 GiB
+    bad.write_bytes(bytes(data))
+    parsed = []
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda handle, **options: parsed.append(1) or real(handle, **options))
+    with pytest.raises(DataError) as error:
+        Source(source)
+    assert str(error.value) == (
+        f"File {str(bad)!r} declares a footer of {2**31 - 1} bytes, but holds only {len(data)} bytes; the file is "
+        "corrupted."
+    )
+    assert len(parsed) == (0 if given == "file" else 1)  # the good file's footer only
+
+
+@pytest.mark.parametrize("given", ["file", "list"])
+def test_a_decompression_bomb_given_alone_or_in_a_list_is_refused(tmp_path, monkeypatch, given):
+    path = _one_file(tmp_path)
+    size = path.stat().st_size
+    real = pq.ParquetFile
+
+    class Bomb:
+        """A reader whose footer declares a column chunk a million times larger uncompressed than it holds."""
+
+        def __init__(self, handle, **options):
+            self.reader = real(handle)
+            self.schema_arrow = self.reader.schema_arrow
+            self.metadata = _Declares(self.reader.metadata, None, uncompressed=10**6 * size)
+
+    monkeypatch.setattr(pq, "ParquetFile", Bomb)
+    with pytest.raises(DataError) as error:
+        Source(str(path) if given == "file" else [path])
+    assert str(error.value).startswith(f"File {str(path)!r} declares {10**6 * size} bytes uncompressed for column 'y'")
+    assert str(error.value).endswith("nnfit refuses it as a decompression bomb (rewrite the file with another compression).")
+
+
+def test_listed_files_must_be_parquet_regular_distinct_and_present(tmp_path, penguins):
+    folder = write_parts(penguins, tmp_path / "in")
+    first = os.path.join(folder, "part-0.parquet")
+    os.symlink(first, tmp_path / "link.parquet")
+    cases = [
+        ([first, str(tmp_path / "notes.txt")], f"{str(tmp_path / 'notes.txt')!r} in the list of files does not end in "
+         ".parquet; list only Parquet files."),
+        ([first, first], f"{first!r} is the same file as {first!r}; list each file once."),
+        ([str(tmp_path / "absent.parquet")], f"Cannot find the file {str(tmp_path / 'absent.parquet')!r} (No such file "
+         "or directory); check the path."),
+        ([str(tmp_path / "link.parquet")], f"{str(tmp_path / 'link.parquet')!r} is a symbolic link; nnfit reads only "
+         f"regular files (give the path of the file itself, {first!r})."),
+    ]
+    for given, message in cases:
+        with pytest.raises(DataError) as error:
+            Source(given)
+        assert str(error.value) == message
+
+
+def test_a_dataset_of_other_files_is_refused(tmp_path):
+    import pyarrow.csv as csv
+    import pyarrow.dataset as ds
+
+    csv.write_csv(pa.table({"y": [1.0, 2.0]}), tmp_path / "a.csv")
+    with pytest.raises(DataError) as error:
+        Source(ds.dataset(str(tmp_path / "a.csv"), format="csv"))
+    assert str(error.value) == (
+        "nnfit streams a pyarrow Dataset of Parquet files (pyarrow.dataset.dataset(path, format='parquet')); this one "
+        "is a FileSystemDataset of csv files. Write the data as Parquet, or read it into memory with nf.read()."
+    )
+
+
+def test_a_dataset_column_from_the_paths_is_refused(tmp_path):
+    import pyarrow.dataset as ds
+
+    (tmp_path / "year=2007").mkdir()
+    pq.write_table(pa.table({"y": [1.0, 2.0], "x": [3.0, 4.0]}), tmp_path / "year=2007" / "a.parquet")
+    with pytest.raises(DataError) as error:
+        Source(ds.dataset(str(tmp_path), format="parquet", partitioning="hive"))
+    assert str(error.value) == (
+        "The dataset's column 'year' is not in its files (it comes from their paths, a partitioning); nnfit streams "
+        "the files' own columns: write 'year' into the files, or pass the files' paths."
+    )
+
+
+def test_a_batch_larger_than_half_the_buffer_keeps_the_buffer_within_its_rows(tmp_path):
+    data = quietly(prepare, "y ~ id", write_parts(_ids(1000), tmp_path, n_files=2, row_group_rows=99), scale=False,
+                   chunk_rows=99, buffer_rows=100).data
+    batches = list(data.batches(90, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert sorted(torch.cat([x[:, 0] for x, _ in batches]).long().tolist()) == list(range(1000))
+    assert [len(x) for x, _ in batches] == [90] * 11 + [10] and data.largest_buffer_rows_ < 100 + 99

@@ -57,7 +57,7 @@ def atomic_write(path, payload: bytes) -> None:
     except OSError:
         mode = None  # a new file: os.open applies the umask to 0o666, as for any file a program creates
     try:
-        handle, temporary = _create_temporary(path)
+        handle, temporary = create_temporary(path)
     except OSError as error:
         raise ArgumentError(f"Cannot write {str(path)!r}: {error.strerror}.") from None
     try:
@@ -84,7 +84,17 @@ def atomic_write(path, payload: bytes) -> None:
         pass
 
 
-def _create_temporary(path: Path):
+def create_temporary(path):
+    """(descriptor, path) of a new, empty temporary file ``.NAME.PID-HEX.tmp`` beside ``path``,
+    created exclusively (the umask applies): what ``atomic_write`` writes before renaming, and
+    what ``remove_temporaries`` clears once its writer has ended.
+
+    >>> import os, tempfile
+    >>> handle, temporary = create_temporary(os.path.join(tempfile.mkdtemp(), "mass.parquet"))
+    >>> os.close(handle); os.path.basename(temporary).startswith(".mass.parquet.")
+    True
+    """
+    path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         temporary = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
