@@ -221,15 +221,38 @@ def test_rows_with_a_missing_predictor_get_nan_bounds_and_no_set(mass):
 
 
 # ------------------------------------------------------------------ messages
-def test_an_uncalibrated_fit_says_how_to_calibrate(mass):
+def test_an_uncalibrated_fit_calibrates_itself_by_cv_plus_on_its_training_rows(mass):
+    _, training, testing = mass
+    options = dict(data=training, hidden=3, epochs=2, seed=1, verbose=False)
+    fit = nf.mlp("body_mass_g ~ flipper_length_mm", **options)
+    with pytest.warns(UserWarning, match=r"^This fit has no calibration, so type='interval' calibrates it now by CV\+ "
+                                         r"on the 266 rows it trained on: 10 folds, the network refitted 10 times, "
+                                         r"once \(fit\.calibration_ keeps it\)\. Fit with valid=, or call "
+                                         r"fit\.calibrate\(\), to choose how\.$"):
+        bounds = fit.predict(testing, type="interval")
+    assert repr(fit.calibration_) == "<nnfit Calibration> CV+ on 266 rows in 10 folds"
+    by_hand = nf.mlp("body_mass_g ~ flipper_length_mm", **options).calibrate(training, method="cv+")
+    np.testing.assert_array_equal(fit.calibration_.scores, by_hand.calibration_.scores)
+    pd.testing.assert_frame_equal(bounds, by_hand.predict(testing, type="interval"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # calibrated once: no second refit, no second warning
+        fit.predict(testing.head(3), type="interval")
+    assert not hasattr(fit, "_training")
+
+
+def test_an_uncalibrated_fit_without_its_training_rows_says_how_to_calibrate(mass, tmp_path):
     training = mass[1]
     fit = nf.mlp("body_mass_g ~ flipper_length_mm", data=training, hidden=3, epochs=2, seed=1, verbose=False)
-    with pytest.raises(ArgumentError) as caught:
-        fit.predict(training, type="interval")
-    assert str(caught.value) == (
-        "type='interval' needs a calibrated fit, and this one has no held-out rows to calibrate on: fit with valid= "
-        "(a fraction, or a data frame of held-out rows), or call fit.calibrate(held_out) with rows the fit did "
-        "not train on, or fit.calibrate(training, method='cv+').")
+    fit.save(tmp_path / "mass.nnfit")
+    weighted = nf.mlp("body_mass_g ~ flipper_length_mm", data=training, hidden=3, epochs=2, seed=1, verbose=False,
+                      weights=np.ones(len(training)))
+    for uncalibrated in (nf.load(tmp_path / "mass.nnfit"), weighted):  # a loaded fit holds no rows; CV+ refuses weights
+        with pytest.raises(ArgumentError) as caught:
+            uncalibrated.predict(training, type="interval")
+        assert str(caught.value) == (
+            "type='interval' needs a calibrated fit, and this one has no held-out rows to calibrate on: fit with valid= "
+            "(a fraction, or a data frame of held-out rows), or call fit.calibrate(held_out) with rows the fit did "
+            "not train on, or fit.calibrate(training, method='cv+').")
     species = nf.mlp("species ~ flipper_length_mm", data=training, hidden=3, epochs=2, seed=1, verbose=False)
     with pytest.raises(ArgumentError, match=r"^type='set' needs a calibrated fit, .* the fit did not train on\.$"):
         species.predict(training, type="set")

@@ -368,3 +368,36 @@ def test_the_recipe_defaults_are_written_once_and_every_front_door_takes_them():
     parameters = inspect.signature(nf.grid).parameters
     assert {name: parameters[name].default for name in parameters if name in DEFAULTS} == {
         name: DEFAULTS[name] for name in ("hidden", "lr", "dropout", "weight_decay", "activation")}
+
+
+def test_parquet_data_streams_through_fit_predict_and_evaluate(tmp_path):
+    import pyarrow.parquet as pq
+
+    from nnfit.errors import ArgumentError
+
+    penguins = nf.datasets.load("penguins")
+    single = tmp_path / "penguins.parquet"
+    penguins.to_parquet(single)
+    formula = "body_mass_g ~ flipper_length_mm + sex"
+    streamed = nf.mlp(formula, data=str(single), hidden=4, epochs=2, seed=1, verbose=False)
+    in_memory = nf.mlp(formula, data=penguins, hidden=4, epochs=2, seed=1, verbose=False)
+    assert streamed.design.columns == in_memory.design.columns == ["flipper_length_mm", "sexmale"]
+    assert streamed.settings["n_train"] == in_memory.settings["n_train"] == 333
+    out = tmp_path / "mass.parquet"
+    assert streamed.predict(single, out=out) == str(out)
+    written = pq.read_table(out).to_pandas()["body_mass_g"]
+    np.testing.assert_allclose(written.to_numpy(), streamed.predict(penguins).to_numpy(), rtol=1e-12)
+    scores, whole = streamed.evaluate(single), streamed.evaluate(penguins)
+    assert scores.keys() == whole.keys() and scores.n == whole.n
+    for name in whole:
+        assert scores[name] == pytest.approx(whole[name], rel=1e-9)
+    with pytest.raises(ArgumentError, match=r"^data is streamed, so its predictions need not fit in "
+                                            r"memory: give out= the path of a new \.parquet file to write them to\.$"):
+        streamed.predict(single)
+    with pytest.raises(ArgumentError, match=r"^out= writes the predictions of streamed data \(Parquet, a pyarrow dataset, "
+                                            r"a polars LazyFrame\); for a data frame, predict returns them"):
+        streamed.predict(penguins, out=tmp_path / "other.parquet")
+    with pytest.raises(nf.errors.NnfitError, match="mass.parquet"):  # never replaced
+        streamed.predict(single, out=out)
+    with pytest.raises(ArgumentError, match=r"^by_model=True is not available for streamed data"):
+        streamed.evaluate(single, by_model=True)

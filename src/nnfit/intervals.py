@@ -173,6 +173,21 @@ def calibrate(fit, data, method: str = "split", folds: int = 10, refit=None):
     _check_task(fit, method)
     matrices = fit.design.transform(frame, response=True)
     warn_left_out(matrices, len(frame), stacklevel=4)
+    return calibrate_matrices(fit, matrices, method, folds, refit)
+
+
+def calibrate_matrices(fit, matrices, method: str = "split", folds: int = 10, refit=None):
+    """``calibrate`` on rows already encoded by the fit's design (a ``Matrices``); return the fit.
+
+    >>> import nnfit as nf
+    >>> from nnfit import intervals
+    >>> training, held_out = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
+    >>> fit = nf.mlp("body_mass_g ~ flipper_length_mm", data=training, hidden=3, epochs=5, seed=1,
+    ...              verbose=False)
+    >>> intervals.calibrate_matrices(fit, fit.design.transform(held_out)).calibration_
+    <nnfit Calibration> split conformal on 67 held-out rows
+    """
+    _check_task(fit, method)
     if method == "cv+":
         fit.calibration_ = _cv_plus(fit, matrices, folds, refit)
         return fit
@@ -257,9 +272,11 @@ def _cv_plus(fit, matrices, folds, refit) -> Calibration:
     train_rows = [np.flatnonzero(fold != k) for k in range(folds)]
     # Each fold's network is scaled with its own training rows, as cross_validate's are; the
     # fit's design scaled them with all of them. raw = the fit's inputs in the data's units.
-    raw = matrices.X * design.scale_ + design.center_
+    # From the inputs as training read them (float32): the same folds from a frame or from the
+    # tensors nf.mlp trained on (MLPFit._calibrate_on_training).
+    raw = np.asarray(matrices.X, dtype=np.float32) * design.scale_ + design.center_
     scaled = (design.scale_ != 1) | (design.center_ != 0)  # the columns the fit's design scales
-    y_raw = design.unscale_response(matrices.y)
+    y_raw = design.unscale_response(np.asarray(matrices.y, dtype=np.float32).astype(np.float64))
     x_stats, y_stats = [], []
     for rows in train_rows:
         _, center, sd = standardize(raw, rows)

@@ -14,25 +14,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .design import Design, as_pandas, is_polars, warn_left_out
+from .design import Design, Matrices, as_pandas, is_polars, warn_left_out
 from .scores import Scores, classification_scores, probabilities, score  # noqa: F401  (nnfit.mlpfit's names)
 from .errors import ArgumentError, DataError
 from .train import ensemble
 from . import intervals
 from .train.ensemble import StackedMLP, check_n_models
+from .train.distributed import follows_choice
+from .train.fitted import History
 from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_size
 
+
+CV_FOLDS = 10  # an uncalibrated fit asked for intervals calibrates by CV+ on this many folds
 
 # nf.mlp's recipe, written once: the estimators, cross_validate, grid and the CLI take their defaults from it.
 DEFAULTS = {"hidden": 50, "activation": "relu", "dropout": 0.0, "optimizer": "rmsprop", "lr": None, "epochs": 100,
             "batch_size": 32, "weight_decay": 0.0}
 
 
+@follows_choice
 def mlp(formula: str, data, hidden=DEFAULTS["hidden"], activation=DEFAULTS["activation"], dropout=DEFAULTS["dropout"],
         optimizer=DEFAULTS["optimizer"], lr=DEFAULTS["lr"], epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
         valid=None, seed=None, weight_decay=DEFAULTS["weight_decay"], callbacks=None,
         device="auto", verbose=None, threads=None, scale=True, n_models=1, embed=None, unknown="error",
-        on_divergence="error", weights=None, class_weight=None, threshold=None):
+        on_divergence="error", weights=None, class_weight=None, threshold=None, distributed=None):
     """Fit a neural network from a formula and a data frame; return an ``MLPFit``.
 
     Predictors are standardized with the training data; a numeric response is standardized for
@@ -57,6 +62,9 @@ def mlp(formula: str, data, hidden=DEFAULTS["hidden"], activation=DEFAULTS["acti
     threshold : binary classifiers only: the probability of the second level above which
         ``predict(type="class")`` and ``evaluate`` say the second level (default 0.5);
         ``fit.choose_threshold`` picks one on validation rows.
+    distributed : None (the default: data-parallel when torchrun started this process), True
+        (require torchrun) or False (fit in this process alone, even under torchrun); see
+        docs/distributed.md.
     n_models : train this many networks at once (an ensemble; model k uses seed + k), in one
         vectorized pass; predictions are their mean.
     on_divergence : a fit whose training loss diverges (NaN, infinite, or 10,000 times the
@@ -89,7 +97,7 @@ def mlp(formula: str, data, hidden=DEFAULTS["hidden"], activation=DEFAULTS["acti
     sizes = check_architecture(hidden, activation, dropout)[0]  # before any work starts
     check_training(lr, weight_decay, epochs, batch_size, on_divergence)
     threshold = check_threshold(threshold)
-    if _is_folder(data):  # a folder of Parquet files: streamed, never all in memory
+    if _is_streamed(data):  # Parquet files, a pyarrow dataset or a polars LazyFrame: never all in memory
         prepared = _streamed(formula, data, scale, embed, unknown, valid, weights, class_weight, n_models)
         frame = weight_column = None
     else:
@@ -139,7 +147,7 @@ def mlp(formula: str, data, hidden=DEFAULTS["hidden"], activation=DEFAULTS["acti
         many.settings.update(_extra_settings(valid, n_valid_left_out, weights, class_weight, threshold, design))
         if rows:
             many.settings["valid"] = "data frame"
-        return many
+        return _keep_training(many, prepared, weight) if valid is None and not rows else many
     opt_hparams = {"weight_decay": weight_decay}
     if lr is not None:
         opt_hparams["lr"] = lr
@@ -177,22 +185,37 @@ def mlp(formula: str, data, hidden=DEFAULTS["hidden"], activation=DEFAULTS["acti
     model = fitted.model.cpu()
     if embeddings and unknown == "other":
         _other_as_average(model)
-    return intervals.on_validation(MLPFit(design, model, task, fitted.records, settings, fitted=fitted), fitted.ctx.valid_data)
+    fit = intervals.on_validation(MLPFit(design, model, task, fitted.records, settings, fitted=fitted), fitted.ctx.valid_data)
+    if valid is not None:
+        return fit
+    return _keep_training(fit, prepared, row_weights(y, sample_weight, class_weight) if X is not None else None)
 
 
-def _is_folder(data) -> bool:
-    import os
+def _keep_training(fit: "MLPFit", prepared, weight) -> "MLPFit":
+    """``fit``, holding the tensors it trained on when it is uncalibrated and CV+ could calibrate it
+    later (``MLPFit._calibrate_on_training``): they are the ones training used, so nothing is copied."""
+    X = getattr(prepared, "X", None)
+    if (getattr(fit, "calibration_", None) is None and X is not None and fit.task == "regression"
+            and fit.model.output_size == 1 and weight is None and prepared.offset is None and not fit.design.embedded_):
+        fit._training = (X, prepared.y)
+    return fit
 
-    return isinstance(data, (str, os.PathLike)) and os.path.isdir(data)
+
+def _is_streamed(data) -> bool:
+    """Whether ``data`` is streamed (``nnfit.streaming.is_source``): a Parquet file, folder or list
+    of files, a pyarrow dataset or a polars LazyFrame."""
+    from .streaming import is_source
+
+    return is_source(data)
 
 
 def _streamed(formula, folder, scale, embed, unknown, valid, weights, class_weight, n_models):
-    """nf.mlp's data from a folder of Parquet files (``nnfit.streaming``), or the error for what needs memory."""
+    """nf.mlp's data streamed from Parquet (``nnfit.streaming``), or the error for what needs memory."""
     given = [name for name, value, default in (("valid as a fraction", valid if isinstance(valid, (int, float)) else None, None),
                                                 ("weights", weights, None), ("class_weight", class_weight, None),
                                                 ("n_models", n_models, 1)) if value != default]
     if given:
-        raise ArgumentError(f"data is a folder of Parquet files, streamed; {given[0]} needs the rows in memory. "
+        raise ArgumentError(f"data is streamed, never all in memory; {given[0]} needs the rows in memory. "
                             "Read a sample with nf.read(), or give valid= a data frame of validation rows.")
     from .streaming import prepare as prepare_streamed
 
@@ -522,7 +545,7 @@ def optimizer_name(optimizer) -> str:
 _TASK_NAMES = {"regression": "regression", "binary": "binary classification", "multiclass": "classification"}
 
 
-class MLPFit:
+class MLPFit(History):
     """A network fitted by ``nf.mlp``: predict, evaluate, coef, plot, save, print.
 
     With ``n_models=K`` it holds K networks of one shape (an ensemble): predictions are their
@@ -571,6 +594,11 @@ class MLPFit:
         self.fitted = fitted
 
     @property
+    def records(self) -> list:
+        """The training history's records (``History`` reads them): ``history``."""
+        return self.history
+
+    @property
     def n_models(self) -> int:
         return getattr(self.model, "n_models", 1)
 
@@ -606,8 +634,12 @@ class MLPFit:
             return self.design.unscale_response(out, offset)
         return np.stack([probabilities(o, self.task) for o in out])
 
-    def predict(self, data, type: str | None = None, level: float = 0.95):
+    def predict(self, data, type: str | None = None, level: float = 0.95, out=None):
         """Predictions for every row of ``data``, aligned to its index (NaN where a predictor is missing).
+
+        ``data`` streamed from Parquet (a file, folder or list of files, a pyarrow dataset or a
+        polars LazyFrame; see docs/streaming.md) is predicted chunk by chunk into the Parquet
+        file ``out`` (which must not exist yet), and the path comes back.
 
         Regression: a Series in the response's units (a DataFrame for several responses);
         ``type="response"`` (the default) and ``"link"`` are the same, as for a gaussian glm.
@@ -615,7 +647,10 @@ class MLPFit:
         ``fit``, ``lower`` and ``upper`` that holds a new response with probability at least
         ``level`` (over new rows and calibration rows, if they are exchangeable). They need
         calibration: ``valid=`` at fit time does it, or ``fit.calibrate(held_out)``, or
-        ``fit.calibrate(training, method="cv+")``.
+        ``fit.calibrate(training, method="cv+")``; a regression fit with none of these
+        calibrates itself the first time it is asked, by CV+ on the rows it trained on (10
+        refits, with a warning), when it still holds them (fitted in memory by ``nf.mlp``,
+        without weights, embeddings or offset; a loaded fit does not).
 
         Classification, as R's ``predict``:
 
@@ -671,6 +706,10 @@ class MLPFit:
         """
         import pandas as pd
 
+        if out is not None or _is_streamed(data):
+            return self._predict_streamed(data, type, level, out)
+        if type == "interval":
+            self._calibrate_on_training()
         if is_polars(data):
             return _as_polars(self.predict(as_pandas(data), type=type, level=level))
         if type is None:
@@ -719,6 +758,19 @@ class MLPFit:
             return full(mean, levels)
         return self._labels(frame, matrices.rows, mean)
 
+    def _predict_streamed(self, data, type, level, out):
+        """predict for streamed data: written to the Parquet file ``out`` (``nnfit.streaming``)."""
+        from .streaming import predict_to_parquet
+
+        if not _is_streamed(data):
+            raise ArgumentError("out= writes the predictions of streamed data (Parquet, a pyarrow dataset, a polars "
+                                "LazyFrame); for a data frame, "
+                                "predict returns them (write them with .to_parquet(path)).")
+        if out is None:
+            raise ArgumentError("data is streamed, so its predictions need not fit in memory: give "
+                                "out= the path of a new .parquet file to write them to.")
+        return predict_to_parquet(self, data, out, type=type, level=level)
+
     def calibrate(self, data, method: str = "split", folds: int = 10) -> "MLPFit":
         """Calibrate the fit's prediction intervals and sets (``nnfit.intervals``); return the fit.
 
@@ -745,10 +797,27 @@ class MLPFit:
         """
         if is_polars(data):
             data = as_pandas(data)
-        def refit(X, y, *args, **options):  # the recipe's K-model fit on the folds' tensors (CV+)
-            return fit_models(Prepared(self.design, self.task, 1, X, y, 0), *args, **options)
+        self.__dict__.pop("_training", None)
+        return intervals.calibrate(self, data, method=method, folds=folds, refit=self._refit)
 
-        return intervals.calibrate(self, data, method=method, folds=folds, refit=refit)
+    def _refit(self, X, y, *args, **options):
+        """The recipe's K-model fit on the folds' tensors (CV+ calls it)."""
+        return fit_models(Prepared(self.design, self.task, 1, X, y, 0), *args, **options)
+
+    def _calibrate_on_training(self) -> None:
+        """An uncalibrated fit asked for intervals calibrates itself once, by CV+ on the rows it
+        trained on, when nf.mlp left it those rows (a regression without weights, embeddings
+        or offset, fitted in memory without valid=): with a warning that says so."""
+        training = self.__dict__.pop("_training", None)
+        if training is None or getattr(self, "calibration_", None) is not None:
+            return
+        X, y = (tensor.numpy() for tensor in training)
+        warnings.warn(
+            f"This fit has no calibration, so type='interval' calibrates it now by CV+ on the {len(X)} rows it "
+            f"trained on: {CV_FOLDS} folds, the network refitted {CV_FOLDS} times, once (fit.calibration_ keeps it). "
+            "Fit with valid=, or call fit.calibrate(), to choose how.", UserWarning, stacklevel=3)
+        matrices = Matrices(X, y, np.ones(len(X), dtype=bool), 0, {})
+        intervals.calibrate_matrices(self, matrices, method="cv+", folds=CV_FOLDS, refit=self._refit)
 
     @property
     def threshold(self) -> float | None:
@@ -864,7 +933,8 @@ class MLPFit:
         of the second level at the fit's threshold; the returned Scores also holds
         ``.confusion`` and ``.by_class``. The number of rows left out for a missing value is in
         ``.n_left_out`` (and a warning). An ensemble is scored on its mean prediction;
-        ``by_model=True`` gives a DataFrame with one row per model.
+        ``by_model=True`` gives a DataFrame with one row per model. Data streamed from Parquet
+        (see ``predict``) is scored chunk by chunk, to the same numbers.
 
         >>> import nnfit as nf
         >>> training, testing = nf.split(nf.datasets.load("penguins").dropna(), prop=0.8, seed=1)
@@ -884,6 +954,13 @@ class MLPFit:
         """
         import pandas as pd
 
+        if _is_streamed(data):  # Parquet: read in chunks (nnfit.streaming), never all rows at once
+            from .streaming import evaluate_streamed
+
+            if by_model:
+                raise ArgumentError("by_model=True is not available for streamed data; read the "
+                                    "rows with nf.read() to score each model.")
+            return evaluate_streamed(self, data)
         mean, truth, (values, matrices) = self._scored(data)
         if by_model:
             if self.task == "regression":
@@ -968,14 +1045,6 @@ class MLPFit:
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
-
-    @property
-    def metrics(self):
-        """Training history as a long DataFrame: set, metric, epoch, value (and model for ensembles)."""
-        import pandas as pd
-
-        columns = ["set", "metric", "epoch", "value"] + (["model"] if self.history and len(self.history[0]) == 5 else [])
-        return pd.DataFrame(self.history, columns=columns)
 
     def plot(self):
         """Learning curves (loss and metrics by epoch).
@@ -1173,7 +1242,7 @@ class MLPFit:
             f"nnfit MLP ({task}): {s['formula']}",
             "  " + self.notation().replace("\n", "\n  "),
             f"  {self.n_parameters:,} parameters; {s['optimizer']}{lr}, batch size {s['batch_size']}, "
-            f"{_epochs_run(self.history)} epochs",
+            f"{self.epochs_run} epochs",
             f"  trained on {s['n_train']} rows"
             + (f", {s['n_valid']} held out for validation" if s.get("n_valid") else "")
             + (f" ({s['n_left_out']} left out for missing values)" if s.get("n_left_out") else ""),
@@ -1187,16 +1256,17 @@ class MLPFit:
         calibration = getattr(self, "calibration_", None)
         if calibration is not None:
             lines.append(f"  prediction intervals: {calibration.describe()}")
-        last = _last_epoch(self.history)
+        last = self.last_metrics()
         if last:
             unit = f" ({self.design.response_columns[0]} units)" if self.task == "regression" and len(self.design.response_columns) == 1 else ""
             lines.append("  last epoch: " + _format_last(last) + unit)
         return "\n".join(lines)
 
-    def _repr_html_(self):
-        """Jupyter's view: what was fitted, the last epoch's metrics and the learning curves."""
-        from . import display
+    def _title(self) -> str:
+        return f"nnfit MLP ({_TASK_NAMES[self.task]})"
 
+    def _facts(self) -> list:
+        """What the notebook view shows (``History._repr_html_``)."""
         s = self.settings
         facts = [
             ("formula", s["formula"]),
@@ -1204,15 +1274,14 @@ class MLPFit:
             ("parameters", f"{self.n_parameters:,}"),
             ("optimizer", s["optimizer"] + (f", lr {s['lr']}" if s.get("lr") is not None else "")),
             ("batch size", s["batch_size"]),
-            ("epochs", _epochs_run(self.history)),
+            ("epochs", self.epochs_run),
             ("training rows", s["n_train"]),
             ("left out (missing values)", s.get("n_left_out") or 0),
         ] + [(name, s[key]) for name, key in (("case weights", "weights"), ("class weights", "class_weight"),
                                               ("decision threshold", "threshold")) if s.get(key) is not None]
         if getattr(self, "calibration_", None) is not None:
             facts.append(("prediction intervals", self.calibration_.describe()))
-        curves = self.plot() if self.history else None
-        return display.fitted(f"nnfit MLP ({_TASK_NAMES[self.task]})", facts, _last_epoch(self.history), curves)
+        return facts
 
 
 def _embedding_rows(model, design):
@@ -1257,20 +1326,6 @@ def _as_polars(result):
 def _rates(rates) -> str:
     """Dropout rates as given, not as float32 stores them: [0.4, 0.3], not [0.4000000059604645, ...]."""
     return "[" + ", ".join(f"{float(r):.4g}" for r in rates) + "]"
-
-
-def _epochs_run(history) -> int:
-    return max((row[2] for row in history), default=0)
-
-
-def _last_epoch(history) -> dict:
-    """{set: {metric: value}} of the last epoch (the mean over models for an ensemble)."""
-    last = _epochs_run(history)
-    values = {}
-    for row in history:
-        if row[2] == last:
-            values.setdefault(row[0], {}).setdefault(row[1], []).append(row[3])
-    return {split: {name: float(np.mean(v)) for name, v in metrics.items()} for split, metrics in values.items()}
 
 
 def _format_last(last: dict) -> str:

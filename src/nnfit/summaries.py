@@ -292,7 +292,8 @@ def summary(fit, data=None) -> Summary:
     metrics = {name: _metrics(fit, X, y) for name, (X, y, _) in rows.items()}
     measured = bool(metrics)
     if not measured:  # rows not held (a loaded fit, an ensemble): what training recorded
-        metrics = _last_epoch(fit.history)
+        metrics = {split: {name: value for name, value in values.items() if name != "loss"}
+                   for split, values in fit.last_metrics().items()}
     coefficients, fit_stats = None, {}
     linear = not list(fit.model.sizes) and getattr(fit.model, "n_models", 1) == 1 and not fit.design.embedded_
     if linear:
@@ -316,20 +317,11 @@ def summary(fit, data=None) -> Summary:
         n_valid=settings.get("n_valid", 0) if data is None else 0,
         n_left_out=settings.get("n_left_out", 0) if data is None else data_left_out,
         notation=fit.notation(), n_parameters=sum(p.numel() for p in fit.model.parameters()),
-        seconds=settings.get("seconds"), epochs=max((row[2] for row in fit.history), default=0),
+        seconds=settings.get("seconds"), epochs=fit.epochs_run,
         metrics=metrics, coefficients=coefficients, fit_stats=fit_stats,
         response=_response_text(fit), outputs=_output_names(fit) if linear else [],
         weight_decay=settings.get("weight_decay") or 0.0, measured=measured,
     )
-
-
-def _last_epoch(history) -> dict:
-    last = max((row[2] for row in history), default=0)
-    values = {}
-    for row in history:
-        if row[2] == last and row[1] != "loss":
-            values.setdefault(row[0], {}).setdefault(row[1], []).append(row[3])
-    return {split: {name: float(np.mean(v)) for name, v in m.items()} for split, m in values.items()}
 
 
 def _response_text(fit) -> str:

@@ -17,10 +17,11 @@ import time
 import torch
 
 from .data import InMemory, as_data
+from .fitted import History
 from ..errors import ArgumentError
 
 
-class FittedMany:
+class FittedMany(History):
     """K fitted copies of a module: predict (mean, or every model's), evaluate, metrics.
 
     ``dropped`` lists the models left out because their training diverged
@@ -60,13 +61,6 @@ class FittedMany:
     @property
     def n_models(self) -> int:
         return len(self.models)
-
-    @property
-    def metrics(self):
-        """Training history: set, metric, epoch, value, model."""
-        import pandas as pd
-
-        return pd.DataFrame(self.records, columns=["set", "metric", "epoch", "value", "model"])
 
     @torch.no_grad()
     def predict(self, data, type: str = "response", batch_size: int = 4096) -> torch.Tensor:
@@ -108,22 +102,6 @@ class FittedMany:
                 metric.update(pred, target)
         return dict(loss=loss_sum / n, **{m.name: float(m.compute()) for m in metrics})
 
-    @property
-    def epochs_run(self) -> int:
-        return max((row[2] for row in self.records), default=0)
-
-    def last_metrics(self) -> dict:
-        """{set: {metric: mean over the models}} of the last epoch (a model stopped early counts its own last)."""
-        frame = self.metrics
-        if frame.empty:
-            return {}
-        last = frame[frame["epoch"] == frame.groupby("model")["epoch"].transform("max")]
-        means = last.groupby(["set", "metric"], sort=False)["value"].mean()
-        out = {}
-        for (split, name), value in means.items():
-            out.setdefault(split, {})[name] = float(value)
-        return out
-
     def plot(self):
         """Learning curves: one panel per metric, training and validation by epoch, the mean over the models."""
         from .. import plot
@@ -138,12 +116,12 @@ class FittedMany:
 
         files.save_modules(path, self, key=key)
 
-    def _repr_html_(self):
-        """Jupyter's view: the module, how the K models were trained, the last epoch's means, the learning curves."""
-        from .. import display
+    def _title(self) -> str:
+        return f"nnfit fitted models ({self.n_models})"
 
+    def _facts(self) -> list:
         model = self.models[0]
-        facts = [
+        return [
             ("module", type(model).__name__),
             ("models", self.n_models),
             ("parameters per model", f"{sum(p.numel() for p in model.parameters()):,}"),
@@ -152,8 +130,6 @@ class FittedMany:
             ("device", self.device),
             ("threads", self.threads),
         ] + ([("dropped (diverged)", ", ".join(self.dropped))] if self.dropped else [])
-        return display.fitted(f"nnfit fitted models ({self.n_models})", facts, self.last_metrics(),
-                              self.plot() if self.records else None)
 
     def __repr__(self):
         model = self.models[0]
