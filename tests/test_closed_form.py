@@ -226,3 +226,43 @@ def test_torch_step_leaves_to_torch_what_it_does_not_implement():
     hooked = torch.optim.SGD([param], lr=0.1)
     hooked.register_step_post_hook(lambda *args: None)
     assert not isinstance(closed_form.torch_step(hooked), closed_form.TorchStep)
+
+
+def _twin_steps(make, schedule):
+    """The same parameters stepped by torch's own step and by torch_step; ``schedule(k, params, opt)``
+    sets each step's gradients (and may change the optimizer); the parameters after every step."""
+    results = []
+    for use_ours in (False, True):
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2))]
+        opt = make(params)
+        step = closed_form.torch_step(opt) if use_ours else opt.step  # once, as the loop takes it each epoch
+        for k in range(6):
+            schedule(k, params, opt)
+            step()
+        results.append([p.detach().clone() for group in opt.param_groups for p in group["params"]])
+    return results
+
+
+def test_torch_step_equals_torch_when_some_parameters_have_no_momentum_buffer_yet():
+    def schedule(k, params, opt):
+        params[0].grad = torch.full((3,), 0.5 + k)
+        params[1].grad = None if k == 0 else torch.full((2,), -1.0 - k)  # the first step leaves b out
+
+    theirs, ours = _twin_steps(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), schedule)
+    for a, b in zip(theirs, ours):
+        assert torch.equal(a, b)
+
+
+def test_torch_step_equals_torch_after_a_group_with_other_options_is_added():
+    def schedule(k, params, opt):
+        if k == 2:  # a new parameter, in a group asking for what the closed form does not implement
+            opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "amsgrad": True, "maximize": True})
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.grad = torch.full_like(p, 0.3 * (k + 1))
+
+    theirs, ours = _twin_steps(lambda p: torch.optim.Adam(p, lr=0.05), schedule)
+    assert len(theirs) == len(ours) == 3
+    for a, b in zip(theirs, ours):
+        assert torch.equal(a, b)

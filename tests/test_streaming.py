@@ -455,25 +455,49 @@ def test_every_kind_of_source_gives_prepares_rows_in_order(penguins, tmp_path, k
     assert torch.equal(torch.cat([y for _, y in batches]), memory.y)
 
 
-def test_a_lazyframe_is_read_in_slices_of_group_rows_never_collected_whole(monkeypatch):
+def test_a_lazyframe_is_written_once_by_the_streaming_engine_in_groups_of_group_rows(monkeypatch):
+    import os
+
     import polars as pl
 
     frame = pd.DataFrame({"y": np.arange(1000.0), "x": np.arange(1000.0) % 7})
     lazy = pl.from_pandas(frame).lazy()
-    collected = []
-    real = pl.LazyFrame.collect_batches
-
-    def spy(self, *args, **kwargs):
-        collected.append(kwargs.get("chunk_size"))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(pl.LazyFrame, "collect_batches", spy)
-    monkeypatch.setattr(pl.LazyFrame, "to_pandas", lambda self: pytest.fail("collected whole"), raising=False)
+    monkeypatch.setattr(pl.LazyFrame, "collect", lambda self, *a, **k: pytest.fail("collected whole"))
     source = Source(lazy, group_rows=300)
-    assert source.groups == [(0, 300), (300, 300), (600, 300), (900, 100)] and source.n_rows == 1000
+    assert source.group_rows_ == [300, 300, 300, 100] and source.n_rows == 1000 and source.what == "the LazyFrame"
     chunks = list(source.chunks(["y"], chunk_rows=128, groups=[3, 0]))
     assert [len(c) for c in chunks] == [100, 128, 128, 44] and source.largest_chunk_ == 128
-    assert chunks[0]["y"].iloc[0] == 900.0 and collected == [128, 128]
+    assert chunks[0]["y"].iloc[0] == 900.0
+    (written,) = source.files
+    assert os.path.exists(written)
+    del source, chunks
+    import gc
+
+    gc.collect()
+    assert not os.path.exists(os.path.dirname(written))  # the temporary copy goes with the source
+
+
+def test_a_lazyframe_whose_query_reorders_its_rows_is_read_as_one_run_of_it():
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    keys = pd.DataFrame({"key": rng.integers(0, 20_000, 60_000), "x": rng.normal(size=60_000)})
+    lazy = pl.from_pandas(keys).lazy().group_by("key").agg(pl.col("x").mean().alias("y"), pl.len().alias("n"))
+    source = Source(lazy, group_rows=1000)
+    rows = pd.concat(source.chunks(["y", "n"], chunk_rows=512))
+    expected = keys.groupby("key")["x"].agg(["mean", "size"])
+    assert len(rows) == source.n_rows == len(expected)  # every group once: a group_by's order changes per run
+    np.testing.assert_allclose(np.sort(rows["y"].to_numpy()), np.sort(expected["mean"].to_numpy()), rtol=1e-9)
+    assert sorted(rows["n"]) == sorted(expected["size"])
+
+
+def test_a_lazyframe_enum_keeps_its_levels_in_order():
+    import polars as pl
+
+    lazy = pl.DataFrame({"size": ["small", "large", "medium", "small"], "y": [1.0, 3.0, 2.0, 1.5]}).lazy().with_columns(
+        pl.col("size").cast(pl.Enum(["small", "medium", "large"])))
+    (chunk,) = Source(lazy).chunks(["size"])
+    assert list(chunk["size"].cat.categories) == ["small", "medium", "large"]
 
 
 def test_the_chunk_and_buffer_caps_hold_for_a_lazyframe(tmp_path):
@@ -544,6 +568,33 @@ def test_shards_read_disjoint_row_groups_and_give_equal_batch_counts(tmp_path, w
         assert set(everything) <= set(range(1000)) - {5, 500, 501}
         orders.append([sorted({i // 90 for i in share}) for share in ids])
     assert orders[0] != orders[1]  # each epoch draws its order again
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_shards_of_unequal_files_give_equal_batch_counts_with_drop_last(tmp_path, shuffle):
+    # a shard with fewer rows than a batch must still give the batch the others give: a process
+    # that takes one step fewer than another leaves it waiting in the all-reduce for ever
+    pd.DataFrame({"x": np.arange(10.0), "y": np.arange(10.0)}).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame({"x": np.arange(50.0), "y": np.arange(50.0)}).to_parquet(tmp_path / "b.parquet")
+    data = quietly(prepare, "y ~ x", str(tmp_path), buffer_rows=64).data
+    shards = [data.shard(r, 2) for r in range(2)]
+    for seed in range(4):
+        counts = [len(list(shard.batches(32, shuffle=shuffle, generator=torch.Generator().manual_seed(seed),
+                                         drop_last=True))) for shard in shards]
+        assert counts == [shards[0].n_batches(32, drop_last=True)] * 2 == [1, 1], seed
+
+
+def test_a_filtered_pyarrow_dataset_is_refused_rather_than_read_whole(tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    nf.datasets.load("penguins").to_parquet(tmp_path / "penguins.parquet")
+    males = ds.dataset(str(tmp_path), format="parquet").filter(pc.field("sex") == "male")
+    with pytest.raises(DataError) as error:
+        Source(males)
+    assert str(error.value) == (
+        "The dataset has a filter (dataset.filter(...)), and nnfit streams its files whole, every row of them; "
+        "write the rows you want to their own Parquet files, or pass a polars LazyFrame that filters them.")
 
 
 def test_shards_without_shuffling_take_every_worldth_group(tmp_path):

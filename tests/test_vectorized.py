@@ -199,3 +199,20 @@ def test_k_models_plot_and_show_themselves(data):
     html = many._repr_html_()
     assert "nnfit fitted models (3)" in html and "<img" in html
     plt.close("all")
+
+
+def test_a_k_model_file_whose_hparams_build_more_than_it_holds_is_refused_before_building(data, tmp_path):
+    import resource
+
+    from nnfit import files
+
+    X, y = data
+    many = setup().fit((X, y), epochs=1, seed=4, n_models=2, verbose=False)
+    metadata = {"kind": "modules", "module": "nnfit.modules.mlp.MLP", "n_models": 1,
+                "hparams": {**many.learner.hparams, "hidden": [20_000, 20_000]}}  # 1.6 GB, beside one tensor
+    files.write(tmp_path / "big.nnfit", {"model0.hidden.0.bias": torch.zeros(8)}, metadata)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(nf.errors.ModelFileError) as error:
+        nf.load(tmp_path / "big.nnfit", module=nf.MLP)
+    assert "has no tensor 'hidden.0.weight' that the MLP its hparams" in str(error.value)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 < 64 * 2**20

@@ -541,7 +541,7 @@ def _streamed(args) -> bool:
                                 "read into memory; leave --stream out.")
         return False
     folder = os.path.isdir(source)
-    if not folder and args.stream and not source.lower().endswith((".parquet", ".pq")):
+    if not folder and args.stream and not source.lower().endswith(".parquet"):
         raise ArgumentError(f"--stream reads a Parquet file in chunks, and {source!r} is not a .parquet file; "
                             "leave --stream out to read it into memory, or convert it to Parquet.")
     if (folder or args.stream) and args.valid is not None:

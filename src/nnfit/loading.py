@@ -122,8 +122,16 @@ def _check_hparams(module: type, hparams: dict, weights: dict, path) -> None:
         shapes = {name: tuple(value.shape) for name, value in probe.state_dict().items()}
     except Exception:  # a module that cannot be built on the meta device: load_state_dict checks the shapes
         return
+    missing = [name for name in shapes if name not in weights]
+    extra = [name for name in weights if name not in shapes]
+    if missing or extra:  # the file must hold exactly the network its hparams build, before it is built
+        which = (f"has no tensor {missing[0]!r}" if missing else f"has a tensor {extra[0]!r}") + f" that the "
+        raise ModelFileError(
+            f"{str(path)!r} is not a valid nnfit model file: it {which}{module.__name__} its hparams "
+            f"{schema.short(hparams)} make {'needs' if missing else 'does not have'}."
+        )
     for name, shape in shapes.items():
-        if name in weights and tuple(weights[name].shape) != shape:
+        if tuple(weights[name].shape) != shape:
             raise ModelFileError(
                 f"{str(path)!r} is not a valid nnfit model file: its hparams {schema.short(hparams)} make "
                 f"{module.__name__} with {name!r} of shape {list(shape)}, but the file holds "

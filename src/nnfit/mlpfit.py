@@ -20,7 +20,7 @@ from .errors import ArgumentError, DataError
 from .train import ensemble
 from . import intervals
 from .train.ensemble import StackedMLP, check_n_models
-from .train.distributed import follows_choice
+from .train.distributed import choice, follows_choice
 from .train.fitted import History
 from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_size
 
@@ -817,7 +817,8 @@ class MLPFit(History):
             f"trained on: {CV_FOLDS} folds, the network refitted {CV_FOLDS} times, once (fit.calibration_ keeps it). "
             "Fit with valid=, or call fit.calibrate(), to choose how.", UserWarning, stacklevel=3)
         matrices = Matrices(X, y, np.ones(len(X), dtype=bool), 0, {})
-        intervals.calibrate_matrices(self, matrices, method="cv+", folds=CV_FOLDS, refit=self._refit)
+        with choice(False):  # here, in this process: a predict under torchrun may run on one rank only
+            intervals.calibrate_matrices(self, matrices, method="cv+", folds=CV_FOLDS, refit=self._refit)
 
     @property
     def threshold(self) -> float | None:

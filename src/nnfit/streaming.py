@@ -4,7 +4,7 @@ A source (``is_source``) is a folder of ``.parquet`` files, one such file, a lis
 ``pyarrow.dataset`` of Parquet files or a polars ``LazyFrame``. ``Source`` checks it before
 anything is trained (for files: regular files only, every footer's declared sizes against the
 file's size, one schema for all) and reads it by groups of rows (a file's row groups, which
-the footers list; for a LazyFrame, consecutive slices of ``group_rows`` rows), in chunks of
+the footers list; a LazyFrame is written once to a temporary Parquet file), in chunks of
 at most ``chunk_rows`` rows, only the columns a formula needs. ``prepare`` fits the design in
 two streaming passes (``Design.fit_chunks``: the levels, then the merged column moments) and
 returns a ``Streamed`` source: the training loop's data, which visits the groups in a seeded
@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
+import weakref
 import stat
 import warnings
 from dataclasses import dataclass
@@ -41,7 +44,7 @@ MAGIC = b"PAR1"
 MAX_EXPANSION = 1000  # a column chunk may declare at most this many bytes uncompressed per byte it holds
 CHUNK_ROWS = 65_536
 BUFFER_ROWS = 262_144
-GROUP_ROWS = 65_536  # a LazyFrame's "row groups": consecutive slices of this many rows
+GROUP_ROWS = 65_536  # the row groups of a LazyFrame's temporary Parquet file
 
 
 def is_source(data) -> bool:
@@ -96,11 +99,10 @@ class Source:
     and every file must have the same columns with the same types (a dictionary column counts
     as its values' type). Its groups are the files' non-empty row groups, in order; row counts
     come from the footers and no data is read. A polars ``LazyFrame`` is never collected
-    whole: its row count is a ``pl.len()`` query, and its groups are consecutive slices of
-    ``group_rows`` rows (the last may be shorter), each collected with polars' streaming
-    engine in batches when it is read; a Categorical column is read as text (an Enum keeps its
-    levels). ``groups`` lists (file, row group) or (first row, rows) pairs, ``group_rows_`` their
-    row counts. ``largest_chunk_`` is the most rows any chunk read so far has held.
+    whole: its query runs once in polars' streaming engine into a temporary Parquet file of
+    row groups of ``group_rows`` rows, read like any file and removed with the source; a
+    Categorical column is read as text (an Enum keeps its levels). ``groups`` lists
+    (file, row group) pairs, ``group_rows_`` their row counts. ``largest_chunk_`` is the most rows any chunk read so far has held.
 
     >>> import tempfile, nnfit as nf
     >>> from nnfit.streaming import Source, write_parts
@@ -116,7 +118,7 @@ class Source:
     def __init__(self, data, group_rows: int = GROUP_ROWS):
         self.group_rows = _positive("group_rows", group_rows)
         self.largest_chunk_ = 0
-        self.files, self.names, self.sizes, self.metadata, self.lazy = [], [], [], [], None
+        self.files, self.names, self.sizes, self.metadata, self.enum_levels = [], [], [], [], {}
         module = type(data).__module__.split(".")[0]
         if module == "polars" and type(data).__name__ == "LazyFrame":
             self._from_lazy(data)
@@ -192,20 +194,24 @@ class Source:
         self.n_rows = sum(self.group_rows_)
 
     def _from_lazy(self, frame):
+        """A LazyFrame is written once, by polars' streaming engine, to a temporary Parquet file
+        (row groups of ``group_rows`` rows; removed with this source), which every pass then reads:
+        a query re-run for each pass need not give its rows in the same order (a ``group_by``
+        does not), and one run costs one pass. An Enum column keeps its levels' order."""
         import polars as pl
 
         try:
             schema = frame.collect_schema()
-            text = [name for name, dtype in schema.items() if isinstance(dtype, pl.Categorical)]
-            self.lazy = frame.with_columns([pl.col(name).cast(pl.String) for name in text]) if text else frame
-            n = int(frame.select(pl.len()).collect(engine="streaming").item())
+            self.enum_levels = {name: [str(level) for level in dtype.categories]
+                                for name, dtype in schema.items() if isinstance(dtype, pl.Enum)}
+            folder = tempfile.mkdtemp(prefix="nnfit-lazyframe-")
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            path = os.path.join(folder, "rows.parquet")
+            frame.sink_parquet(path, row_group_size=self.group_rows)
         except pl.exceptions.PolarsError as error:
             raise DataError(f"Cannot read the LazyFrame: {error}") from None
-        self.columns, self.what = list(schema.names()), "the LazyFrame"
-        starts = range(0, n, self.group_rows)
-        self.groups = [(start, min(self.group_rows, n - start)) for start in starts]
-        self.group_rows_ = [rows for _, rows in self.groups]
-        self.n_rows = n
+        self._from_files([path], ["the LazyFrame's rows"], folder=False)
+        self.what = "the LazyFrame"
 
     def __repr__(self):
         return f"Source: {self.what}: {self.n_rows} rows, {len(self.columns)} columns in {len(self.groups)} groups"
@@ -225,15 +231,19 @@ class Source:
         >>> first["species"].tolist()
         ['Gentoo', 'Gentoo', 'Gentoo']
         """
+        import pandas as pd
+
         chunk_rows = _positive("chunk_rows", chunk_rows)
         columns = list(self.columns) if columns is None else list(columns)
         absent = [c for c in columns if c not in self.columns]
         if absent:
             raise DataError(f"There is no column {absent[0]!r} in {self.what}.")
         groups = range(len(self.groups)) if groups is None else [int(g) for g in groups]
-        read = self._lazy_chunks if self.lazy is not None else self._file_chunks
-        for frame in read(columns, chunk_rows, groups):
+        enums = {name: levels for name, levels in self.enum_levels.items() if name in columns}
+        for frame in self._file_chunks(columns, chunk_rows, groups):
             self.largest_chunk_ = max(self.largest_chunk_, len(frame))
+            for name, levels in enums.items():  # a LazyFrame's Enum: its levels, in its order
+                frame[name] = pd.Categorical(frame[name], categories=levels)
             if len(frame):
                 yield frame
 
@@ -267,27 +277,6 @@ class Source:
                             f"holds {read}; the file is corrupted."
                         )
 
-    def _lazy_chunks(self, columns, chunk_rows, groups):
-        import polars as pl
-
-        plan = self.lazy.select(columns)
-        for g in groups:
-            start, rows = self.groups[g]
-            read = 0
-            try:
-                for part in plan.slice(start, rows).collect_batches(chunk_size=chunk_rows, engine="streaming"):
-                    for offset in range(0, len(part), chunk_rows):  # batches may come larger than asked
-                        frame = as_pandas(part.slice(offset, chunk_rows))
-                        read += len(frame)
-                        yield frame
-            except pl.exceptions.PolarsError as error:
-                raise DataError(f"Cannot read rows {start} to {start + rows} of the LazyFrame: {error}") from None
-            if read != rows:
-                raise DataError(
-                    f"The LazyFrame gave {read} rows for its rows {start} to {start + rows}, but had {self.n_rows} "
-                    "rows when it was checked; it changed (give a LazyFrame whose rows stay as they are)."
-                )
-
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
@@ -309,6 +298,11 @@ def _dataset_files(data) -> list:
         raise DataError(
             f"The dataset's files are on a {data.filesystem.type_name} file system; nnfit streams only files on the "
             "local disk (copy them there, or pass a polars LazyFrame that scans them)."
+        )
+    if (getattr(data, "_scan_options", None) or {}).get("filter") is not None:
+        raise DataError(
+            "The dataset has a filter (dataset.filter(...)), and nnfit streams its files whole, every row of them; "
+            "write the rows you want to their own Parquet files, or pass a polars LazyFrame that filters them."
         )
     return list(data.files)
 
@@ -457,7 +451,10 @@ class Streamed:
             mixer = torch.Generator().manual_seed(seed + self.rank)
         else:
             order, mixer = list(range(n_groups)), None
-        epoch = self._epoch(order[self.rank:: self.world], size, mixer, drop_last)
+        # Several processes: every one must yield exactly n_batches (the gradients are averaged at
+        # each step), so a shard cuts no batch itself and the count below decides, whole batches
+        # for drop_last included (n_batches counts what the fewest rows can fill).
+        epoch = self._epoch(order[self.rank:: self.world], size, mixer, drop_last and self.world == 1)
         if self.world == 1:
             yield from epoch
             return

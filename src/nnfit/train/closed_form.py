@@ -473,8 +473,14 @@ def torch_step(optimizer):
     ('TorchStep', [0.5, 0.5, 0.5])
     """
     kind = type(optimizer)
-    if kind not in UPDATES or "step" in vars(optimizer) or _has_step_hooks(optimizer):
+    if kind not in UPDATES or "step" in vars(optimizer) or _has_step_hooks(optimizer) or not _groups_supported(optimizer):
         return optimizer.step
+    return TorchStep(optimizer)
+
+
+def _groups_supported(optimizer) -> bool:
+    """Whether every parameter group asks only for options the closed-form updates implement."""
+    kind = type(optimizer)
     known = OPTIMIZER_OPTIONS[kind]
     for group in optimizer.param_groups:
         for name, value in group.items():
@@ -482,15 +488,15 @@ def torch_step(optimizer):
                 continue
             if name == "decoupled_weight_decay":
                 if bool(value) != (kind is torch.optim.AdamW):
-                    return optimizer.step
+                    return False
             elif name in known:
                 if isinstance(value, torch.Tensor) or (name == "betas" and any(isinstance(b, torch.Tensor) for b in value)):
-                    return optimizer.step
+                    return False
             elif name not in _OFF or value not in _OFF[name]:
-                return optimizer.step
+                return False
         if any(p.is_sparse or p.is_complex() for p in group["params"]):
-            return optimizer.step
-    return TorchStep(optimizer)
+            return False
+    return True
 
 
 def _has_step_hooks(optimizer) -> bool:
@@ -543,6 +549,8 @@ class TorchStep:
         """Per group its state as lists, or None while some parameter has no state yet (or,
         for Adam, parameters have taken different numbers of steps)."""
         optimizer = self.optimizer
+        if not _groups_supported(optimizer):  # a group added or changed since: torch's own step
+            return None
         groups = []
         for group in optimizer.param_groups:
             params = group["params"]
@@ -550,6 +558,9 @@ class TorchStep:
                 return None
             states = [optimizer.state.get(p) for p in params]
             if type(optimizer) is torch.optim.SGD:
+                buffers = {state is not None and state.get("momentum_buffer") is not None for state in states}
+                if len(buffers) > 1:  # some parameters have a momentum buffer, others not yet: torch's own
+                    return None
                 groups.append((group, _TorchBuffers(optimizer, params), []))
                 continue
             if not all(states):

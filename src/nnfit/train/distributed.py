@@ -232,19 +232,19 @@ def init() -> None:
 
 
 def _close() -> None:
-    """At exit: wait (a minute at most, on gloo) until every process is leaving, then close the
-    group. Closing it while another process still uses it can make gloo abort the process,
-    for example when every process has just raised the same error."""
+    """At exit: on gloo, wait (a minute at most) until every process is leaving, then close the
+    group. Closing a gloo group while another process still uses it can make gloo abort the
+    process, for example when every process has just raised the same error. (NCCL matches
+    collectives by their order, so a barrier there could pair with a peer's last all-reduce:
+    no wait.)"""
     dist = torch.distributed
     if not dist.is_initialized():
         return
-    try:
-        if dist.get_backend() == "gloo" and dist.get_world_size() > 1:
+    if dist.get_backend() == "gloo" and dist.get_world_size() > 1:
+        try:
             dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
-        else:
-            dist.barrier()
-    except Exception:  # a process that is gone already: close all the same
-        pass
+        except Exception:  # a process that is gone already: close all the same
+            pass
     dist.destroy_process_group()
 
 
