@@ -103,13 +103,19 @@ SCRIPT = COMMON + textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def under_torchrun(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("torchrun")
-    script = folder / "script.py"
-    script.write_text(SCRIPT)
+def ran_under_torchrun(tmp_path_factory, name, text):
+    """A folder where ``text``, written as a script, ran under torchrun with the folder as argument."""
+    folder = tmp_path_factory.mktemp(name)
+    script = folder / f"{name}.py"
+    script.write_text(text)
     code, output = torchrun(script, folder)
     assert code == 0, output
+    return folder
+
+
+@pytest.fixture(scope="module")
+def under_torchrun(tmp_path_factory):
+    folder = ran_under_torchrun(tmp_path_factory, "script", SCRIPT)
     ranks = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
     return folder, ranks
 
@@ -587,11 +593,7 @@ ALONE = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def alone_under_torchrun(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("alone")
-    script = folder / "alone.py"
-    script.write_text(ALONE)
-    code, output = torchrun(script, folder)
-    assert code == 0, output
+    folder = ran_under_torchrun(tmp_path_factory, "alone", ALONE)
     namespace = {}
     exec(compile(ALONE.replace('if __name__ == "__main__":', "if False:"), "alone", "exec"), namespace)
     single = json.loads(json.dumps(namespace["fits"](lambda: {})))
