@@ -357,7 +357,8 @@ def test_a_file_whose_threshold_is_not_a_probability_is_refused(tmp_path, thresh
 def test_the_recipe_defaults_are_written_once_and_every_front_door_takes_them():
     import inspect
 
-    from nnfit.mlpfit import DEFAULTS
+    from nnfit import cli
+    from nnfit.recipe import DEFAULTS
     from nnfit.sklearn import MLPClassifier, MLPRegressor
 
     assert DEFAULTS == {"hidden": 50, "activation": "relu", "dropout": 0.0, "optimizer": "rmsprop", "lr": None,
@@ -368,6 +369,9 @@ def test_the_recipe_defaults_are_written_once_and_every_front_door_takes_them():
     parameters = inspect.signature(nf.grid).parameters
     assert {name: parameters[name].default for name in parameters if name in DEFAULTS} == {
         name: DEFAULTS[name] for name in ("hidden", "lr", "dropout", "weight_decay", "activation")}
+    args = cli._parser().parse_args(["fit", "data.csv", "y ~ x", "--out", "m"])
+    assert (args.hidden, args.activation, args.dropout, args.epochs, args.optimizer, args.lr, args.batch_size) == (
+        "50", "relu", "0", 100, "rmsprop", None, 32)
 
 
 def test_parquet_data_streams_through_fit_predict_and_evaluate(tmp_path):

@@ -19,6 +19,8 @@ import stat
 import sys
 import warnings
 
+from .recipe import DEFAULTS
+
 MODEL_FILE = "model.nnfit"
 MANIFEST = ".nnfit-manifest.json"
 MANIFEST_FORMAT = "nnfit-manifest"
@@ -50,13 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, metavar="DIR")
     fit.add_argument("--overwrite", action="store_true",
                      help="replace an earlier fit in DIR (only the files nnfit wrote there)")
-    fit.add_argument("--hidden", default="50", help="units per hidden layer, comma-separated (e.g. 10,5)")
-    fit.add_argument("--activation", default="relu")
-    fit.add_argument("--dropout", default="0", help="one value, or one per layer, comma-separated")
-    fit.add_argument("--epochs", type=int, default=100)
-    fit.add_argument("--optimizer", default="rmsprop")
-    fit.add_argument("--lr", type=float, default=None)
-    fit.add_argument("--batch-size", type=int, default=32)
+    fit.add_argument("--hidden", default=str(DEFAULTS["hidden"]),
+                     help="units per hidden layer, comma-separated (e.g. 10,5)")
+    fit.add_argument("--activation", default=DEFAULTS["activation"])
+    fit.add_argument("--dropout", default=f"{DEFAULTS['dropout']:g}", help="one value, or one per layer, comma-separated")
+    fit.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    fit.add_argument("--optimizer", default=DEFAULTS["optimizer"])
+    fit.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    fit.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     fit.add_argument("--valid", type=float, default=None, help="fraction of rows held out for validation")
     fit.add_argument("--seed", type=int, default=None)
     fit.add_argument("--embed", choices=["auto"], default=None,

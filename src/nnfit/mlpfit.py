@@ -20,6 +20,7 @@ from .errors import ArgumentError, DataError
 from .train import ensemble
 from . import intervals
 from .train.ensemble import StackedMLP, check_n_models
+from .recipe import DEFAULTS
 from .train.distributed import choice, follows_choice
 from .train.fitted import History
 from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_size
@@ -27,9 +28,6 @@ from .modules import ACTIVATION_FORMULAS, MLP, check_architecture, embedding_siz
 
 CV_FOLDS = 10  # an uncalibrated fit asked for intervals calibrates by CV+ on this many folds
 
-# nf.mlp's recipe, written once: the estimators, cross_validate, grid and the CLI take their defaults from it.
-DEFAULTS = {"hidden": 50, "activation": "relu", "dropout": 0.0, "optimizer": "rmsprop", "lr": None, "epochs": 100,
-            "batch_size": 32, "weight_decay": 0.0}
 
 
 @follows_choice

@@ -63,7 +63,8 @@ from .errors import check_rate
 from .train.distributed import choice
 from .train.learner import setup
 from .train.prediction import predict_in_blocks
-from .mlpfit import DEFAULTS, MLPFit, optimizer_name
+from .mlpfit import MLPFit, optimizer_name
+from .recipe import DEFAULTS
 from .scores import probabilities
 from .modules import MLP, check_architecture
 from .train.optimizers import resolve as resolve_optimizer

@@ -14,7 +14,7 @@ import numpy as np
 from .design import Design, as_pandas, warn_left_out
 from .errors import ArgumentError, DivergenceError
 from .folds import assign_folds, check_folds, standardize
-from .mlpfit import DEFAULTS
+from .recipe import DEFAULTS
 from .train.distributed import follows_choice
 from .modules import check_architecture
 
