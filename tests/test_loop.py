@@ -307,3 +307,27 @@ def test_the_record_holds_one_loss_per_model_and_their_rows_for_k_models(data):
     assert record.rows[0] == 32 and record.rows[1].tolist() == [32, 8]  # model 2 has 8 rows in batch 2
     expected = (record.values[0] * 32 + record.values[1] * record.rows[1]) / torch.tensor([64.0, 40.0])
     assert ctx.get_metrics("train")["loss"] == pytest.approx(expected.tolist())
+
+
+def test_the_loss_record_writes_tensor_losses_into_one_tensor_and_turns_into_a_list_when_it_must():
+    from nnfit.train.loop import BatchLosses
+
+    record = BatchLosses(n_batches=3)
+    for value, rows in [(0.5, 32), (0.25, 32)]:
+        record.append(torch.tensor(value, requires_grad=True) * 1.0, rows)
+    first, second = record.values
+    assert first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()  # one allocation
+    assert [float(v) for v in record.values] == [0.5, 0.25] and record.rows == [32, 32]
+    assert not first.requires_grad
+    record.append({"a": torch.tensor(1.0)}, 8)  # a module's own step set several losses: a list from here
+    assert len(record) == 3 and not record.plain
+    assert [float(v) for v in record.values[:2]] == [0.5, 0.25] and record.values[2]["a"] == 1.0
+    more = BatchLosses(n_batches=1)
+    more.append(torch.tensor(1.0), 4)
+    more.append(torch.tensor(2.0), 4)  # more batches than the epoch was to have: still recorded
+    assert [float(v) for v in more.values] == [1.0, 2.0]
+    stacked = BatchLosses(n_batches=2)
+    stacked.append(torch.tensor([1.0, 2.0]), torch.tensor([3, 4]))  # K = 2 models: their losses and rows
+    stacked.append(torch.tensor([5.0, 6.0]), torch.tensor([7, 8]))
+    assert torch.equal(torch.stack(stacked.rows), torch.tensor([[3, 4], [7, 8]]))
+    assert torch.equal(stacked.first(), torch.tensor([1.0, 2.0]))

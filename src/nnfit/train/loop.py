@@ -16,6 +16,42 @@ from .hooks import Hooks, where
 from ..errors import ArgumentError, NnfitError, TrainingError, check_positive_int, is_positive_int as _positive_int
 
 
+class _Column:
+    """A list of tensors of one shape, written in place into one tensor allocated for ``capacity``
+    of them (a list of small tensors kept through an epoch scatters the allocator's heap, so
+    that the large blocks each batch frees are not reused: 0.9-1.1 GB against 0.66 GB for
+    workload L); anything else (a dict, a number, another shape, more than ``capacity``) turns
+    it into a plain list."""
+
+    def __init__(self, capacity=None):
+        self.capacity = capacity if isinstance(capacity, int) and not isinstance(capacity, bool) and capacity > 0 else 0
+        self.items, self.buffer, self.n = [], None, 0
+
+    def __len__(self):
+        return self.n if self.buffer is not None else len(self.items)
+
+    def append(self, item) -> None:
+        if isinstance(item, torch.Tensor) and self._fits(item):
+            self.buffer[self.n].copy_(item)
+            self.n += 1
+            return
+        if self.buffer is not None:  # from here on a list (the items so far: views of the buffer)
+            self.items, self.buffer = list(self.buffer[: self.n].unbind(0)), None
+        self.items.append(item)
+
+    def _fits(self, item) -> bool:
+        if self.buffer is None:
+            if self.items or not self.capacity:
+                return False
+            self.buffer = torch.empty((self.capacity, *item.shape), dtype=item.dtype, device=item.device)
+        buffer = self.buffer
+        return (self.n < self.capacity and item.shape == buffer.shape[1:] and item.dtype == buffer.dtype
+                and item.device == buffer.device)
+
+    def list(self) -> list:
+        return list(self.buffer[: self.n].unbind(0)) if self.buffer is not None else self.items
+
+
 class BatchLosses:
     """One set's per-batch losses in the current epoch, kept on the device: the one record of them.
 
@@ -25,21 +61,31 @@ class BatchLosses:
     callback may read it. ``values[i]`` is batch i's loss, detached: a 0-d tensor, one per model
     ((K,)) for K stacked models, a {name: loss} dict when a module's own ``step(ctx)`` set
     several, or None; ``rows[i]`` its rows (K models: each model's, a (K,) tensor or a number).
+    Given the epoch's ``n_batches``, tensor losses (and K models' row counts) are written into
+    one tensor allocated once, rather than kept as one small tensor per batch.
 
     >>> import torch
     >>> from nnfit.train.loop import BatchLosses
-    >>> record = BatchLosses()
+    >>> record = BatchLosses(n_batches=2)
     >>> record.append(torch.tensor(0.5), 32); record.append(torch.tensor(0.25), 16)
-    >>> len(record), record.rows, float(record.first())
-    (2, [32, 16], 0.5)
+    >>> len(record), record.rows, [float(v) for v in record.values], float(record.first())
+    (2, [32, 16], [0.5, 0.25], 0.5)
     """
 
-    def __init__(self):
-        self.values, self.rows = [], []
+    def __init__(self, n_batches=None):
+        self._values, self._rows = _Column(n_batches), _Column(n_batches)
         self.plain = True  # every value is a tensor (no dict, no None)
 
     def __len__(self):
-        return len(self.values)
+        return len(self._values)
+
+    @property
+    def values(self) -> list:
+        return self._values.list()
+
+    @property
+    def rows(self) -> list:
+        return self._rows.list()
 
     def append(self, loss, rows) -> None:
         if isinstance(loss, torch.Tensor):
@@ -49,13 +95,13 @@ class BatchLosses:
             self.plain = False
             if isinstance(loss, dict):
                 loss = {key: value.detach() if isinstance(value, torch.Tensor) else value for key, value in loss.items()}
-        self.values.append(loss)
-        self.rows.append(rows)
+        self._values.append(loss)
+        self._rows.append(rows)
 
     def named(self) -> dict:
         """{'loss': ([losses], [rows]), 'loss_<name>': ...}: each loss a step set, over the batches that have it."""
         if self.plain:
-            return {"loss": (self.values, self.rows)} if self.values else {}
+            return {"loss": (self.values, self.rows)} if len(self) else {}
         named = {}
         for loss, rows in zip(self.values, self.rows):
             for key, value in (loss.items() if isinstance(loss, dict) else [(None, loss)]):
@@ -77,6 +123,8 @@ class BatchLosses:
 
     def first(self):
         """The first batch's loss (summed as in ``totals``; one per model), or None."""
+        if self.plain:
+            return self.values[0] if len(self) else None
         for loss in self.values:
             if isinstance(loss, dict):
                 loss = sum(value.reshape(()) for value in loss.values() if isinstance(value, torch.Tensor))
@@ -263,7 +311,7 @@ def _train_epoch(ctx, hooks):
     ctx.model.train()
     ctx.training = True
     ctx.n_batches = ctx.train_data.n_batches(ctx.batch_size, ctx.drop_last)
-    losses = ctx.batch_losses["train"] = BatchLosses()
+    losses = ctx.batch_losses["train"] = BatchLosses(ctx.n_batches)
     hooks("on_train_begin", ctx)
     custom_step = getattr(ctx.model, "step", None)
     table = hooks.table
@@ -349,7 +397,7 @@ def _valid_epoch(ctx, hooks):
     ctx.model.eval()
     ctx.training = False
     ctx.n_batches = ctx.valid_data.n_batches(ctx.batch_size)
-    losses = ctx.batch_losses["valid"] = BatchLosses()
+    losses = ctx.batch_losses["valid"] = BatchLosses(ctx.n_batches)
     hooks("on_valid_begin", ctx)
     custom_step = getattr(ctx.model, "step", None)  # luz: a module's step() runs in validation too
     ctx.weight = None  # validation scores every row alike
