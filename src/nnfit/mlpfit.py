@@ -145,7 +145,7 @@ def mlp(formula: str, data, hidden=DEFAULTS["hidden"], activation=DEFAULTS["acti
         many.settings.update(_extra_settings(valid, n_valid_left_out, weights, class_weight, threshold, design))
         if rows:
             many.settings["valid"] = "data frame"
-        return _keep_training(many, prepared, weight) if valid is None and not rows else many
+        return _keep_training(many, prepared, weighted=weight is not None) if valid is None and not rows else many
     opt_hparams = {"weight_decay": weight_decay}
     if lr is not None:
         opt_hparams["lr"] = lr
@@ -186,15 +186,15 @@ def mlp(formula: str, data, hidden=DEFAULTS["hidden"], activation=DEFAULTS["acti
     fit = intervals.on_validation(MLPFit(design, model, task, fitted.records, settings, fitted=fitted), fitted.ctx.valid_data)
     if valid is not None:
         return fit
-    return _keep_training(fit, prepared, row_weights(y, sample_weight, class_weight) if X is not None else None)
+    return _keep_training(fit, prepared, weighted=sample_weight is not None or class_weight is not None)
 
 
-def _keep_training(fit: "MLPFit", prepared, weight) -> "MLPFit":
+def _keep_training(fit: "MLPFit", prepared, weighted: bool) -> "MLPFit":
     """``fit``, holding the tensors it trained on when it is uncalibrated and CV+ could calibrate it
     later (``MLPFit._calibrate_on_training``): they are the ones training used, so nothing is copied."""
     X = getattr(prepared, "X", None)
     if (getattr(fit, "calibration_", None) is None and X is not None and fit.task == "regression"
-            and fit.model.output_size == 1 and weight is None and prepared.offset is None and not fit.design.embedded_):
+            and fit.model.output_size == 1 and not weighted and prepared.offset is None and not fit.design.embedded_):
         fit._training = (X, prepared.y)
     return fit
 

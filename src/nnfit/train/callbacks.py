@@ -31,7 +31,6 @@ import torch
 
 from ..errors import ArgumentError, ArgumentTypeError, MissingDependencyError, TrainingError
 from .hooks import HOOKS, Callback, Hooks, where  # noqa: F401  (Callback and HOOKS: nf.callbacks' names)
-from .loop import rows_of
 from .monitor import Monitor
 
 class MetricsRecorder(Callback):
@@ -204,9 +203,6 @@ def _model_sums(losses, rows):
     else:
         weights = torch.tensor(rows, dtype=torch.float64, device=stacked.device).reshape(-1, *[1] * (stacked.dim() - 1))
     return torch.cumsum(stacked * weights, 0)[-1]
-
-
-_rows = rows_of  # distributed.py counts rows with it
 
 
 class Progress(Callback):

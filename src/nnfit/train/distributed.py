@@ -41,11 +41,12 @@ import types
 import torch
 
 from ..errors import ArgumentError, TrainingError
-from .callbacks import CSVLogger, Progress, TensorBoard, _rows
+from .callbacks import CSVLogger, Progress, TensorBoard
 from .checkpoints import AutoResume, ModelCheckpoint
 from .divergence import DivergenceGuard
 from .hooks import Callback
 from .data import InMemory, Loader
+from .loop import rows_of
 
 
 # The innermost ``choice``: None (no choice made: follow torchrun), True or False.
@@ -345,7 +346,7 @@ class Shard:
         data = self.data
         if not isinstance(data, InMemory):  # a source that cuts its own batches: cut each of them
             for batch in data.batches(batch_size, shuffle, generator=generator, drop_last=drop_last):
-                m = _rows(batch[0])
+                m = rows_of(batch[0])
                 if m >= self.world:
                     lo, hi = self._part(m)
                     yield tuple(None if part is None else part[lo:hi] for part in batch)
@@ -531,7 +532,7 @@ class InStep(Callback):
         self._epoch_rows = 0
 
     def on_train_batch_begin(self, ctx):
-        rows = _rows(ctx.input)
+        rows = rows_of(ctx.input)
         self._epoch_rows += rows
         if self._first_rows is None:
             self._first_rows = rows

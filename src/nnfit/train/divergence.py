@@ -226,7 +226,7 @@ class DivergenceGuard(Callback):
             return self._check_models(ctx)
         loss = _train_loss(ctx)
         if loss is None or self.rule.reason(loss) is None:
-            totals = self._losses.totals() if not self._losses.plain else self._losses.values
+            totals = self._losses.totals()
             if totals:  # kept on the device; read only if a later epoch diverges
                 self._last_finite = (totals[-1], ctx.epoch + 1, len(totals))
             return

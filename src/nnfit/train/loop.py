@@ -51,6 +51,12 @@ class _Column:
     def list(self) -> list:
         return list(self.buffer[: self.n].unbind(0)) if self.buffer is not None else self.items
 
+    def first(self):
+        """The first item, or None (without making the list)."""
+        if self.buffer is not None:
+            return self.buffer[0] if self.n else None
+        return self.items[0] if self.items else None
+
 
 class BatchLosses:
     """One set's per-batch losses in the current epoch, kept on the device: the one record of them.
@@ -113,6 +119,8 @@ class BatchLosses:
 
     def totals(self) -> list:
         """Each batch's loss as one 0-d tensor (several summed: finite iff each is); batches without one left out."""
+        if self.plain:
+            return [loss.reshape(()) for loss in self.values]
         totals = []
         for loss in self.values:
             if isinstance(loss, dict):
@@ -124,7 +132,7 @@ class BatchLosses:
     def first(self):
         """The first batch's loss (summed as in ``totals``; one per model), or None."""
         if self.plain:
-            return self.values[0] if len(self) else None
+            return self._values.first()
         for loss in self.values:
             if isinstance(loss, dict):
                 loss = sum(value.reshape(()) for value in loss.values() if isinstance(value, torch.Tensor))
