@@ -350,3 +350,42 @@ def test_fit_shows_progress_only_when_asked_or_on_a_terminal(data, capsys):
     assert capsys.readouterr().out.startswith("Epoch 1/1  train: loss ")
     linear().fit(data, epochs=1, seed=1)  # pytest's stdout is not a terminal
     assert capsys.readouterr().out == ""
+
+
+# --- MetricsRecorder -------------------------------------------------------------------------
+
+def test_the_recorder_writes_an_epochs_predictions_into_one_buffer_not_a_tensor_per_batch(data):
+    from nnfit.train.callbacks import MetricsRecorder
+
+    def pending(ctx):
+        rows = next(c for c in ctx.hooks.callbacks if isinstance(c, MetricsRecorder))._rows
+        return rows.n, None if rows.pred is None else (tuple(rows.pred.shape), tuple(rows.target.shape))
+
+    spy = Spy("on_train_batch_end", pending)
+    fit(data, [spy], metrics=[nf.metrics.MAE()], epochs=2, batch_size=40)
+    # the fit's first batch goes straight to the metric (a failing metric says where); then each
+    # batch is written into one buffer of the epoch's 96 rows, which the metric reads at its end
+    assert spy.seen == [(0, None), (40, ((96, 1), (96, 1))), (56, ((96, 1), (96, 1))),
+                        (40, ((96, 1), (96, 1))), (80, ((96, 1), (96, 1))), (96, ((96, 1), (96, 1)))]
+
+
+def test_metrics_read_the_same_rows_when_the_buffer_fills_within_an_epoch(monkeypatch):
+    from nnfit.train.callbacks import MetricsRecorder
+    from sklearn.metrics import roc_auc_score
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(200, 2, generator=g)
+    y = (X[:, 0] + 0.5 * torch.randn(200, generator=g) > 0).long()
+    learner = (nf.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer="sgd", metrics=[nf.metrics.AUROC()])
+               .set_hparams(in_features=2, out_features=2).set_opt_hparams(lr=0.1))
+    whole = learner.fit((X, y), epochs=3, batch_size=16, seed=1, verbose=False).metrics
+    monkeypatch.setattr(MetricsRecorder, "pending_limit", 40)  # room for 20 rows of 2 scores: flushed every batch or two
+    scores = []
+    watch = Spy("on_train_batch_end", lambda ctx: scores.append((ctx.epoch, ctx.pred.detach().softmax(1)[:, 1],
+                                                                 ctx.target.clone())))
+    flushed = learner.fit((X, y), epochs=3, batch_size=16, seed=1, verbose=False, callbacks=[watch]).metrics
+    pd.testing.assert_frame_equal(flushed, whole)
+    last = [(p, t) for epoch, p, t in scores if epoch == 2]  # ctx.epoch counts from 0; AUROC keeps what it is given: no buffer was reused
+    expected = roc_auc_score(torch.cat([t for _, t in last]).numpy(), torch.cat([p for p, _ in last]).numpy())
+    got = whole.query("set == 'train' and metric == 'auroc' and epoch == 3")["value"].item()
+    assert got == pytest.approx(expected, abs=1e-6)

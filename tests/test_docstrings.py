@@ -20,10 +20,6 @@ WITHOUT_EXAMPLE = {
     # nf.labs.penguins(...) and the others are made by labs._lab, whose docstring points to
     # nf.labs.run (which has the example): running every lab here would take minutes.
     **{f"nnfit.labs.{name}": "made by labs._lab" for name in ("penguins", "hitters", "mnist", "documents", "nyse", "sound")},
-    # Being rewritten (issue 12: one loop, one monitor); their examples come with the new code.
-    **{f"nnfit.train.callbacks.{name}": "issue 12" for name in ("MetricsRecorder", "format_records")},
-    **{f"nnfit.train.hooks.{name}": "issue 12" for name in ("Hooks", "where")},
-    "nnfit.summaries.Summary": "issue 12",
 }
 
 

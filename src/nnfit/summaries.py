@@ -380,6 +380,13 @@ class Summary:
     with R's columns Estimate, Std. Error and t value (regression) or z value (classification),
     indexed by term, or by (output, term) for several responses or levels; else None.
     ``sigma`` and ``df_residual`` for a regression's coefficient table.
+
+    >>> import nnfit as nf
+    >>> cars = nf.datasets.load("Auto")
+    >>> fit = nf.mlp("mpg ~ horsepower", data=cars, hidden=[], epochs=30, seed=1, verbose=False)
+    >>> s = fit.summary()
+    >>> s.n_train, s.n_parameters, s.coefficients.index.tolist(), list(s.coefficients.columns)
+    (392, 2, ['(Intercept)', 'horsepower'], ['Estimate', 'Std. Error', 't value'])
     """
 
     def __init__(self, call, task, n_train, n_valid, n_left_out, notation, n_parameters, seconds, epochs, metrics,

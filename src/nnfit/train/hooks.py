@@ -75,7 +75,23 @@ for _hook in HOOKS:
 
 
 class Hooks:
-    """Calls each hook on the callbacks that define it; errors are re-raised naming where."""
+    """Calls each hook on the callbacks that define it, lowest ``weight`` first; errors are
+    re-raised as ``TrainingError`` naming the callback, the hook and where in the fit.
+
+    >>> import types
+    >>> from nnfit.train.hooks import Callback, Hooks
+    >>> class Say(Callback):
+    ...     def __init__(self, word, weight):
+    ...         self.word, self.weight = word, weight
+    ...     def on_epoch_end(self, ctx):
+    ...         print(self.word)
+    >>> hooks = Hooks([Say("second", 5), Say("first", -5)])
+    >>> hooks("on_epoch_end", types.SimpleNamespace(epoch=0, iter=None))
+    first
+    second
+    >>> hooks.table["on_train_begin"], len(hooks.table["on_epoch_end"])   # a hook nobody defines calls nothing
+    ([], 2)
+    """
 
     def __init__(self, callbacks):
         for cb in callbacks:
@@ -109,7 +125,13 @@ def _defines(cb, hook: str) -> bool:
 
 
 def where(ctx) -> str:
-    """'in epoch 3, batch 7' for error messages (1-based, as people count)."""
+    """'in epoch 3, batch 7' for error messages (1-based, as people count).
+
+    >>> import types
+    >>> from nnfit.train.hooks import where
+    >>> where(types.SimpleNamespace(epoch=2, iter=6)), where(types.SimpleNamespace(epoch=0, iter=None))
+    ('in epoch 3, batch 7', 'in epoch 1')
+    """
     text = f"in epoch {ctx.epoch + 1}"
     if ctx.iter is not None:
         text += f", batch {ctx.iter + 1}"
