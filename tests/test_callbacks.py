@@ -354,22 +354,23 @@ def test_fit_shows_progress_only_when_asked_or_on_a_terminal(data, capsys):
 
 # --- MetricsRecorder -------------------------------------------------------------------------
 
-def test_the_recorder_writes_an_epochs_predictions_into_one_buffer_not_a_tensor_per_batch(data):
+def test_the_recorder_hands_waiting_predictions_to_the_metrics_every_pending_limit_values(data, monkeypatch):
     from nnfit.train.callbacks import MetricsRecorder
 
-    def pending(ctx):
-        rows = next(c for c in ctx.hooks.callbacks if isinstance(c, MetricsRecorder))._rows
-        return rows.n, None if rows.pred is None else (tuple(rows.pred.shape), tuple(rows.target.shape))
+    def waiting(ctx):
+        recorder = next(c for c in ctx.hooks.callbacks if isinstance(c, MetricsRecorder))
+        return recorder._pending_size, len(recorder._pending)
 
-    spy = Spy("on_train_batch_end", pending)
+    assert MetricsRecorder.pending_limit == 1 << 16  # 64 batches of 1024 rows: few small blocks wait at a time
+    monkeypatch.setattr(MetricsRecorder, "pending_limit", 50)
+    spy = Spy("on_train_batch_end", waiting)
     fit(data, [spy], metrics=[nf.metrics.MAE()], epochs=2, batch_size=40)
-    # the fit's first batch goes straight to the metric (a failing metric says where); then each
-    # batch is written into one buffer of the epoch's 96 rows, which the metric reads at its end
-    assert spy.seen == [(0, None), (40, ((96, 1), (96, 1))), (56, ((96, 1), (96, 1))),
-                        (40, ((96, 1), (96, 1))), (80, ((96, 1), (96, 1))), (96, ((96, 1), (96, 1)))]
+    # batches of 40, 40 and 16 rows; the fit's first batch goes straight to the metric (so a failing
+    # metric says where), then batches wait until 50 values do, and the epoch's end takes the rest
+    assert spy.seen == [(0, 0), (40, 1), (0, 0), (40, 1), (0, 0), (16, 1)]
 
 
-def test_metrics_read_the_same_rows_when_the_buffer_fills_within_an_epoch(monkeypatch):
+def test_metrics_read_the_same_rows_when_predictions_wait_in_small_groups(monkeypatch):
     from nnfit.train.callbacks import MetricsRecorder
     from sklearn.metrics import roc_auc_score
 
@@ -379,13 +380,13 @@ def test_metrics_read_the_same_rows_when_the_buffer_fills_within_an_epoch(monkey
     learner = (nf.setup(nn.Linear, loss=nn.CrossEntropyLoss(), optimizer="sgd", metrics=[nf.metrics.AUROC()])
                .set_hparams(in_features=2, out_features=2).set_opt_hparams(lr=0.1))
     whole = learner.fit((X, y), epochs=3, batch_size=16, seed=1, verbose=False).metrics
-    monkeypatch.setattr(MetricsRecorder, "pending_limit", 40)  # room for 20 rows of 2 scores: flushed every batch or two
+    monkeypatch.setattr(MetricsRecorder, "pending_limit", 40)  # 2 scores a row: every batch or two go to the metric
     scores = []
     watch = Spy("on_train_batch_end", lambda ctx: scores.append((ctx.epoch, ctx.pred.detach().softmax(1)[:, 1],
                                                                  ctx.target.clone())))
     flushed = learner.fit((X, y), epochs=3, batch_size=16, seed=1, verbose=False, callbacks=[watch]).metrics
     pd.testing.assert_frame_equal(flushed, whole)
-    last = [(p, t) for epoch, p, t in scores if epoch == 2]  # ctx.epoch counts from 0; AUROC keeps what it is given: no buffer was reused
+    last = [(p, t) for epoch, p, t in scores if epoch == 2]  # ctx.epoch counts from 0
     expected = roc_auc_score(torch.cat([t for _, t in last]).numpy(), torch.cat([p for p, _ in last]).numpy())
     got = whole.query("set == 'train' and metric == 'auroc' and epoch == 3")["value"].item()
     assert got == pytest.approx(expected, abs=1e-6)

@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import weakref
 import stat
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ MAX_EXPANSION = 1000  # a column chunk may declare at most this many bytes uncom
 CHUNK_ROWS = 65_536
 BUFFER_ROWS = 262_144
 GROUP_ROWS = 65_536  # the row groups of a LazyFrame's temporary Parquet file
+_PACKAGE = os.path.dirname(__file__) + os.sep  # nnfit's own files: warnings point past them
 
 
 def is_source(data) -> bool:
@@ -119,6 +121,7 @@ class Source:
         self.group_rows = _positive("group_rows", group_rows)
         self.largest_chunk_ = 0
         self.files, self.names, self.sizes, self.metadata, self.enum_levels = [], [], [], [], {}
+        self.identities = []  # each file's _identity when it was checked: every later opening must find it again
         module = type(data).__module__.split(".")[0]
         if module == "polars" and type(data).__name__ == "LazyFrame":
             self._from_lazy(data)
@@ -176,11 +179,12 @@ class Source:
             if (info.st_dev, info.st_ino) in seen:
                 raise DataError(f"{name!r} is the same file as {seen[info.st_dev, info.st_ino]!r}; list each file once.")
             seen[info.st_dev, info.st_ino] = name
-            with _open(full, name, info.st_size) as handle:
+            with _open(full, name, _identity(info)) as handle:  # the file lstat saw, not one put there since
                 metadata, schema = _footer(handle, name, info.st_size)
             self.files.append(full)
             self.names.append(name)
             self.sizes.append(info.st_size)
+            self.identities.append(_identity(info))
             self.metadata.append(metadata)
             schemas.append(schema)
         self.columns = _agreed_columns(self.names, schemas, "every file in the folder" if folder else "every file")
@@ -253,7 +257,7 @@ class Source:
 
         for f, run in itertools.groupby(groups, key=lambda g: self.groups[g][0]):  # one opening per run of a file
             name = self.names[f]
-            with _open(self.files[f], name, self.sizes[f]) as handle:
+            with _open(self.files[f], name, self.identities[f]) as handle:
                 try:
                     reader = pq.ParquetFile(handle, metadata=self.metadata[f])  # the footer as it was checked
                 except (OSError, ValueError, pa.ArrowException) as error:
@@ -607,14 +611,14 @@ def prepare(formula: str, source, scale=True, chunk_rows: int = CHUNK_ROWS, buff
     chunk_rows, buffer_rows = _positive("chunk_rows", chunk_rows), _positive("buffer_rows", buffer_rows)
     design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
     needed = design.columns_needed(source.columns)
-    with warnings.catch_warnings():
+    with _WarningsAtTheCaller(), warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingValuesWarning)
         design.fit_chunks(lambda: source.chunks(needed, chunk_rows), source.columns)
     if design.n_left_out_:
         summary = ", ".join(f"{name}: {count}" for name, count in design.missing_by_column_.items())
         warnings.warn(
             f"Left out {design.n_left_out_} of {design.n_rows_ + design.n_left_out_} rows with a missing value ({summary}).",
-            MissingValuesWarning, stacklevel=2,
+            MissingValuesWarning, stacklevel=_user_level(),
         )
     if design.response_kind == "numeric":
         task, n_outputs = "regression", len(design.response_columns)
@@ -668,7 +672,7 @@ def predict_to_parquet(fit, source, out, type=None, chunk_rows: int = CHUNK_ROWS
         raise DataError(f"There are no rows to predict in {source.what}.")
     handle, temporary = _temporary_beside(out)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with os.fdopen(handle, "wb") as stream, _WarningsAtTheCaller():
             writer = None
             for frame in source.chunks(fit.design.predictors, chunk_rows):
                 predicted = fit.predict(frame, type=type, **options)
@@ -720,18 +724,19 @@ def evaluate_streamed(fit, source, chunk_rows: int = CHUNK_ROWS):
         raise DataError(f"evaluate needs the response: there is no column {absent[0]!r} in {source.what}.")
     regression = fit.task == "regression"
     predictions, truths, n_rows, n_left_out, missing = [], [], 0, 0, {}
-    for frame in source.chunks(design.response + design.predictors, chunk_rows):
-        matrices = design.transform(frame, response=True)
-        n_rows += len(frame)
-        n_left_out += matrices.n_left_out
-        for label, count in matrices.missing_by_column.items():
-            missing[label] = missing.get(label, 0) + count
-        if not len(matrices.y):
-            continue
-        predicted = fit.predict(frame, type="response" if regression else "prob")
-        predictions.append(np.asarray(predicted, dtype=np.float64).reshape(len(frame), -1)[matrices.rows])
-        truths.append(design.unscale_response(matrices.y, matrices.offset) if regression else matrices.y)
-    warn_left_out(Matrices(None, None, None, n_left_out, missing), n_rows, stacklevel=3)
+    with _WarningsAtTheCaller():
+        for frame in source.chunks(design.response + design.predictors, chunk_rows):
+            matrices = design.transform(frame, response=True)
+            n_rows += len(frame)
+            n_left_out += matrices.n_left_out
+            for label, count in matrices.missing_by_column.items():
+                missing[label] = missing.get(label, 0) + count
+            if not len(matrices.y):
+                continue
+            predicted = fit.predict(frame, type="response" if regression else "prob")
+            predictions.append(np.asarray(predicted, dtype=np.float64).reshape(len(frame), -1)[matrices.rows])
+            truths.append(design.unscale_response(matrices.y, matrices.offset) if regression else matrices.y)
+    warn_left_out(Matrices(None, None, None, n_left_out, missing), n_rows, stacklevel=_user_level() + 1)
     if not predictions:
         raise DataError("No rows to score: every row has a missing value.")
     mean, truth = np.concatenate(predictions), np.concatenate(truths)
@@ -832,24 +837,68 @@ def write_parts(frame, folder, n_files: int = 2, row_group_rows=None) -> str:
 
 
 # ---------------------------------------------------------------------- checks
+def _user_level() -> int:
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the function calling this one point at
+    the user's line that called into nnfit: the first frame outside nnfit's own files, however
+    many of them (``fit.evaluate``, ``nf.mlp``'s wrappers, ...) lie between."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class _WarningsAtTheCaller:
+    """Warnings raised inside by nnfit's own calls (``fit.predict`` on a chunk, ``design.transform``),
+    whose stacklevels count from a user's call of them and so point here, raised again on
+    leaving at the user's line that called into nnfit (``_user_level``); any that already
+    point outside nnfit are raised again as they were. The filters apply as usual: an ignored
+    warning stays ignored, an "error" one raises where it is raised, a "default" one is shown
+    once however many chunks raise it."""
+
+    def __enter__(self):
+        self._catching = warnings.catch_warnings(record=True)
+        self._caught = self._catching.__enter__()
+        return self
+
+    def __exit__(self, *raised):
+        self._catching.__exit__(*raised)
+        level = _user_level()
+        for caught in self._caught:
+            if caught.filename.startswith(_PACKAGE):
+                warnings.warn(caught.message, caught.category, stacklevel=level)
+            else:
+                warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno,
+                                       source=caught.source)
+        return False
+
+
 def _positive(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ArgumentError(f"{name} must be a whole number of at least 1, not {value!r}.")
     return value
 
 
-def _open(path: str, name: str, size: int):
-    """The file, opened without following a link, that must still be the regular file of ``size`` bytes checked."""
+def _identity(info: os.stat_result) -> tuple:
+    """What tells a file from another put in its place, or from itself rewritten: its device and
+    inode, its size, and its modification time in nanoseconds."""
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _open(path: str, name: str, identity: tuple):
+    """The file, opened without following a link, that must still be the regular file checked:
+    the same ``_identity`` (device, inode, size, modification time) as when it was checked."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
     except OSError as error:
         raise DataError(f"Cannot open {name!r}: {error.strerror}.") from None
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+    if not stat.S_ISREG(info.st_mode) or _identity(info) != tuple(identity):
         os.close(fd)
         raise DataError(f"File {name!r} changed since it was checked; read it again.")
     return os.fdopen(fd, "rb")
+
+
 def _footer(handle, name: str, size: int):
     """The file's metadata and arrow schema, every size the footer declares checked against the file."""
     import pyarrow as pa

@@ -70,20 +70,19 @@ class MetricsRecorder(Callback):
     def on_valid_end(self, ctx):
         ctx.record("valid", self._compute(ctx, ctx.valid_metrics, ctx.batch_losses["valid"]))
 
-    # Batches wait on the device and reach the metrics together, once per epoch (or per
-    # ``pending_limit`` predicted values): a few large operations instead of several small ones
-    # per step. A fit's first batch goes straight through, so a metric that fails says where.
-    pending_limit = 1 << 22
+    # Batches wait on the device and reach the metrics together, once per epoch or per
+    # ``pending_limit`` predicted values: a few large operations instead of several small ones
+    # per step. The limit is low because the waiting predictions are small blocks that live
+    # while each step's large ones come and go, which scatters the C allocator's heap: on
+    # workload L (1024-row batches) a whole epoch's wait made setup().fit peak at 1.1-1.7 GB, a
+    # wait of 64 batches at 0.70 GB (the expert loop 0.85 GB). A fit's first batch goes
+    # straight through, so a metric that fails says where.
+    pending_limit = 1 << 16
     _checked = frozenset()  # ids of the metric lists whose first batch went through
 
     def _begin(self, ctx, metrics):
-        self._pending = []  # K models: (pred, target, mask) batches the metrics have not seen yet
-        data = ctx.train_data if ctx.training else ctx.valid_data
-        try:
-            rows = len(data)
-        except TypeError:  # a loader that cannot say: no buffer, each batch goes straight through
-            rows = 0
-        self._rows = _PendingRows(rows, self.pending_limit)  # one model's
+        self._pending = []  # (pred, target) batches the metrics have not seen yet
+        self._pending_size = 0
         for model_list in self._per_model(ctx, metrics):
             for metric in model_list:
                 metric.reset()
@@ -103,21 +102,22 @@ class MetricsRecorder(Callback):
             self._pending.append((ctx.pred.detach(), ctx.target, None if rows is None else rows.mask))
             return
         pred, target = ctx.pred, ctx.target
-        if id(metrics) in self._checked:
-            if self._rows.add(pred, target):
-                return
-            self._flush(ctx, metrics)
-            if self._rows.add(pred, target):
-                return
+        pending = self._pending
+        if id(metrics) in self._checked and _joins(pending, pred, target):
+            pending.append((pred.detach(), target.detach()))
+            self._pending_size += pred.numel()
+            if self._pending_size >= self.pending_limit:
+                self._flush(ctx, metrics)
         else:
             self._flush(ctx, metrics)
+            self._update_metrics(ctx, metrics, pred, target)
             self._checked = self._checked | {id(metrics)}
-        self._update_metrics(ctx, metrics, pred, target)
 
     def _flush(self, ctx, metrics):
-        written = self._rows.take()
-        if written is not None:
-            self._update_metrics(ctx, metrics, *written)
+        if self._pending:
+            preds, targets = zip(*self._pending)
+            self._pending, self._pending_size = [], 0
+            self._update_metrics(ctx, metrics, torch.cat(preds), torch.cat(targets))
 
     def _update_metrics(self, ctx, metrics, pred, target):
         for metric in metrics:
@@ -191,61 +191,11 @@ class MetricsRecorder(Callback):
         return dict(zip(names, numbers))
 
 
-class _PendingRows:
-    """One model's predictions and targets that wait for the metrics, written batch after batch
-    into two buffers allocated at the first batch for ``rows`` rows (at most ``limit`` values of
-    either): a list of per-batch tensors kept through an epoch would scatter the allocator's heap
-    (as ``loop.BatchLosses`` explains), and at the epoch's end the metrics read the buffers' rows
-    as they would the batches concatenated.
-
-    >>> import torch
-    >>> from nnfit.train.callbacks import _PendingRows
-    >>> rows = _PendingRows(5, limit=100)
-    >>> rows.add(torch.ones(2, 1), torch.zeros(2)), rows.add(torch.ones(2, 3), torch.zeros(2))  # another width
-    (True, False)
-    >>> [tuple(t.shape) for t in rows.take()], rows.take()
-    ([(2, 1), (2,)], None)
-    """
-
-    def __init__(self, rows: int, limit: int):
-        self.rows, self.limit = rows, limit
-        self.pred = self.target = None
-        self.n = 0
-
-    def add(self, pred, target) -> bool:
-        """Write a batch in; False when it does not fit (not tensors of rows, another shape, dtype
-        or device than the buffers', or no room left: ``take`` the rows so far, then add again)."""
-        if not (isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.ndim and target.ndim
-                and len(pred) == len(target)):
-            return False
-        if self.pred is None:
-            width = max(pred[0].numel(), target[0].numel(), 1)
-            capacity = min(self.rows, self.limit // width)
-            if len(pred) > capacity:
-                return False
-            self.pred = torch.empty((capacity, *pred.shape[1:]), dtype=pred.dtype, device=pred.device)
-            self.target = torch.empty((capacity, *target.shape[1:]), dtype=target.dtype, device=target.device)
-        end = self.n + len(pred)
-        if not (end <= len(self.pred) and _same_kind(pred, self.pred) and _same_kind(target, self.target)):
-            return False
-        self.pred[self.n : end].copy_(pred.detach())
-        self.target[self.n : end].copy_(target.detach())
-        self.n = end
-        return True
-
-    def take(self):
-        """(pred, target) of the rows written since the last ``take``, or None. The buffers go with
-        them (a metric may keep what it is given, as ``AUROC`` does); the next ``add`` allocates anew."""
-        if not self.n:
-            return None
-        written = self.pred[: self.n], self.target[: self.n]
-        self.pred = self.target = None
-        self.n = 0
-        return written
-
-
-def _same_kind(tensor, buffer) -> bool:
-    return tensor.shape[1:] == buffer.shape[1:] and tensor.dtype == buffer.dtype and tensor.device == buffer.device
+def _joins(pending, pred, target) -> bool:
+    """Whether a batch can be concatenated with the pending ones (tensors with matching rows)."""
+    if not (isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.ndim and target.ndim):
+        return False
+    return not pending or (pending[-1][0].shape[1:] == pred.shape[1:] and pending[-1][1].shape[1:] == target.shape[1:])
 
 
 def _weighted_sum(losses, rows) -> torch.Tensor:
