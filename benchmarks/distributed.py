@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -86,21 +85,19 @@ def worker(workload: str, threads: int) -> dict:
             "seconds": seconds, "train_seconds": train_seconds}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def launch_command(script: str, nproc: int, argv) -> list:
+    """The command that runs ``script`` with ``argv``: in a plain interpreter for one process, under
+    torch.distributed.run for several. ``--standalone`` has torchrun's rendezvous listen on a port
+    the system gives it, which the processes then join: no port is picked here and freed, for
+    another program to take before torchrun binds it."""
+    if nproc == 1:
+        return [sys.executable, script, *argv]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *argv]
 
 
 def timed(workload: str, nproc: int, threads: int) -> dict:
     """Start the worker: in this interpreter for one process, under torch.distributed.run for several."""
-    script = os.path.abspath(__file__)
-    argv = ["--worker", workload, "--threads", str(threads)]
-    if nproc == 1:
-        command = [sys.executable, script, *argv]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
-                   "--master_addr=127.0.0.1", f"--master_port={free_port()}", script, *argv]
+    command = launch_command(os.path.abspath(__file__), nproc, ["--worker", workload, "--threads", str(threads)])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]

@@ -353,6 +353,20 @@ def test_fit_in_two_processes_writes_the_model_one_process_writes(tmp_path, capf
     assert (history_two["value"] - history_one["value"]).abs().max() < 1e-4
 
 
+def test_fit_nproc_lets_torchrun_pick_its_port(tmp_path, monkeypatch):
+    import subprocess
+
+    started = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **options: started.append(command) or
+                        subprocess.CompletedProcess(command, 0, stderr=""))
+    assert cli.main([*PENGUIN_FIT, "--out", str(tmp_path / "two"), "--nproc", "2"]) == 0
+    (command,) = started
+    # the standalone rendezvous listens on a port the system gives it: none is picked here and
+    # freed for another program to take before torchrun binds it
+    assert command[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    assert not any(part.startswith(("--master_port", "--master_addr")) for part in command)
+
+
 @pytest.mark.parametrize("given", ["0", "two", "1.5", "-2"])
 def test_fit_nproc_must_be_a_positive_whole_number(tmp_path, capsys, given):
     assert cli.main([*PENGUIN_FIT, "--out", str(tmp_path / "out"), "--nproc", given]) == 1

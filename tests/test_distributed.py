@@ -5,11 +5,16 @@ so a deadlock fails fast; the test compares what each rank wrote with the same f
 process.
 """
 
+import ast
+import contextlib
+import datetime
+import importlib.util
 import json
 import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import numpy as np
@@ -26,19 +31,60 @@ from nnfit.train.distributed import Shard, spread
 TIMEOUT = 60  # seconds for one torchrun: it takes about 5
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def torchrun_command(script, *args, nproc=2) -> list:
+    """The command that runs ``script`` under torch's launcher with ``nproc`` processes: every torchrun
+    of these tests. ``--standalone`` has its c10d rendezvous listen on a port the system gives it,
+    which the processes then join; a port picked here (bound, closed, then passed as
+    --master_port) could be taken by another program before torchrun binds it."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(script),
+            *map(str, args)]
 
 
 def torchrun(script, *args, nproc=2, cwd=None):
     """Run ``script`` under torch's launcher with ``nproc`` processes; (returncode, output)."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script), *map(str, args)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd,
+    done = subprocess.run(torchrun_command(script, *args, nproc=nproc), capture_output=True, text=True, timeout=TIMEOUT,
+                          cwd=cwd,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     return done.returncode, done.stdout + done.stderr
+
+
+@contextlib.contextmanager
+def dead_port():
+    """A local port nobody listens on, for as long as the block runs: a socket holds it bound, so no
+    other program can take it meanwhile, and does not listen, so a connection to it is refused."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+def test_every_torchrun_here_is_started_by_one_helper_on_a_port_torchrun_picks():
+    assert torchrun_command("s.py", "a", 1, nproc=3) == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3", "s.py", "a", "1"]
+    tree = ast.parse(Path(__file__).read_text())
+
+    def holding(test):  # the top-level definitions (or "<module>") with a node for which test holds
+        return sorted({getattr(top, "name", "<module>") for top in tree.body for node in ast.walk(top) if test(node)})
+
+    this = sys._getframe().f_code.co_name
+    assert holding(lambda node: isinstance(node, ast.Constant) and node.value == "torch.distributed.run") == sorted(
+        ["torchrun_command", this, "test_the_benchmark_lets_torchrun_pick_its_port"])  # only these two check it
+    assert holding(lambda node: isinstance(node, ast.Attribute) and node.attr == "bind") == ["dead_port", this]
+    with dead_port() as port:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        with socket.socket() as other, pytest.raises(OSError, match="Address already in use"):
+            other.bind(("127.0.0.1", port))
+
+
+def test_the_benchmark_lets_torchrun_pick_its_port():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "distributed.py"
+    spec = importlib.util.spec_from_file_location("benchmark_distributed", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    assert benchmark.launch_command("b.py", 4, ["--worker", "L"]) == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "b.py", "--worker", "L"]
+    assert benchmark.launch_command("b.py", 1, ["--worker", "L"]) == [sys.executable, "b.py", "--worker", "L"]
+    assert not hasattr(benchmark, "free_port") and "socket" not in vars(benchmark)
 
 
 # The data and fits, the same in the script and here.
@@ -408,10 +454,11 @@ def test_choice_is_restored_when_the_fit_inside_raises(monkeypatch):
 def test_choice_false_joins_no_process_group(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))  # nobody listens there: joining would wait, then fail
     before = torch.distributed.is_initialized()
-    with distributed.choice(False):
-        distributed.init()
+    with dead_port() as port:  # held, so no other program can listen there meanwhile: joining would fail
+        monkeypatch.setenv("MASTER_PORT", str(port))
+        with distributed.choice(False):
+            distributed.init()
     assert torch.distributed.is_initialized() == before
 
 
@@ -459,6 +506,78 @@ def test_distributed_true_in_a_plain_process_is_refused_by_every_fit():
         with pytest.raises(ArgumentError) as error:
             call()
         assert str(error.value) == TRUE_OUTSIDE_TORCHRUN, name
+
+
+# ---------------------------------------------------------------------- the wait at exit
+MINUTE = datetime.timedelta(seconds=60)
+
+
+@pytest.mark.parametrize("backend, gloo, expected", [
+    ("gloo", True, [("init", "gloo"), ("atexit", "_close"), ("monitored_barrier", None, MINUTE), ("destroy",)]),
+    ("nccl", True, [("init", "nccl"), ("new_group", {"backend": "gloo", "timeout": MINUTE}), ("atexit", "_close"),
+                    ("barrier", "exit group", MINUTE), ("destroy",)]),
+    ("cpu:gloo,cuda:nccl", True, [("init", "cpu:gloo,cuda:nccl"), ("new_group", {"backend": "gloo", "timeout": MINUTE}),
+                                  ("atexit", "_close"), ("barrier", "exit group", MINUTE), ("destroy",)]),
+    ("nccl", False, [("init", "nccl"), ("atexit", "_close"), ("destroy",)]),  # no gloo in this build: no wait
+])
+def test_the_wait_at_exit_is_a_monitored_barrier_on_gloo_and_a_timed_barrier_on_a_gloo_group_beside_nccl(
+        monkeypatch, backend, gloo, expected):
+    dist, calls, joined = torch.distributed, [], []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setattr(distributed, "_EXIT_GROUP", None, raising=False)
+    monkeypatch.setattr(distributed, "backend", lambda: backend)
+    monkeypatch.setattr(distributed.atexit, "register", lambda function: calls.append(("atexit", function.__name__)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(joined))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: joined.append(calls.append(("init", backend))))
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: backend if group is None else "gloo")
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(dist, "is_gloo_available", lambda: gloo)
+    monkeypatch.setattr(dist, "new_group", lambda **options: calls.append(("new_group", options)) or "exit group")
+    monkeypatch.setattr(dist, "monitored_barrier", lambda group=None, timeout=None, wait_all_ranks=False:
+                        calls.append(("monitored_barrier", group, timeout)))
+    monkeypatch.setattr(dist, "barrier", lambda group=None, async_op=False, device_ids=None, timeout=None:
+                        calls.append(("barrier", group, timeout)))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda group=None: calls.append(("destroy",)) or joined.clear())
+    distributed.init()
+    distributed._close()
+    assert calls == expected
+    assert distributed._EXIT_GROUP is None
+
+
+EXIT_WAIT = textwrap.dedent("""
+    import atexit, json, os, sys, time
+    import torch
+    from nnfit.train import distributed
+
+    out, rank = sys.argv[1], int(os.environ["RANK"])
+    gloo, waited = torch.distributed.get_backend, []
+
+    def left():  # registered before init, so it runs after init's _close
+        with open(os.path.join(out, f"left-{rank}.json"), "w") as stream:
+            json.dump({"time": time.time(), "barriers on": waited}, stream)
+
+    atexit.register(left)
+    torch.distributed.get_backend = lambda group=None: "nccl" if group is None else gloo(group)  # as NCCL looks
+    barrier = torch.distributed.barrier
+    torch.distributed.barrier = lambda group=None, **options: waited.append(gloo(group)) or barrier(group, **options)
+    distributed.init()
+    if rank == 1:
+        time.sleep(3)  # the other process is done long before this one
+    with open(os.path.join(out, f"done-{rank}.json"), "w") as stream:
+        json.dump(time.time(), stream)
+""")
+
+
+def test_beside_nccl_a_process_that_finishes_first_waits_at_exit_for_the_others(tmp_path):
+    script = tmp_path / "exit_wait.py"
+    script.write_text(EXIT_WAIT)
+    code, output = torchrun(script, tmp_path)
+    assert code == 0, output
+    read = lambda name: json.loads((tmp_path / f"{name}.json").read_text())
+    assert read("left-0")["barriers on"] == read("left-1")["barriers on"] == ["gloo"]  # the group made for it
+    assert read("left-0")["time"] >= read("done-1")  # rank 0 left after rank 1 was done, 3 seconds after its own end
+    assert read("done-1") - read("done-0") > 2
 
 
 STREAMED = textwrap.dedent("""

@@ -836,3 +836,86 @@ def test_a_batch_larger_than_half_the_buffer_keeps_the_buffer_within_its_rows(tm
     batches = list(data.batches(90, shuffle=True, generator=torch.Generator().manual_seed(0)))
     assert sorted(torch.cat([x[:, 0] for x, _ in batches]).long().tolist()) == list(range(1000))
     assert [len(x) for x, _ in batches] == [90] * 11 + [10] and data.largest_buffer_rows_ < 100 + 99
+
+
+# ---------------------------------------------------------------------- a file replaced after its check
+def _same_size_files(tmp_path):
+    """Two Parquet files of exactly the same size and different rows: the checked one and its impostor."""
+    checked, impostor = tmp_path / "rows.parquet", tmp_path / "impostor.parquet"
+    for path, y in ((checked, np.arange(50.0)), (impostor, -np.arange(50.0))):
+        pq.write_table(pa.table({"y": y, "x": y * 2}), path, compression="none", use_dictionary=False,
+                       write_statistics=False)
+    assert checked.stat().st_size == impostor.stat().st_size and checked.read_bytes() != impostor.read_bytes()
+    return checked, impostor
+
+
+def _replaced(checked, impostor):
+    os.replace(impostor, checked)  # another file (another inode) of the same size, under the checked name
+
+
+def _rewritten(checked, impostor):
+    before = checked.stat()
+    with open(checked, "r+b") as stream:  # the same inode, other bytes, written later
+        stream.write(impostor.read_bytes())
+    os.utime(checked, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))  # later, even on a coarse clock
+    assert (checked.stat().st_ino, checked.stat().st_size) == (before.st_ino, before.st_size)
+
+
+@pytest.mark.parametrize("change", [_replaced, _rewritten])
+def test_a_file_changed_to_another_of_the_same_size_after_its_check_is_refused(tmp_path, change):
+    checked, impostor = _same_size_files(tmp_path)
+    source = Source(str(checked))
+    assert next(source.chunks(["y"]))["y"].tolist()[:3] == [0.0, 1.0, 2.0]
+    change(checked, impostor)
+    with pytest.raises(DataError) as error:
+        list(source.chunks(["y"]))
+    assert str(error.value) == f"File {str(checked)!r} changed since it was checked; read it again."
+
+
+def test_a_file_replaced_between_its_lstat_and_its_opening_is_refused(tmp_path, monkeypatch):
+    checked, impostor = _same_size_files(tmp_path)
+    real = streaming._open
+
+    def swapped_first(path, name, identity):  # the file lstat saw is gone when the check opens it
+        if os.path.exists(impostor):
+            _replaced(checked, impostor)
+        return real(path, name, identity)
+
+    monkeypatch.setattr(streaming, "_open", swapped_first)
+    with pytest.raises(DataError) as error:
+        Source(str(checked))
+    assert str(error.value) == f"File {str(checked)!r} changed since it was checked; read it again."
+
+
+# ---------------------------------------------------------------------- warnings point at the caller
+def test_streamed_warnings_point_at_the_callers_line(tmp_path):
+    penguins = nf.datasets.load("penguins")
+    folder = write_parts(penguins, tmp_path / "in", n_files=2, row_group_rows=100)
+    formula = "body_mass_g ~ flipper_length_mm + sex"
+    streamed = quietly(nf.mlp, formula, data=folder, hidden=3, epochs=1, seed=1, verbose=False)
+
+    def in_memory():  # a fit that still holds its training rows: type="interval" calibrates it, with a warning
+        return quietly(nf.mlp, formula, data=penguins.dropna(), hidden=3, epochs=1, seed=1, verbose=False)
+
+    left_out = "Left out 11 of 344 rows with a missing value (body_mass_g: 2, flipper_length_mm: 2, sex: 11)."
+    calibrates = "This fit has no calibration, so type='interval' calibrates it now by CV+ on the 333 rows"
+    first, second = in_memory(), in_memory()
+    calls = {
+        "nf.mlp": (lambda: nf.mlp(formula, data=folder, hidden=3, epochs=1, seed=1, verbose=False),
+                   nf.errors.MissingValuesWarning, left_out),
+        "fit.evaluate": (lambda: streamed.evaluate(folder), nf.errors.MissingValuesWarning, left_out),
+        "evaluate_streamed": (lambda: evaluate_streamed(streamed, folder, chunk_rows=50),
+                              nf.errors.MissingValuesWarning, left_out),
+        "fit.predict(out=)": (lambda: first.predict(folder, type="interval", out=tmp_path / "a.parquet"),
+                              UserWarning, calibrates),
+        "predict_to_parquet": (lambda: predict_to_parquet(second, folder, tmp_path / "b.parquet", type="interval",
+                                                          chunk_rows=50), UserWarning, calibrates),
+    }
+    for name, (call, category, message) in calls.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert [(w.category, str(w.message)[:len(message)]) for w in caught] == [(category, message)], name
+        assert (caught[0].filename, caught[0].lineno) == (__file__, call.__code__.co_firstlineno), name
+    with pytest.raises(ArgumentError, match="^data is streamed, so its predictions need not fit in memory"):
+        streamed.predict(folder)  # no out=: refused before a row is read

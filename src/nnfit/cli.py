@@ -581,22 +581,20 @@ def _fit_in_processes(args, nproc: int) -> int:
     """`nnfit fit ... --nproc N`: the same fit in N processes started by torch.distributed.run.
 
     The folder is checked here first; then each process runs this command without --nproc
-    (with a --seed drawn here when none was given: every process must shuffle alike), on a
-    free local port. Rank 0 writes --out as one process would; the others only train.
+    (with a --seed drawn here when none was given: every process must shuffle alike), joined by
+    torchrun's standalone rendezvous, which listens on a port the system gives it (no port is
+    picked here and freed for another program to take first). Rank 0 writes --out as one process
+    would; the others only train.
     """
     import secrets
-    import socket
     import subprocess
 
     from .errors import TrainingError
 
     _Folder(args.out, args.overwrite).close()  # refuse a folder now, not after training
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
-               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "nnfit.cli", *_fit_argv(args, seed)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "nnfit.cli", *_fit_argv(args, seed)]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # torchrun's warning otherwise
     done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)

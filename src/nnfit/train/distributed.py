@@ -52,6 +52,11 @@ from .loop import rows_of
 # The innermost ``choice``: None (no choice made: follow torchrun), True or False.
 _CHOICE = contextvars.ContextVar("nnfit_distributed_choice", default=None)
 
+# At exit each process waits this long at most for the others (``_close``).
+_EXIT_WAIT = datetime.timedelta(seconds=60)
+# Beside an NCCL group: a gloo group of the same processes that ``_close`` alone uses (``_exit_group``).
+_EXIT_GROUP = None
+
 
 def started_by_torchrun() -> bool:
     """Whether torchrun started this process as one of several (``WORLD_SIZE`` > 1), whatever ``choice`` says.
@@ -229,23 +234,45 @@ def init() -> None:
         dist.init_process_group(backend=backend())
     else:  # a group of one, in memory
         dist.init_process_group(backend=backend(), store=dist.HashStore(), rank=0, world_size=1)
+    global _EXIT_GROUP
+    _EXIT_GROUP = _exit_group()
     atexit.register(_close)
 
 
+def _exit_group():
+    """The gloo group ``_close`` waits on when the process group is not gloo alone (NCCL, or
+    ``cpu:gloo,cuda:nccl``), made now, while every process is joining (making a group is itself
+    collective); None on plain gloo, in a group of one, or in a build of PyTorch without gloo.
+
+    NCCL matches collectives by their order and has no ``monitored_barrier``: a barrier on the
+    NCCL group (an all-reduce of one number) could pair with a peer's last all-reduce of
+    gradients. A group used for nothing else has nothing to pair with."""
+    dist = torch.distributed
+    if dist.get_world_size() == 1 or dist.get_backend() == "gloo" or not dist.is_gloo_available():
+        return None
+    return dist.new_group(backend="gloo", timeout=_EXIT_WAIT)
+
+
 def _close() -> None:
-    """At exit: on gloo, wait (a minute at most) until every process is leaving, then close the
-    group. Closing a gloo group while another process still uses it can make gloo abort the
-    process, for example when every process has just raised the same error. (NCCL matches
-    collectives by their order, so a barrier there could pair with a peer's last all-reduce:
-    no wait.)"""
+    """At exit: wait (a minute at most) until every process is leaving, then close the group.
+    Closing a group while another process still uses it can make gloo abort that process, for
+    example when every process has just raised the same error, and a rank that finishes early
+    would tear down NCCL's communicators under the others. On gloo the wait is a
+    ``monitored_barrier`` on the group itself; on NCCL a ``barrier`` with a timeout on the gloo
+    group ``_exit_group`` made for it (without gloo in this build: no wait, as before)."""
+    global _EXIT_GROUP
     dist = torch.distributed
     if not dist.is_initialized():
         return
-    if dist.get_backend() == "gloo" and dist.get_world_size() > 1:
+    if dist.get_world_size() > 1:
         try:
-            dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=_EXIT_WAIT)
+            elif _EXIT_GROUP is not None:
+                dist.barrier(group=_EXIT_GROUP, timeout=_EXIT_WAIT)
         except Exception:  # a process that is gone already: close all the same
             pass
+    _EXIT_GROUP = None
     dist.destroy_process_group()
 
 
