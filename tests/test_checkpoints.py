@@ -512,6 +512,31 @@ def test_the_guard_goes_back_past_weights_that_broke_without_a_bad_loss():
     assert same(weights(error.value.model), starts.by_epoch[2])
 
 
+
+def test_the_guard_of_a_closed_form_fit_copies_the_one_flat_buffer_and_goes_back_to_it():
+    from nnfit.train.divergence import DivergenceGuard
+
+    class BreakAfterEpoch2(Callback):
+        needs_autograd = False  # keeps the closed-form step
+
+        def on_train_end(self, ctx):
+            if ctx.epoch + 1 == 2:
+                guard = next(c for c in ctx.hooks.callbacks if isinstance(c, DivergenceGuard))
+                self.seen = type(ctx.opt).__name__, guard._flat[0] is ctx.opt.flat_params
+                with torch.no_grad():
+                    ctx.opt.flat_params[0] = float("nan")  # as if the last step went wrong
+
+    class Starts(EpochStart):
+        needs_autograd = False
+
+    starts, breaking = Starts(), BreakAfterEpoch2()
+    learner = nf.setup(nf.MLP, loss="mse", optimizer="sgd").set_hparams(input_size=5, hidden=[4])
+    with pytest.raises(DivergenceError) as error:
+        learner.fit((X, Y), epochs=5, seed=1, verbose=False, callbacks=[starts, breaking])
+    assert breaking.seen == ("Optimizer", True)  # nnfit's closed-form optimizer: the weights are its flat buffer
+    assert "the model keeps its weights from the start of epoch 2." in str(error.value)
+    assert same(weights(error.value.model), starts.by_epoch[2])
+
 # ---------------------------------------------------------------------- AutoResume: only its own run
 def crashed_run(folder, **kwargs):
     """A fit that crashes after epoch 2, leaving its checkpoint; returns the checkpoint's bytes."""

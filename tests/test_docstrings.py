@@ -17,9 +17,6 @@ MODULES = sorted({module for module, _ in nnfit._EXPORTS.values()} | {
 
 # Public names that have no example yet, each with the reason; this list only ever shrinks.
 WITHOUT_EXAMPLE = {
-    # nf.labs.penguins(...) and the others are made by labs._lab, whose docstring points to
-    # nf.labs.run (which has the example): running every lab here would take minutes.
-    **{f"nnfit.labs.{name}": "made by labs._lab" for name in ("penguins", "hitters", "mnist", "documents", "nyse", "sound")},
 }
 
 

@@ -51,12 +51,39 @@ def run(name: str = "penguins", out="nnfit-lab", seed: int = 1, epochs: int | No
     return module.run(out=out, seed=seed, epochs=epochs, stream=stream, **options)
 
 
+# Each lab function's example: one short run (one epoch, no plots), its first printed line and
+# the figures it returns. They run with the other docstring examples.
+_EXAMPLES = {
+    "penguins": ("nf.labs.penguins(out=None, epochs=1)", "The R course's penguin labs: ...",
+                 "['mass_mae', 'mass_ols_mae', 'species_accuracy', 'species_logistic_accuracy']"),
+    "hitters": ("nf.labs.hitters(out=None, epochs=1, seeds=1)", "ISLR Table 10.2, Hitters: ...",
+                "['lasso_lambda', 'lasso_mae', 'mean', 'network_mae', 'ols_mae', 'per_seed', 'ratios', 'seconds']"),
+    "mnist": ("nf.labs.mnist(out=None, epochs=1)", "ISLR 10.9.2, MNIST digits: ...",
+              "['cnn_accuracy', 'logistic_accuracy', 'network_accuracy', 'seconds']"),
+    "documents": ("nf.labs.documents(out=None, epochs=1)", "ISLR 10.9.5, documents: ...",
+                  "['lasso_C', 'lasso_accuracy', 'lasso_cv_accuracy', 'lstm_accuracy', 'majority_accuracy', "
+                  "'network_accuracy', 'seconds', 'vocabulary']"),
+    "nyse": ("nf.labs.nyse(out=None, epochs=1)", "ISLR 10.9.6, NYSE: ...",
+             "['ar_day_r2', 'ar_r2', 'nar_r2', 'rnn_r2', 'seconds']"),
+    "sound": ("nf.labs.sound(out=None, epochs=1)", "Sound: 4 classes of SYNTHETIC clips ...",
+              "['chance', 'cnn_accuracy', 'logistic_accuracy', 'seconds']"),
+}
+
+
 def _lab(name):
     def lab(out="nnfit-lab", seed: int = 1, epochs: int | None = None, stream=None, **options) -> dict:
         return run(name, out=out, seed=seed, epochs=epochs, stream=stream, **options)
 
+    call, first_line, figures = _EXAMPLES[name]
     lab.__name__ = lab.__qualname__ = name
-    lab.__doc__ = f"{LABS[name]}\n\nThe same as ``nf.labs.run({name!r}, ...)``; the lab's code is ``nnfit.labs.{name}_lab``."
+    lab.__doc__ = (
+        f"{LABS[name]}\n\nThe same as ``nf.labs.run({name!r}, ...)``; the lab's code is ``nnfit.labs.{name}_lab``.\n\n"
+        f"    >>> import nnfit as nf\n"
+        f"    >>> figures = {call}   # doctest: +ELLIPSIS\n"
+        f"    {first_line}\n"
+        f"    >>> sorted(figures)\n"
+        f"    {figures}\n"
+    )
     return lab
 
 

@@ -175,8 +175,7 @@ class MetricsRecorder(Callback):
             return self._compute_many(ctx, metrics, losses)
         self._flush(ctx, metrics)
         # The one device-to-host transfer of the epoch: every value at once.
-        sums = {name: _weighted_sum(values, rows) for name, (values, rows) in losses.named().items()}
-        sums = sums or {"loss": torch.tensor(math.nan)}
+        sums = losses.weighted_sums() or {"loss": torch.tensor(math.nan)}
         n = sum(losses.rows)
         values = [total / max(n, 1) for total in sums.values()]
         for metric in metrics:
@@ -196,12 +195,6 @@ def _joins(pending, pred, target) -> bool:
     if not (isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.ndim and target.ndim):
         return False
     return not pending or (pending[-1][0].shape[1:] == pred.shape[1:] and pending[-1][1].shape[1:] == target.shape[1:])
-
-
-def _weighted_sum(losses, rows) -> torch.Tensor:
-    """sum(loss_b * rows_b) over batches, in float64, without leaving the device."""
-    stacked = torch.stack([loss if loss.dim() == 0 else loss.reshape(()) for loss in losses]).to(torch.float64)
-    return stacked @ torch.tensor(rows, dtype=torch.float64, device=stacked.device)
 
 
 def _model_sums(losses, rows):

@@ -192,11 +192,19 @@ class DivergenceGuard(Callback):
 
     def on_fit_begin(self, ctx):
         self._snapshot = self._snapshot_epoch = None  # the weights, and their epoch as a device tensor
+        self._flat = None  # (the flat weights, their copy) when the model's state is one optimizer buffer
         self._last_finite = None  # (loss, epoch, batch), 1-based; the loss a 0-d device tensor
         self.rule = Divergence(ctx.n_models)  # AutoResume (later in on_fit_begin) may restore its reference
 
     def on_epoch_begin(self, ctx):
         if ctx.stacked:  # K models: a diverged one is dropped or named in the error, not rolled back
+            return
+        if self._flat is not None:  # the weights are one flat buffer: one check and one copy
+            weights, snapshot = self._flat
+            finite = torch.isfinite(weights).all()
+            torch.where(finite, weights, snapshot, out=snapshot)
+            epoch = torch.tensor(ctx.epoch + 1, device=weights.device)
+            self._snapshot_epoch = torch.where(finite, epoch, self._snapshot_epoch)
             return
         state = ctx.model.state_dict()
         floating = [value for value in state.values() if value.is_floating_point()]
@@ -205,6 +213,10 @@ class DivergenceGuard(Callback):
         epoch = torch.tensor(ctx.epoch + 1, device=floating[0].device)
         if self._snapshot is None:
             self._snapshot, self._snapshot_epoch = copy_weights(ctx.model), epoch
+            self._flat = _flat_snapshot(state, getattr(getattr(ctx, "opt", None), "flat_params", None))
+            if self._flat is not None:
+                self._snapshot = self._flat[2]
+                self._flat = self._flat[:2]
             return
         if len({value.device for value in floating}) == 1:  # one check of all the weights at once
             finite = torch.isfinite(torch.cat([value.reshape(-1) for value in floating])).all()
@@ -226,9 +238,9 @@ class DivergenceGuard(Callback):
             return self._check_models(ctx)
         loss = _train_loss(ctx)
         if loss is None or self.rule.reason(loss) is None:
-            totals = self._losses.totals()
-            if totals:  # kept on the device; read only if a later epoch diverges
-                self._last_finite = (totals[-1], ctx.epoch + 1, len(totals))
+            last = self._losses.last()
+            if last is not None:  # kept on the device; read only if a later epoch diverges
+                self._last_finite = (last[0], ctx.epoch + 1, last[1])
             return
         raise self._diverged(ctx, loss)
 
@@ -305,6 +317,37 @@ def _train_loss(ctx):
                 return value
             found = value
     return found
+
+
+def _flat_snapshot(state: dict, flat):
+    """(flat, its copy, {name: the copy's view}) when every value of ``state`` is a floating view of
+    the one flat tensor ``flat`` (nnfit's closed-form optimizer holds a network's weights so) and
+    together they are all of it; else None.
+
+    >>> import torch
+    >>> from nnfit.train.divergence import _flat_snapshot
+    >>> flat = torch.arange(5.0)
+    >>> weights, copy, views = _flat_snapshot({"w": flat[:3].view(3, 1), "b": flat[3:]}, flat)
+    >>> copy.data_ptr() != flat.data_ptr(), views["w"].shape, views["b"].tolist()
+    (True, torch.Size([3, 1]), [3.0, 4.0])
+    >>> _flat_snapshot({"w": flat[:3]}, flat) is None   # not all of it
+    True
+    """
+    if not isinstance(flat, torch.Tensor) or not flat.is_floating_point() or not flat.is_contiguous():
+        return None
+    start, size, offsets = flat.data_ptr(), flat.element_size(), {}
+    for name, value in state.items():
+        inside = (value.dtype == flat.dtype and value.device == flat.device and value.is_contiguous()
+                  and value.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr())
+        if not inside:
+            return None
+        offsets[name] = ((value.data_ptr() - start) // size, value.numel(), value.shape)
+    spans = sorted((offset, n) for offset, n, _ in offsets.values())
+    if [offset for offset, _ in spans] != [sum(n for _, n in spans[:i]) for i in range(len(spans))] \
+            or sum(n for _, n in spans) != flat.numel():
+        return None
+    copy = flat.clone()
+    return flat, copy, {name: copy[offset : offset + n].view(shape) for name, (offset, n, shape) in offsets.items()}
 
 
 def _all_finite(weights) -> bool:

@@ -57,6 +57,12 @@ class _Column:
             return self.buffer[0] if self.n else None
         return self.items[0] if self.items else None
 
+    def last(self):
+        """The last item, or None (without making the list)."""
+        if self.buffer is not None:
+            return self.buffer[self.n - 1] if self.n else None
+        return self.items[-1] if self.items else None
+
 
 class BatchLosses:
     """One set's per-batch losses in the current epoch, kept on the device: the one record of them.
@@ -128,6 +134,22 @@ class BatchLosses:
             if isinstance(loss, torch.Tensor):
                 totals.append(loss.reshape(()))
         return totals
+
+    def weighted_sums(self) -> dict:
+        """{'loss': sum over batches of loss * rows, 'loss_<name>': ...}, float64 tensors on the
+        device, from ``named()``; of the one buffer at once when every loss is a number."""
+        column = self._values
+        if self.plain and column.buffer is not None and column.buffer.dim() == 1 and column.n:
+            rows = torch.tensor(self.rows, dtype=torch.float64, device=column.buffer.device)
+            return {"loss": column.buffer[: column.n].to(torch.float64) @ rows}
+        return {name: _weighted_sum(values, rows) for name, (values, rows) in self.named().items()}
+
+    def last(self):
+        """(the last batch's loss, summed as in ``totals``, and how many batches have one), or None."""
+        if self.plain:
+            return (self._values.last().reshape(()), len(self)) if len(self) else None
+        totals = self.totals()
+        return (totals[-1], len(totals)) if totals else None
 
     def first(self):
         """The first batch's loss (summed as in ``totals``; one per model), or None."""
@@ -485,3 +507,9 @@ def epoch_range(epochs) -> tuple:
             raise ArgumentError(f"epochs=(min, max) needs min <= max; got {tuple(epochs)!r}.")
         return int(epochs[0]), int(epochs[1])
     return 1, check_positive_int("epochs", epochs)  # as in luz: a single number is the most epochs
+
+
+def _weighted_sum(losses, rows) -> torch.Tensor:
+    """sum(loss_b * rows_b) over batches, in float64, without leaving the device."""
+    stacked = torch.stack([loss if loss.dim() == 0 else loss.reshape(()) for loss in losses]).to(torch.float64)
+    return stacked @ torch.tensor(rows, dtype=torch.float64, device=stacked.device)
