@@ -62,6 +62,46 @@ def test_scaling_uses_training_mean_and_sd_like_r_scale(lab_split):
     np.testing.assert_array_equal(Ytest.numpy()[:, 0], testing["body_mass_g"].to_numpy(np.float32))
 
 
+def test_scaled_columns_are_exactly_value_minus_mean_over_sd():
+    # The design scales each model-matrix column on its own (never holding the float64 matrix):
+    # its numbers must be exactly those of numpy on that column, in float64, cast at the end.
+    n = 3000
+    i = np.arange(n)
+    frame = pd.DataFrame({
+        "y": np.sin(i).astype(np.float32),
+        "a": (1000 + (i * 37 % 101) / 7).astype(np.float32),  # float32 data, read in float64
+        "b": i * 13 % 50,  # integers
+        "g": pd.Categorical(np.array(["p", "q", "r"])[i * 7 % 3]),
+    })
+    frame.loc[[5, 17, 2999], "a"] = np.nan  # rows left out: the statistics are of the other rows
+    kept = frame.dropna()
+    a, b = kept["a"].to_numpy(np.float64), kept["b"].to_numpy(np.float64)
+    q, r = (kept["g"] == "q").to_numpy(np.float64), (kept["g"] == "r").to_numpy(np.float64)
+    formula = "y ~ a + b + g + g:a + poly(b, 2)"
+    raw = nf.Design(formula).fit(frame).transform(frame).X  # unscaled, float64
+    assert nf.Design(formula).fit(frame).columns[1:] == [
+        "a", "b", "gq", "gr", "poly(b, 2)1", "poly(b, 2)2", "a:gq", "a:gr"]
+    np.testing.assert_array_equal(raw[:, [1, 2, 3, 4, 7, 8]], np.column_stack([a, b, q, r, a * q, a * r]))
+    for dtype in (np.float64, np.float32):
+        design = nf.Design(formula, scale=True, scale_response=True)
+        m = design.fit_transform(frame, dtype=dtype)
+        assert m.X.dtype == dtype and m.X.flags.c_contiguous and m.X.shape == (n - 3, 9)
+        assert m.rows.sum() == n - 3 and m.missing_by_column == {"a": 3}
+        np.testing.assert_array_equal(m.X[:, 0], np.ones(n - 3, dtype=dtype))  # the intercept stays 1
+        for j in range(1, 9):
+            column = np.ascontiguousarray(raw[:, j])
+            mean, sd = column.mean(), column.std(ddof=1)
+            assert design.center_[j] == mean and design.scale_[j] == sd
+            np.testing.assert_array_equal(m.X[:, j], ((column - mean) / sd).astype(dtype))
+        y = kept["y"].to_numpy(np.float64)
+        assert design.response_center_[0] == y.mean() and design.response_scale_[0] == y.std(ddof=1)
+        np.testing.assert_array_equal(m.y[:, 0], (y - y.mean()) / y.std(ddof=1))
+    # Pinned: the numbers themselves, so that a change of summation order shows.
+    assert design.center_[1:3].tolist() == [1007.1427619839892, 24.500166833500167]
+    assert design.scale_[1:3].tolist() == [4.1660920366196335, 14.4375092104489]
+    assert float(m.X[1, 1]) == -0.4457550048828125
+
+
 def test_scale_numeric_leaves_dummies(lab_split):
     training, _ = lab_split
     X, _ = nf.Design("body_mass_g ~ . - 1", scale="numeric").fit(training).tensors(training)

@@ -35,6 +35,7 @@ _SCALE_CHOICES = (True, False, "numeric")
 EMBED_LEVELS = 10  # embed="auto" gives a factor with more levels than this an embedding
 MAX_LEVELS = 1_000_000
 MAX_SAVED_COLUMNS = 1_000_000
+_STORE_COLUMNS = 8  # model-matrix columns stored into X at a time (Design._scaled_matrix)
 
 
 @dataclass
@@ -322,7 +323,9 @@ class Design:
         """
         responses = self._responses() if response else []
         raw = self.response + self.predictors if response else self.predictors
-        columns = {name: _column_value(frame[name], self.variables_[name], name, name in self.embedded_) for name in raw}
+        bare = self._bare_names()
+        columns = {name: _column_value(frame[name], self.variables_[name], name, name in self.embedded_, name in bare)
+                   for name in raw}
         env = Environment(columns, len(frame), self.state_, learn, index=frame.index, text=self.formula)
         values = [functions.evaluate(node, env) for node in self.terms_.variables]
         offsets = [functions.evaluate(node, env) for node in self.terms_.offsets]
@@ -335,6 +338,8 @@ class Design:
         missing, rows = {}, np.ones(len(frame), dtype=bool)
         for label, value in named:
             _check_not_string(value, label)
+            if value.kind == "numeric" and np.asarray(value.data).dtype.kind in "iu":
+                continue  # a column of integers (kept as it is, see _bare_names) has no missing value
             na = np.broadcast_to(value.missing(), (len(frame),))
             if na.any():
                 missing[label] = missing.get(label, 0) + int(na.sum())
@@ -351,24 +356,18 @@ class Design:
         kept_terms = [t for k, t in enumerate(self.terms_.terms) if not self._embedded_term(t)]
         skip = {kept_terms.index(t) for k, t in enumerate(self.terms_.terms) if k in self._skip and t in kept_terms}
         codes = factor_codes(kept_terms, values, self.terms_.intercept)
-        X, names, assign, from_factor = model_matrix(int(rows.sum()), kept_terms, values, labels, codes,
-                                                     self.terms_.intercept, skip, intercept_column=self.intercept)
-        # The variables are in X now: let their arrays go before X's row-major copy is made.
-        del values, env, named
-        if not self.embedded_:
-            del columns
+        blocks, names, assign, from_factor = model_matrix(int(rows.sum()), kept_terms, values, labels, codes,
+                                                          self.terms_.intercept, skip, intercept_column=self.intercept)
         if learn:
             self.columns, self.assign_ = names, assign
             self._factor_columns = [n for n, f in zip(names, from_factor) if f]
-            if unscaled:
-                self.center_, self.scale_ = np.zeros(len(names)), np.ones(len(names))
-            else:
-                self.center_, self.scale_ = scaling(X, self.scale, self._factor_columns, names)
+            self.center_, self.scale_ = np.zeros(len(names)), np.ones(len(names))  # unscaled: the caller merges
         elif names != self.columns:
             raise DataError("The data does not rebuild the design's columns; the model file may be corrupted.")
-        X -= self.center_  # in place: X is this call's own array
-        X /= self.scale_
-        X = np.ascontiguousarray(X, dtype=dtype)  # row-major, as tensors and mini-batches read it
+        X = self._scaled_matrix(blocks, int(rows.sum()), learn and not unscaled, dtype)
+        del values, env, named, blocks  # the variables are in X now
+        if not self.embedded_:
+            del columns
         offset = None
         if offsets:
             offset = sum(np.broadcast_to(np.asarray(v.data, dtype=np.float64), (len(frame),)) for v in offsets)[rows]
@@ -379,6 +378,47 @@ class Design:
                 _embedded_codes(columns[name], levels) for name, levels in self.embedded_.items()
             ])[rows]
         return Matrices(X, y, rows, n_left_out, missing, codes_embedded, offset)
+
+    def _scaled_matrix(self, blocks, n, learn, dtype) -> np.ndarray:
+        """X, row-major as tensors and mini-batches read it: each term's block of model-matrix
+        columns centred and scaled (learning ``center_`` and ``scale_`` from it when ``learn``)
+        and cast to ``dtype`` as it is stored, so that the float64 matrix is never whole.
+
+        The same numbers as scaling the whole column-major matrix: the statistics of a column
+        come from that column alone, contiguous in its block as it would be in the matrix.
+        """
+        X = np.empty((n, len(self.columns)), dtype=dtype)
+        # Narrow blocks (a numeric variable's is one column) wait in a column-major buffer and
+        # go into X a few columns at a time: storing one column at a time into a row-major X
+        # would read and write all of X's memory once per column.
+        waiting = np.empty((n, min(_STORE_COLUMNS, len(self.columns))), dtype=dtype, order="F")
+        start = at = 0  # X's columns start..at are in the buffer
+        for build in blocks:
+            block = build()
+            part = slice(at, at + block.shape[1])
+            if learn:
+                self.center_[part], self.scale_[part] = scaling(block, self.scale, self._factor_columns,
+                                                                self.columns[part])
+            block = block - self.center_[part]  # a new array: the block may be the data's own
+            block /= self.scale_[part]
+            if part.stop - start > waiting.shape[1]:
+                X[:, start:at] = waiting[:, : at - start]
+                start = at
+            if block.shape[1] > waiting.shape[1]:
+                X[:, part] = block
+                start = part.stop
+            else:
+                waiting[:, at - start: part.stop - start] = block
+            at = part.stop
+        X[:, start:at] = waiting[:, : at - start]
+        return X
+
+    def _bare_names(self) -> set:
+        """The columns the formula uses only as themselves (``x``, as ``.`` gives them, not ``log(x)``)."""
+        nodes = self.terms_.variables + self.terms_.offsets + self._responses()
+        used = set().union(*(terms_module.names_in(node) for node in nodes))
+        inside = set().union(*(terms_module.names_in(node) for node in nodes if node.kind != "name"))
+        return used - inside
 
     def _learn_response(self, targets, rows, n, check=True):
         kinds = {t.kind for t in targets}
@@ -726,8 +766,13 @@ def _embedded_codes(value: Value, levels) -> np.ndarray:
     return np.asarray(value.data, dtype=np.int64)
 
 
-def _column_value(column, info: dict, name: str, embedded: bool = False) -> Value:
-    """A data column as the evaluator reads it, with the kind and levels training saw."""
+def _column_value(column, info: dict, name: str, embedded: bool = False, bare: bool = False) -> Value:
+    """A data column as the evaluator reads it, with the kind and levels training saw.
+
+    A ``bare`` column of numbers (one the formula uses only as itself) keeps the data's own
+    dtype: the model matrix and the response convert it to float64 (exactly) when they read
+    it, so a frame of float32 columns never has a float64 copy of all of them at once.
+    """
     import pandas as pd
 
     if info["kind"] == "factor":
@@ -742,7 +787,8 @@ def _column_value(column, info: dict, name: str, embedded: bool = False) -> Valu
         days = (column - pd.Timestamp("1970-01-01", tz=getattr(column.dtype, "tz", None))) / pd.Timedelta(days=1)
         return Value("numeric", days.to_numpy(dtype=np.float64, na_value=np.nan))
     if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiu":  # no pd.NA to replace: one copy
-        return Value("numeric", np.asarray(column.to_numpy(), dtype=np.float64))
+        data = column.to_numpy()
+        return Value("numeric", data if bare else np.asarray(data, dtype=np.float64))
     values = pd.to_numeric(column, errors="coerce") if column.dtype == object else column
     return Value("numeric", np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64))
 

@@ -75,73 +75,90 @@ def poly_names(n: int) -> list:
     return names[: n - 1]
 
 
-def variable_columns(value: Value, label: str, code):
-    """The columns (n, k) and their names that one variable contributes to a term."""
+def variable_names(value: Value, label: str, code) -> list:
+    """The names of the columns that one variable contributes to a term."""
     if value.kind == "numeric":
-        data = np.asarray(value.data, dtype=np.float64)
-        return data.reshape(-1, 1), [label]
+        return [label]
     if value.kind == "matrix":
-        return np.asarray(value.data, dtype=np.float64), [label + c for c in value.colnames]
+        return [label + c for c in value.colnames]
     value = as_factor(value)
     levels = [level_label(level) for level in value.levels]
-    n_levels = len(levels)
-    onehot = np.zeros((len(value.data), n_levels))
-    rows = value.data >= 0
-    onehot[np.flatnonzero(rows), value.data[rows]] = 1.0
     if code == INDICATORS:
-        return onehot, [label + level for level in levels]
-    if n_levels < 2:
+        return [label + level for level in levels]
+    if len(levels) < 2:
         raise DataError(
             f"The factor {label!r} has only one level ({levels[0] if levels else 'none'!r}) in the training data; "
             "contrasts need at least two. Leave it out of the formula (- " + label + ")."
         )
     if value.ordered:
-        return onehot @ contr_poly(n_levels), [label + name for name in poly_names(n_levels)]
-    return onehot[:, 1:], [label + level for level in levels[1:]]
+        return [label + name for name in poly_names(len(levels))]
+    return [label + level for level in levels[1:]]
+
+
+def variable_columns(value: Value, label: str, code):
+    """The columns (n, k) and their names that one variable contributes to a term."""
+    names = variable_names(value, label, code)
+    if value.kind == "numeric":
+        data = np.asarray(value.data, dtype=np.float64)
+        return data.reshape(-1, 1), names
+    if value.kind == "matrix":
+        return np.asarray(value.data, dtype=np.float64), names
+    value = as_factor(value)
+    n_levels = len(value.levels)
+    onehot = np.zeros((len(value.data), n_levels))
+    rows = value.data >= 0
+    onehot[np.flatnonzero(rows), value.data[rows]] = 1.0
+    if code == INDICATORS:
+        return onehot, names
+    if value.ordered:
+        return onehot @ contr_poly(n_levels), names
+    return onehot[:, 1:], names
 
 
 def model_matrix(n: int, terms: list, values: list, labels: list, codes: list, intercept: bool, skip=(),
                  intercept_column: bool = True):
-    """R's model matrix of ``n`` rows: (X, names, assign, factor flags), the intercept first.
+    """R's model matrix of ``n`` rows, one block of columns per term: (blocks, names, assign, factor flags).
 
     ``intercept`` is the formula's (it decides the coding); ``intercept_column=False`` leaves
     its column out, as ``model.matrix(...)[, -1]``. ``skip`` holds the indices of terms that
-    give no columns (the response named on the right). X is allocated once and filled term by
-    term: a main effect's columns are copied in, an interaction's are multiplied.
+    give no columns (the response named on the right). Each block is a function that builds
+    its term's columns (the intercept's first) as a column-major float64 array, so that the
+    caller can scale and store one term at a time and the whole float64 matrix never exists.
     """
     blocks, names, assign, from_factor = [], [], [], []
     if intercept and intercept_column:
-        blocks.append(None)
+        blocks.append(lambda: np.ones((n, 1), order="F"))
         names.append("(Intercept)")
         assign.append(0)
         from_factor.append(False)
     for k, term in enumerate(terms):
         if k in skip:
             continue
-        parts = [variable_columns(values[i], labels[i], codes[k].get(i)) for i in term]
         column_names = [""]
-        for _, var_names in parts:
+        for i in term:  # the first variable's columns vary fastest
+            var_names = variable_names(values[i], labels[i], codes[k].get(i))
             column_names = [f"{c}:{v}" if c else v for v in var_names for c in column_names]
-        blocks.append([data for data, _ in parts])
+        blocks.append(lambda term=term, code=codes[k]: _term_columns(
+            n, [variable_columns(values[i], labels[i], code.get(i))[0] for i in term]))
         names.extend(column_names)
         assign.extend([k + 1] * len(column_names))
         has_factor = any(is_factor(values[i]) for i in term)
         from_factor.extend([has_factor] * len(column_names))
-    # Filled column by column into a column-major array: each column is contiguous, and so are
-    # the column statistics computed from it (the caller makes it row-major once, at the end).
-    X = np.empty((n, len(names)), order="F")
-    at = 0
-    for block in blocks:
-        if block is None:
-            X[:, at] = 1.0
-            at += 1
-            continue
-        columns = block[0]
-        for data in block[1:]:  # the first variable's columns vary fastest
-            columns = (columns[:, None, :] * data[:, :, None]).reshape(n, columns.shape[1] * data.shape[1])
-        X[:, at: at + columns.shape[1]] = columns
-        at += columns.shape[1]
-    return X, names, assign, from_factor
+    return blocks, names, assign, from_factor
+
+
+def _term_columns(n: int, parts: list) -> np.ndarray:
+    """A term's columns from its variables' (n, k) columns: a main effect's are the variable's
+    own (not copied when already column-major), an interaction's are multiplied (the first
+    variable's columns varying fastest).
+
+    Column-major, each column contiguous: the column statistics computed from it are then
+    the same numbers as from that column of the whole model matrix.
+    """
+    columns = parts[0]
+    for data in parts[1:]:
+        columns = (columns[:, None, :] * data[:, :, None]).reshape(n, columns.shape[1] * data.shape[1])
+    return np.asfortranarray(columns)
 
 
 def labels_of(variables: list) -> list:
