@@ -16,6 +16,7 @@ complete rows without ``year``, nf.split seed 1). Run it on an idle machine; the
 shared one are noisy.
 
     .venv/bin/python benchmarks/distributed.py                  # 3 rounds, 2 processes, 2 threads in all
+    .venv/bin/python benchmarks/distributed.py --ceiling        # and what 2 processes could gain at best
     .venv/bin/python benchmarks/distributed.py --rounds 5 --nproc 4 --threads 4 --workloads L
 """
 
@@ -41,8 +42,12 @@ def workload_data(name: str):
     return workloads.load(workloads.WORKLOADS[name])
 
 
-def worker(workload: str, threads: int) -> dict:
-    """One timed fit (after a short warm-up fit) in this process; rank 0's numbers."""
+def worker(workload: str, threads: int, share: int = 1) -> dict:
+    """One timed fit (after a short warm-up fit) in this process; rank 0's numbers.
+
+    ``share=N`` (the ceiling, ``--ceiling``): this process alone, with no process group, does
+    what one of N processes does in the spread fit: L's rows / N in batches of 1024 / N (the
+    same number of steps), or 32 / N of the ensemble's networks."""
     import warnings
 
     import torch
@@ -59,19 +64,19 @@ def worker(workload: str, threads: int) -> dict:
                    .set_hparams(input_size=20, hidden=[256, 256], output_size=1).set_opt_hparams(lr=0.001))
 
         def fit(rows):
-            return learner.fit((X[:rows], y[:rows]), epochs=1, batch_size=1024, seed=1, verbose=False,
-                               threads=threads).seconds
+            return learner.fit((X[:rows], y[:rows]), epochs=1, batch_size=1024 // share, seed=1, verbose=False,
+                               threads=threads, distributed=None if share == 1 else False).seconds
 
         fit(20_000)  # warm-up: the process group, the kernels
         began = time.perf_counter()
-        train_seconds = fit(len(X))
+        train_seconds = fit(len(X) // share)
     else:
         training = workload_data("R").train_frame
 
         def fit(epochs):
             options = dict(PENGUINS, epochs=epochs, seed=1, threads=threads)
             if workload == "ensemble":
-                return nf.mlp("body_mass_g ~ .", data=training, n_models=32, verbose=False,
+                return nf.mlp("body_mass_g ~ .", data=training, n_models=32 // share, verbose=False,
                               **options).settings["seconds"]
             began = time.perf_counter()
             nf.cross_validate("body_mass_g ~ .", training, folds=10, **options)
@@ -95,6 +100,24 @@ def launch_command(script: str, nproc: int, argv) -> list:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *argv]
 
 
+def ceiling(workload: str, nproc: int, threads: int) -> dict:
+    """What N processes could do at best: N processes started at once, each doing its share of the
+    work alone (``worker(share=N)``), with nothing to exchange; the slowest one's seconds."""
+    script = os.path.abspath(__file__)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    command = [sys.executable, script, "--worker", workload, "--threads", str(threads), "--share", str(nproc)]
+    started = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+               for _ in range(nproc)]
+    results = []
+    for process in started:
+        out, err = process.communicate(timeout=1800)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if process.returncode != 0 or not lines:
+            raise SystemExit(f"{' '.join(command)} failed:\n{out}\n{err}")
+        results.append(json.loads(lines[0]))
+    return max(results, key=lambda r: r["train_seconds"])
+
+
 def timed(workload: str, nproc: int, threads: int) -> dict:
     """Start the worker: in this interpreter for one process, under torch.distributed.run for several."""
     command = launch_command(os.path.abspath(__file__), nproc, ["--worker", workload, "--threads", str(threads)])
@@ -113,10 +136,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads in all: one process gets them all, "
                                                                "each of N processes threads // N (default 2)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also time N processes that each do their share alone, exchanging nothing: the most "
+                             "N processes could gain (L and ensemble)")
     parser.add_argument("--worker", choices=WORKLOADS, help=argparse.SUPPRESS)
+    parser.add_argument("--share", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        result = worker(args.worker, args.threads)
+        result = worker(args.worker, args.threads, args.share)
         if result["rank"] == 0:
             print(json.dumps(result), flush=True)
         return 0
@@ -125,21 +152,29 @@ def main(argv=None) -> int:
           f"{args.threads} threads (and, for the penguins, x 1 thread); {args.rounds} rounds, medians of the fit's "
           "seconds (after a warm-up fit in the same process)")
     for workload in args.workloads.split(","):
-        setups = [(args.nproc, per_process), (1, args.threads)]
+        # (what, processes, threads each): the spread fit, one process, and the ceiling
+        setups = [("spread", args.nproc, per_process), ("one", 1, args.threads)]
         if workload != "L" and args.threads > 1:  # small networks often train faster on one thread
-            setups.append((1, 1))
+            setups.append(("one", 1, 1))
+        if args.ceiling and workload != "cv":
+            setups.append(("ceiling", args.nproc, per_process))
         runs = {setup: [] for setup in setups}
         for round_ in range(args.rounds):
             for setup in setups if round_ % 2 == 0 else setups[::-1]:
-                runs[setup].append(timed(workload, *setup))
+                what, nproc, threads = setup
+                runs[setup].append(ceiling(workload, nproc, threads) if what == "ceiling" else timed(workload, nproc, threads))
         medians = {setup: statistics.median(r["train_seconds"] for r in runs[setup]) for setup in setups}
         for setup in setups:
+            what, nproc, threads = setup
             each = ", ".join(f"{r['train_seconds']:.2f}" for r in runs[setup])
             rate = f", {1e6 / medians[setup]:,.0f} rows/s" if workload == "L" else ""
-            print(f"{workload}: {setup[0]} process(es) x {setup[1]} thread(s): {medians[setup]:.2f} s{rate} ({each})")
-        best = min(medians[setup] for setup in setups[1:])
+            label = f"{nproc} process(es) x {threads} thread(s)" + (", each its share alone (the ceiling)"
+                                                                      if what == "ceiling" else "")
+            print(f"{workload}: {label}: {medians[setup]:.2f} s{rate} ({each})")
+        best = min(medians[setup] for setup in setups if setup[0] == "one")
         print(f"{workload}: {args.nproc} processes are {best / medians[setups[0]]:.2f}x as fast as the faster "
-              "single process")
+              "single process" + "".join(f"; at best (the ceiling) {best / medians[setup]:.2f}x"
+                                         for setup in setups if setup[0] == "ceiling"))
     return 0
 
 
