@@ -68,6 +68,7 @@ def worker(workload: str, threads: int, share: int = 1) -> dict:
                                threads=threads, distributed=None if share == 1 else False).seconds
 
         fit(20_000)  # warm-up: the process group, the kernels
+        _wait_for_the_others()
         began = time.perf_counter()
         train_seconds = fit(len(X) // share)
     else:
@@ -83,11 +84,23 @@ def worker(workload: str, threads: int, share: int = 1) -> dict:
             return time.perf_counter() - began
 
         fit(2)  # warm-up
+        _wait_for_the_others()
         began = time.perf_counter()
         train_seconds = fit(PENGUINS["epochs"])
     seconds = time.perf_counter() - began
     return {"workload": workload, "world": distributed.world_size(), "rank": distributed.rank(), "threads": threads,
             "seconds": seconds, "train_seconds": train_seconds}
+
+
+def _wait_for_the_others() -> None:
+    """In the ceiling's processes: say this one is warmed up, then wait until ``ceiling`` says all are
+    (their timed fits then start together, as a spread fit's processes do; elsewhere nothing)."""
+    folder = os.environ.get("NNFIT_BENCH_START")
+    if not folder:
+        return
+    open(os.path.join(folder, f"ready-{os.getpid()}"), "w").close()
+    while not os.path.exists(os.path.join(folder, "go")):
+        time.sleep(0.001)
 
 
 def launch_command(script: str, nproc: int, argv) -> list:
@@ -97,24 +110,37 @@ def launch_command(script: str, nproc: int, argv) -> list:
     another program to take before torchrun binds it."""
     if nproc == 1:
         return [sys.executable, script, *argv]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *argv]
+    # --local-addr: the loopback, not this host's full name (which some machines cannot resolve)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1",
+            f"--nproc_per_node={nproc}", script, *argv]
 
 
 def ceiling(workload: str, nproc: int, threads: int) -> dict:
     """What N processes could do at best: N processes started at once, each doing its share of the
     work alone (``worker(share=N)``), with nothing to exchange; the slowest one's seconds."""
+    import tempfile
+
     script = os.path.abspath(__file__)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     command = [sys.executable, script, "--worker", workload, "--threads", str(threads), "--share", str(nproc)]
-    started = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-               for _ in range(nproc)]
-    results = []
-    for process in started:
-        out, err = process.communicate(timeout=1800)
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        if process.returncode != 0 or not lines:
-            raise SystemExit(f"{' '.join(command)} failed:\n{out}\n{err}")
-        results.append(json.loads(lines[0]))
+    with tempfile.TemporaryDirectory() as folder:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), NNFIT_BENCH_START=folder)
+        outputs = [tempfile.TemporaryFile("w+") for _ in range(nproc)]  # files: no pipe to fill up unread
+        started = [subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+                   for out in outputs]
+        deadline = time.monotonic() + 1800
+        while (len([n for n in os.listdir(folder) if n.startswith("ready-")]) < nproc
+               and all(p.poll() is None for p in started) and time.monotonic() < deadline):
+            time.sleep(0.001)
+        open(os.path.join(folder, "go"), "w").close()  # every process is warmed up: the timed fits start together
+        results = []
+        for process, out in zip(started, outputs):
+            process.wait(timeout=max(1, deadline - time.monotonic()))
+            out.seek(0)
+            text = out.read()
+            lines = [line for line in text.splitlines() if line.startswith("{")]
+            if process.returncode != 0 or not lines:
+                raise SystemExit(f"{' '.join(command)} failed:\n{text}")
+            results.append(json.loads(lines[0]))
     return max(results, key=lambda r: r["train_seconds"])
 
 

@@ -363,7 +363,8 @@ def test_fit_nproc_lets_torchrun_pick_its_port(tmp_path, monkeypatch):
     (command,) = started
     # the standalone rendezvous listens on a port the system gives it: none is picked here and
     # freed for another program to take before torchrun binds it
-    assert command[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    assert command[1:7] == ["-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1",
+                            "--nproc_per_node=2", "-m"]
     assert not any(part.startswith(("--master_port", "--master_addr")) for part in command)
 
 

@@ -593,7 +593,11 @@ def _fit_in_processes(args, nproc: int) -> int:
 
     _Folder(args.out, args.overwrite).close()  # refuse a folder now, not after training
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    # --local-addr: the loopback, as --master_addr=127.0.0.1 gave it, where torchrun would otherwise
+    # give the workers this host's full name, which some machines cannot resolve (every process
+    # then retries the lookup and the run hangs)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1",
+               f"--nproc_per_node={nproc}",
                "-m", "nnfit.cli", *_fit_argv(args, seed)]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # torchrun's warning otherwise
