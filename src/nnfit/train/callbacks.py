@@ -131,10 +131,9 @@ class MetricsRecorder(Callback):
     # K models (nnfit.train.many): the loss is one number per model and each batch says which rows
     # each model has (RowWeights).
     def _compute_many(self, ctx, metrics, losses):
-        values, weights = losses.named().get("loss", ([], []))
         data = ctx.train_data if ctx.training else ctx.valid_data
         sizes = torch.tensor(data.sizes, dtype=torch.float64, device=ctx.device)
-        losses = _model_sums(values, weights) / sizes
+        losses = losses.model_sums() / sizes
         numbers = {"loss": losses}
         if metrics and self._pending:
             preds = torch.cat([p for p, _, _ in self._pending], dim=1)
@@ -195,21 +194,6 @@ def _joins(pending, pred, target) -> bool:
     if not (isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.ndim and target.ndim):
         return False
     return not pending or (pending[-1][0].shape[1:] == pred.shape[1:] and pending[-1][1].shape[1:] == target.shape[1:])
-
-
-def _model_sums(losses, rows):
-    """K models: sum(loss_b * rows_b) over batches, each (K,), in float64 and in batch order (as
-    Python's ``sum`` adds them; a cumulative sum keeps that order); 0 for no batches."""
-    if not losses:
-        return 0
-    stacked = torch.stack(losses).to(torch.float64)
-    if any(isinstance(r, torch.Tensor) for r in rows):
-        weights = torch.stack([r.to(torch.float64) if isinstance(r, torch.Tensor)
-                               else torch.full(stacked.shape[1:], float(r), dtype=torch.float64, device=stacked.device)
-                               for r in rows])
-    else:
-        weights = torch.tensor(rows, dtype=torch.float64, device=stacked.device).reshape(-1, *[1] * (stacked.dim() - 1))
-    return torch.cumsum(stacked * weights, 0)[-1]
 
 
 class Progress(Callback):

@@ -184,6 +184,20 @@ class BatchLosses:
             return {"loss": stacked.to(torch.float64) @ rows}
         return {name: _weighted_sum(values, rows) for name, (values, rows) in self.named().items()}
 
+    def model_sums(self):
+        """K models: sum over batches of loss_b * rows_b, (K,) in float64 on the device, added in batch
+        order (as Python's ``sum`` adds them; a cumulative sum keeps that order); 0 for no batches."""
+        stacked = self._values.stacked() if self.plain else None
+        if stacked is None:
+            values, rows = self.named().get("loss", ([], []))
+            if not values:
+                return 0
+            stacked = torch.stack(values)
+        else:
+            rows = self.rows
+        stacked = stacked.to(torch.float64)
+        return torch.cumsum(stacked * _batch_weights(rows, stacked), 0)[-1]
+
     def last(self):
         """(the last batch's loss, summed as in ``totals``, and how many batches have one), or None."""
         if self.plain:
@@ -553,3 +567,17 @@ def _weighted_sum(losses, rows) -> torch.Tensor:
     """sum(loss_b * rows_b) over batches, in float64, without leaving the device."""
     stacked = torch.stack([loss if loss.dim() == 0 else loss.reshape(()) for loss in losses]).to(torch.float64)
     return stacked @ torch.tensor(rows, dtype=torch.float64, device=stacked.device)
+
+
+def _batch_weights(rows, stacked) -> torch.Tensor:
+    """Each batch's rows as weights for ``stacked`` (B, K) losses: (B, 1) when every batch gives one
+    number, else (B, K) with the batches that give each model's rows (a tensor) in their place."""
+    numbers = [0.0 if isinstance(r, torch.Tensor) else float(r) for r in rows]
+    weights = torch.tensor(numbers, dtype=torch.float64, device=stacked.device).reshape(-1, *[1] * (stacked.dim() - 1))
+    if not any(isinstance(r, torch.Tensor) for r in rows):
+        return weights
+    weights = weights.expand(stacked.shape).clone()
+    for i, r in enumerate(rows):
+        if isinstance(r, torch.Tensor):
+            weights[i] = r
+    return weights
