@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nnfit as nf
-from nnfit.errors import ArgumentError, DataError, FormulaError, LevelError, MissingValuesWarning
+from nnfit.errors import ArgumentError, DataError, FormulaError, FormulaWarning, LevelError, MissingValuesWarning
 
 # R 4.x: colnames(model.matrix(body_mass_g ~ . - 1, penguins |> drop_na() |> select(-year)))
 R_MASS_COLUMNS = [
@@ -177,6 +177,17 @@ def test_state_survives_json_and_applies_to_new_data(lab_split):
     X2, y2 = again.tensors(testing)
     assert torch.equal(X1, X2) and torch.equal(y1, y2)
 
+
+
+def test_a_design_whose_response_is_named_on_the_right_too_survives_json(lab_split):
+    training, testing = lab_split
+    with pytest.warns(FormulaWarning, match="appears on the right-hand side"):
+        design = nf.Design("body_mass_g ~ body_mass_g + flipper_length_mm", scale=True).fit(training)
+    again = nf.Design.from_dict(json.loads(json.dumps(design.to_dict())))  # one description of body_mass_g
+    assert again.columns == design.columns == ["(Intercept)", "flipper_length_mm"]
+    X1, y1 = design.tensors(testing)
+    X2, y2 = again.tensors(testing)
+    assert torch.equal(X1, X2) and torch.equal(y1, y2)
 
 def test_predictors_only_when_response_absent(lab_split):
     training, testing = lab_split

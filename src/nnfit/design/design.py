@@ -632,7 +632,8 @@ class Design:
             raise ModelFileError("The saved design's field 'parsed' does not match its formula; the file was edited.")
         dot = check.names("dot")
         design.response, design.predictors = check.names("response"), check.names("predictors")
-        design.variables_ = check.variables(design.response + design.predictors)
+        design.variables_ = check.variables(list(dict.fromkeys(design.response + design.predictors)))  # a
+        # response may be named on the right too (R drops it there): one description of each column
         design.state_ = check.function_state()
         design.embedded_ = check.embedded(design.variables_)
         design.terms_ = terms_module.expand(design.parsed_, design.response + dot)
