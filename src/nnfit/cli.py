@@ -597,8 +597,7 @@ def _fit_in_processes(args, nproc: int) -> int:
     # give the workers this host's full name, which some machines cannot resolve (every process
     # then retries the lookup and the run hangs)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1",
-               f"--nproc_per_node={nproc}",
-               "-m", "nnfit.cli", *_fit_argv(args, seed)]
+               f"--nproc_per_node={nproc}", "-m", "nnfit.cli", *_fit_argv(args, seed)]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # torchrun's warning otherwise
     done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)

@@ -212,11 +212,13 @@ class DivergenceGuard(Callback):
             return
         epoch = torch.tensor(ctx.epoch + 1, device=floating[0].device)
         if self._snapshot is None:
-            self._snapshot, self._snapshot_epoch = copy_weights(ctx.model), epoch
-            self._flat = _flat_snapshot(state, getattr(getattr(ctx, "opt", None), "flat_params", None))
-            if self._flat is not None:
-                self._snapshot = self._flat[2]
-                self._flat = self._flat[:2]
+            found = _flat_snapshot(state, getattr(getattr(ctx, "opt", None), "flat_params", None))
+            if found is None:
+                self._snapshot = copy_weights(ctx.model)
+            else:  # from now on one check and one copy of the flat buffer (above)
+                weights, copy, views = found
+                self._flat, self._snapshot = (weights, copy), views
+            self._snapshot_epoch = epoch
             return
         if len({value.device for value in floating}) == 1:  # one check of all the weights at once
             finite = torch.isfinite(torch.cat([value.reshape(-1) for value in floating])).all()
