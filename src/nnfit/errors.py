@@ -16,6 +16,30 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep  # nnfit's own files
+
+
+def warn(message: str, category=UserWarning) -> None:
+    """``warnings.warn`` at the user's line: the first caller outside nnfit's own files, however
+    many of nnfit's calls lie between (``fit.evaluate`` on a file, a chunk's ``fit.predict``, a
+    callback inside ``fit``). Every warning nnfit gives goes through here.
+
+    >>> import warnings
+    >>> from nnfit.errors import warn
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn("careful")
+    >>> caught[0].filename.startswith(_PACKAGE), str(caught[0].message)   # this line, not errors.py
+    (False, 'careful')
+    """
+    frame, level = sys._getframe(1), 2  # stacklevel 2: the caller of warn
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 class NnfitError(Exception):

@@ -343,7 +343,7 @@ def _complete_rows(fit, data, response: bool):
     """``data`` without the rows the design cannot use (a missing value), with one warning."""
     frame = as_pandas(data)
     matrices = fit.design.transform(frame, response=response)
-    warn_left_out(matrices, len(frame), stacklevel=4)
+    warn_left_out(matrices, len(frame))
     if not matrices.rows.any():
         from .errors import DataError
 

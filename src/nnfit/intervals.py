@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 
-from .errors import ArgumentError, DataError
+from .errors import ArgumentError, DataError, warn
 
 METHODS = ("split", "cv+")
 PREFIX = "calibration."  # the names of CV+ fold networks' tensors in a model file
@@ -172,7 +172,7 @@ def calibrate(fit, data, method: str = "split", folds: int = 10, refit=None):
         raise DataError(f"calibrate needs the response: the data has no column {missing[0]!r}.")
     _check_task(fit, method)
     matrices = fit.design.transform(frame, response=True)
-    warn_left_out(matrices, len(frame), stacklevel=4)
+    warn_left_out(matrices, len(frame))
     return calibrate_matrices(fit, matrices, method, folds, refit)
 
 
@@ -352,10 +352,10 @@ def _calibration_of(fit, what: str) -> Calibration:
 
 def _warn_infinite(calibration, level, k, what) -> None:
     enough = math.ceil(round(level / (1 - level), 9))
-    warnings.warn(
+    warn(
         f"With {calibration.n} calibration rows, level={level:g} needs the {k}-th smallest of {calibration.n} "
         f"scores, so every {what} is infinite; calibrate on at least {enough} rows, or ask for a lower level.",
-        UserWarning, stacklevel=4,
+        UserWarning,
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .design import Design, Matrices, as_pandas, is_polars, warn_left_out
 from .scores import Scores, classification_scores, probabilities, score  # noqa: F401  (nnfit.mlpfit's names)
-from .errors import ArgumentError, DataError
+from .errors import ArgumentError, DataError, MissingValuesWarning, warn
 from .train import ensemble
 from . import intervals
 from .train.ensemble import StackedMLP, check_n_models
@@ -300,7 +300,7 @@ def _validation(valid, design, task, n_models):
     if missing:
         raise DataError(f"valid needs the response: the validation data has no column {missing[0]!r}.")
     matrices = design.transform(frame, response=True)
-    warn_left_out(matrices, len(frame), stacklevel=4)
+    warn_left_out(matrices, len(frame))
     if not len(matrices.X):
         raise DataError("valid has no rows to score: every row has a missing value.")
     X = torch.as_tensor(matrices.inputs(), dtype=torch.float32)
@@ -430,10 +430,9 @@ def fit_models(prepared, sizes, activation, dropouts, optimizer, lrs, weight_dec
         net, records = ensemble.keep_models(net, records, kept)
         seeds = [seeds[k] for k in kept]
         lrs, weight_decays = [lrs[k] for k in kept], [weight_decays[k] for k in kept]
-        warnings.warn(
+        warn(
             f"{len(diverged)} of {len(names)} models diverged and were dropped ({', '.join(dropped)}); the "
             f"{len(kept)} others are kept, numbered 1 to {len(kept)}. fit.settings['dropped'] says why.",
-            UserWarning, stacklevel=3,
         )
     settings = {
         "formula": formula, "optimizer": name, "lr": lrs[0] if len(set(lrs)) == 1 else lrs,
@@ -483,10 +482,10 @@ def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prep
     import torch
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # warn once, below, about the rows left out
+        warnings.simplefilter("ignore", MissingValuesWarning)  # warn once, below, about the rows left out
         design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
         matrices = design.fit_transform(data, dtype=np.float32)  # X as the tensor holds it: no float64 copy
-    warn_left_out(matrices, len(matrices.rows), stacklevel=4)
+    warn_left_out(matrices, len(matrices.rows))
     task = task_of(design)
     if task == "regression":
         _warn_if_classes(design, matrices.y)
@@ -506,10 +505,10 @@ def _warn_if_classes(design: Design, y: np.ndarray) -> None:
         return
     name = design.response_columns[0]
     shown = ", ".join(f"{v:g}" for v in values)
-    warnings.warn(
+    warn(
         f"The response {name!r} is numeric with only {len(values)} distinct whole-number values ({shown}), so it "
         f"is fitted as a regression (mean squared error). To fit a classifier, make it a factor in the formula: "
-        f"'factor({name}) ~ ...'.", UserWarning, stacklevel=4,
+        f"'factor({name}) ~ ...'.",
     )
 
 
@@ -810,10 +809,10 @@ class MLPFit(History):
         if training is None or getattr(self, "calibration_", None) is not None:
             return
         X, y = (tensor.numpy() for tensor in training)
-        warnings.warn(
+        warn(
             f"This fit has no calibration, so type='interval' calibrates it now by CV+ on the {len(X)} rows it "
             f"trained on: {CV_FOLDS} folds, the network refitted {CV_FOLDS} times, once (fit.calibration_ keeps it). "
-            "Fit with valid=, or call fit.calibrate(), to choose how.", UserWarning, stacklevel=3)
+            "Fit with valid=, or call fit.calibrate(), to choose how.")
         matrices = Matrices(X, y, np.ones(len(X), dtype=bool), 0, {})
         with choice(False):  # here, in this process: a predict under torchrun may run on one rank only
             intervals.calibrate_matrices(self, matrices, method="cv+", folds=CV_FOLDS, refit=self._refit)
@@ -917,7 +916,7 @@ class MLPFit(History):
             missing = [n for n in self.design.response if n not in frame.columns]
             raise DataError(f"evaluate needs the response: the data has no column {missing[0]!r}.")
         matrices = self.design.transform(frame, response=True)
-        warn_left_out(matrices, len(frame), stacklevel=4)
+        warn_left_out(matrices, len(frame))
         if not len(matrices.X):
             raise DataError("No rows to score: every row has a missing value.")
         values = self._responses(self._outputs(matrices.inputs()), matrices.offset)

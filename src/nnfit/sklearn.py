@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 import torch
 
-from .errors import ArgumentError, DataError, MissingDependencyError
+from .errors import ArgumentError, DataError, MissingDependencyError, MissingValuesWarning
 
 try:  # absolute imports: this is scikit-learn, not this module
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -249,7 +249,7 @@ class _NetworkEstimator(BaseEstimator):
         frame = self._with_response(X, y)
         if reset:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # said once, below
+                warnings.simplefilter("ignore", MissingValuesWarning)  # said once, below
                 self.design_ = Design(
                     self.formula, scale=True, scale_response=self._task_kind == "regression", intercept=False
                 ).fit(frame)
@@ -263,7 +263,7 @@ class _NetworkEstimator(BaseEstimator):
                     )
                 self.classes_ = np.asarray(self.design_.levels, dtype=object)
         matrices = self.design_.transform(frame, response=True)
-        warn_left_out(matrices, len(frame), stacklevel=6)  # the user's fit call
+        warn_left_out(matrices, len(frame))
         if matrices.y is None or not len(matrices.X):
             raise DataError("No rows to train on: every row has a missing value.")
         if sample_weight is not None:

@@ -30,14 +30,13 @@ import shutil
 import tempfile
 import weakref
 import stat
-import sys
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .design import Design, Matrices, as_pandas, warn_left_out
-from .errors import ArgumentError, DataError, MissingValuesWarning
+from .errors import ArgumentError, DataError, MissingValuesWarning, warn
 from .files import create_temporary, remove_temporaries
 from .scores import Scores, classification_scores, score
 
@@ -46,7 +45,6 @@ MAX_EXPANSION = 1000  # a column chunk may declare at most this many bytes uncom
 CHUNK_ROWS = 65_536
 BUFFER_ROWS = 262_144
 GROUP_ROWS = 65_536  # the row groups of a LazyFrame's temporary Parquet file
-_PACKAGE = os.path.dirname(__file__) + os.sep  # nnfit's own files: warnings point past them
 
 
 def is_source(data) -> bool:
@@ -611,15 +609,13 @@ def prepare(formula: str, source, scale=True, chunk_rows: int = CHUNK_ROWS, buff
     chunk_rows, buffer_rows = _positive("chunk_rows", chunk_rows), _positive("buffer_rows", buffer_rows)
     design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
     needed = design.columns_needed(source.columns)
-    with _WarningsAtTheCaller(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingValuesWarning)
         design.fit_chunks(lambda: source.chunks(needed, chunk_rows), source.columns)
     if design.n_left_out_:
         summary = ", ".join(f"{name}: {count}" for name, count in design.missing_by_column_.items())
-        warnings.warn(
-            f"Left out {design.n_left_out_} of {design.n_rows_ + design.n_left_out_} rows with a missing value ({summary}).",
-            MissingValuesWarning, stacklevel=_user_level(),
-        )
+        warn(f"Left out {design.n_left_out_} of {design.n_rows_ + design.n_left_out_} rows with a missing value ({summary}).",
+             MissingValuesWarning)
     if design.response_kind == "numeric":
         task, n_outputs = "regression", len(design.response_columns)
     else:
@@ -672,7 +668,7 @@ def predict_to_parquet(fit, source, out, type=None, chunk_rows: int = CHUNK_ROWS
         raise DataError(f"There are no rows to predict in {source.what}.")
     handle, temporary = _temporary_beside(out)
     try:
-        with os.fdopen(handle, "wb") as stream, _WarningsAtTheCaller():
+        with os.fdopen(handle, "wb") as stream:
             writer = None
             for frame in source.chunks(fit.design.predictors, chunk_rows):
                 predicted = fit.predict(frame, type=type, **options)
@@ -724,19 +720,18 @@ def evaluate_streamed(fit, source, chunk_rows: int = CHUNK_ROWS):
         raise DataError(f"evaluate needs the response: there is no column {absent[0]!r} in {source.what}.")
     regression = fit.task == "regression"
     predictions, truths, n_rows, n_left_out, missing = [], [], 0, 0, {}
-    with _WarningsAtTheCaller():
-        for frame in source.chunks(design.response + design.predictors, chunk_rows):
-            matrices = design.transform(frame, response=True)
-            n_rows += len(frame)
-            n_left_out += matrices.n_left_out
-            for label, count in matrices.missing_by_column.items():
-                missing[label] = missing.get(label, 0) + count
-            if not len(matrices.y):
-                continue
-            predicted = fit.predict(frame, type="response" if regression else "prob")
-            predictions.append(np.asarray(predicted, dtype=np.float64).reshape(len(frame), -1)[matrices.rows])
-            truths.append(design.unscale_response(matrices.y, matrices.offset) if regression else matrices.y)
-    warn_left_out(Matrices(None, None, None, n_left_out, missing), n_rows, stacklevel=_user_level() + 1)
+    for frame in source.chunks(design.response + design.predictors, chunk_rows):
+        matrices = design.transform(frame, response=True)
+        n_rows += len(frame)
+        n_left_out += matrices.n_left_out
+        for label, count in matrices.missing_by_column.items():
+            missing[label] = missing.get(label, 0) + count
+        if not len(matrices.y):
+            continue
+        predicted = fit.predict(frame, type="response" if regression else "prob")
+        predictions.append(np.asarray(predicted, dtype=np.float64).reshape(len(frame), -1)[matrices.rows])
+        truths.append(design.unscale_response(matrices.y, matrices.offset) if regression else matrices.y)
+    warn_left_out(Matrices(None, None, None, n_left_out, missing), n_rows)
     if not predictions:
         raise DataError("No rows to score: every row has a missing value.")
     mean, truth = np.concatenate(predictions), np.concatenate(truths)
@@ -837,41 +832,6 @@ def write_parts(frame, folder, n_files: int = 2, row_group_rows=None) -> str:
 
 
 # ---------------------------------------------------------------------- checks
-def _user_level() -> int:
-    """The ``stacklevel`` that makes a ``warnings.warn`` in the function calling this one point at
-    the user's line that called into nnfit: the first frame outside nnfit's own files, however
-    many of them (``fit.evaluate``, ``nf.mlp``'s wrappers, ...) lie between."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-class _WarningsAtTheCaller:
-    """Warnings raised inside by nnfit's own calls (``fit.predict`` on a chunk, ``design.transform``),
-    whose stacklevels count from a user's call of them and so point here, raised again on
-    leaving at the user's line that called into nnfit (``_user_level``); any that already
-    point outside nnfit are raised again as they were. The filters apply as usual: an ignored
-    warning stays ignored, an "error" one raises where it is raised, a "default" one is shown
-    once however many chunks raise it."""
-
-    def __enter__(self):
-        self._catching = warnings.catch_warnings(record=True)
-        self._caught = self._catching.__enter__()
-        return self
-
-    def __exit__(self, *raised):
-        self._catching.__exit__(*raised)
-        level = _user_level()
-        for caught in self._caught:
-            if caught.filename.startswith(_PACKAGE):
-                warnings.warn(caught.message, caught.category, stacklevel=level)
-            else:
-                warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno,
-                                       source=caught.source)
-        return False
-
-
 def _positive(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ArgumentError(f"{name} must be a whole number of at least 1, not {value!r}.")

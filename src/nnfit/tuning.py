@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from .design import Design, as_pandas, warn_left_out
-from .errors import ArgumentError, DivergenceError
+from .errors import ArgumentError, DivergenceError, MissingValuesWarning, warn
 from .folds import assign_folds, check_folds, standardize
 from .recipe import DEFAULTS
 from .train.distributed import follows_choice
@@ -167,11 +167,11 @@ class _Folds:
         from .mlpfit import task_of
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore", MissingValuesWarning)  # said once, below
             design = Design(formula, scale=False, intercept=False).fit(data)
         frame = as_pandas(data)
         matrices = design.transform(frame, response=True)
-        warn_left_out(matrices, len(frame), stacklevel=4)
+        warn_left_out(matrices, len(frame))
         task = task_of(design)
         n = len(matrices.X)
         codes = matrices.y if task != "regression" else None
@@ -239,10 +239,9 @@ class _Folds:
 
 def _warn_dropped(what: str, dropped: dict, total: int) -> None:
     if dropped:
-        warnings.warn(
+        warn(
             f"{len(dropped)} of {total} {what} diverged and were left out ({', '.join(dropped)}); the results "
             "hold the others, and .dropped says why.",
-            UserWarning, stacklevel=3,
         )
 
 

@@ -26,6 +26,7 @@ from ..errors import (
     MissingValuesWarning,
     ModelFileError,
     close_names,
+    warn,
 )
 from . import functions, grammar, terms as terms_module
 from .frame import factor_codes, labels_of, model_matrix
@@ -307,11 +308,10 @@ class Design:
         index = self.terms_.variables.index(lhs)
         skip = {k for k, term in enumerate(self.terms_.terms) if index in term}
         if skip:
-            warnings.warn(
+            warn(
                 f"The response {self.lhs_text()!r} appears on the right-hand side of {self.formula!r}; it was dropped "
                 "from the predictors, as R does.",
                 FormulaWarning,
-                stacklevel=4,
             )
         return skip
 
@@ -331,7 +331,7 @@ class Design:
         offsets = [functions.evaluate(node, env) for node in self.terms_.offsets]
         targets = [functions.evaluate(node, env) for node in responses]
         for note in env.notes:
-            warnings.warn(note, FormulaWarning, stacklevel=5)
+            warn(note, FormulaWarning)
         labels = labels_of(self.terms_.variables)
         named = list(zip(labels_of(responses), targets)) + list(zip(labels, values))
         named += list(zip(labels_of(self.terms_.offsets), offsets))
@@ -946,7 +946,7 @@ def is_polars(data) -> bool:
     return type(data).__module__.split(".")[0] == "polars"
 
 
-def warn_left_out(m: Matrices, n_rows: int, stacklevel: int = 3):
+def warn_left_out(m: Matrices, n_rows: int):
     """Say how many rows were left out for a missing value, if any.
 
     >>> import warnings, nnfit as nf
@@ -960,11 +960,8 @@ def warn_left_out(m: Matrices, n_rows: int, stacklevel: int = 3):
     'Left out 11 of 344 rows with a missing value (body_mass_g: 2, sex: 11).'
     """
     if m.n_left_out:
-        warnings.warn(
-            f"Left out {m.n_left_out} of {n_rows} rows with a missing value{_missing_summary(m.missing_by_column)}.",
-            MissingValuesWarning,
-            stacklevel=stacklevel,
-        )
+        warn(f"Left out {m.n_left_out} of {n_rows} rows with a missing value{_missing_summary(m.missing_by_column)}.",
+             MissingValuesWarning)
 
 
 def _learn_variable(column, name: str) -> dict:

@@ -21,7 +21,6 @@ import os
 import random
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,8 @@ import torch
 
 from .. import files
 from .hooks import Callback, where
-from ..errors import ArgumentError, ArgumentTypeError, DivergenceError, InterruptedWarning, ModelFileError, TrainingError
+from ..errors import (ArgumentError, ArgumentTypeError, DivergenceError, InterruptedWarning, ModelFileError,
+                      TrainingError, warn)
 from .monitor import Monitor
 
 CHECKPOINT_FILE = "checkpoint.nnfit"
@@ -359,11 +359,10 @@ class Interrupt(Callback):
 
     def on_fit_end(self, ctx):
         if ctx.interrupted:
-            warnings.warn(
+            warn(
                 f"Training was interrupted {where(ctx)}; the model is returned as it was then "
                 f"({len(ctx.epoch_seconds)} complete epochs).",
                 InterruptedWarning,
-                stacklevel=2,
             )
 
 
@@ -445,11 +444,9 @@ class AutoResume(Callback):
             )
         self.set_aside = _free_name(self.path, "checkpoint-other-run-{}.nnfit")
         os.replace(self.file, self.set_aside)
-        warnings.warn(
+        warn(
             f"The checkpoint {str(self.file)!r} belongs to another run ({changes}); it was set aside as "
             f"{str(self.set_aside)!r} and this fit starts afresh.",
-            UserWarning,
-            stacklevel=2,
         )
 
     def on_epoch_begin(self, ctx):
