@@ -99,8 +99,16 @@ def _wait_for_the_others() -> None:
     if not folder:
         return
     open(os.path.join(folder, f"ready-{os.getpid()}"), "w").close()
+    deadline = time.monotonic() + 600
     while not os.path.exists(os.path.join(folder, "go")):
+        if not os.path.isdir(folder) or time.monotonic() > deadline:  # the parent gave up: so does this process
+            raise SystemExit("benchmarks/distributed.py: no start signal; giving up")
         time.sleep(0.001)
+
+
+def _read(out) -> str:
+    out.seek(0)
+    return out.read()
 
 
 def launch_command(script: str, nproc: int, argv) -> list:
@@ -127,20 +135,28 @@ def ceiling(workload: str, nproc: int, threads: int) -> dict:
         outputs = [tempfile.TemporaryFile("w+") for _ in range(nproc)]  # files: no pipe to fill up unread
         started = [subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
                    for out in outputs]
-        deadline = time.monotonic() + 1800
-        while (len([n for n in os.listdir(folder) if n.startswith("ready-")]) < nproc
-               and all(p.poll() is None for p in started) and time.monotonic() < deadline):
-            time.sleep(0.001)
-        open(os.path.join(folder, "go"), "w").close()  # every process is warmed up: the timed fits start together
-        results = []
-        for process, out in zip(started, outputs):
-            process.wait(timeout=max(1, deadline - time.monotonic()))
-            out.seek(0)
-            text = out.read()
-            lines = [line for line in text.splitlines() if line.startswith("{")]
-            if process.returncode != 0 or not lines:
-                raise SystemExit(f"{' '.join(command)} failed:\n{text}")
-            results.append(json.loads(lines[0]))
+        try:
+            deadline = time.monotonic() + 1800
+            while len([n for n in os.listdir(folder) if n.startswith("ready-")]) < nproc:
+                failed = [out for p, out in zip(started, outputs) if p.poll() is not None]
+                if failed or time.monotonic() > deadline:  # no start signal: the others are stopped (finally)
+                    text = _read(failed[0]) if failed else "(no process was ready after 30 minutes)"
+                    raise SystemExit(f"{' '.join(command)} failed before its timed fit:\n{text}")
+                time.sleep(0.001)
+            open(os.path.join(folder, "go"), "w").close()  # every process is warmed up: they start together
+            results = []
+            for process, out in zip(started, outputs):
+                process.wait(timeout=max(1, deadline - time.monotonic()))
+                text = _read(out)
+                lines = [line for line in text.splitlines() if line.startswith("{")]
+                if process.returncode != 0 or not lines:
+                    raise SystemExit(f"{' '.join(command)} failed:\n{text}")
+                results.append(json.loads(lines[0]))
+        finally:
+            for process in started:  # none is left behind, whatever happened
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
     return max(results, key=lambda r: r["train_seconds"])
 
 

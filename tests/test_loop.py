@@ -331,3 +331,14 @@ def test_the_loss_record_writes_tensor_losses_into_one_tensor_and_turns_into_a_l
     stacked.append(torch.tensor([5.0, 6.0]), torch.tensor([7, 8]))
     assert torch.equal(torch.stack(stacked.rows), torch.tensor([[3, 4], [7, 8]]))
     assert torch.equal(stacked.first(), torch.tensor([1.0, 2.0]))
+
+
+def test_the_loss_record_keeps_each_batch_loss_as_it_was_when_appended():
+    from nnfit.train.loop import BatchLosses
+
+    record, running = BatchLosses(n_batches=4), torch.zeros(())
+    for _ in range(4):
+        running += 1  # a step that writes each loss into the same tensor
+        record.append(running, 10)
+    assert [float(v) for v in record.values] == [1.0, 2.0, 3.0, 4.0]
+    assert float(record.weighted_sums()["loss"]) == 100.0

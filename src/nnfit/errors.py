@@ -13,14 +13,73 @@ ArgumentError True
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
+import functools
 import math
 import numbers
 import os
 import sys
 import warnings
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep  # nnfit's own files
+# nnfit's own files, as a frame may name them: the path it was imported by (perhaps with a "..",
+# as after sys.path.insert(0, "../src")), and that path made absolute and with links resolved
+_PACKAGE = tuple(dict.fromkeys(os.path.join(way(os.path.dirname(__file__)), "")
+                               for way in (lambda path: path, os.path.abspath, os.path.realpath)))
+
+
+# Inside ``said_once``: the (category, message) pairs given so far, each given once.
+_SAID = contextvars.ContextVar("nnfit_warnings_said", default=None)
+
+
+@contextlib.contextmanager
+def said_once():
+    """Inside, ``warn`` gives each distinct warning (its category and message) once: one call of
+    ``grid`` that fits the same formula many times says what the formula dropped once, not once
+    per fit. Per thread and task (a ContextVar): no process-wide state changes; nested, the
+    outermost counts.
+
+    >>> import warnings
+    >>> from nnfit.errors import said_once, warn
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     with said_once():
+    ...         for _ in range(3):
+    ...             warn("the same")
+    >>> len(caught)
+    1
+    """
+    if _SAID.get() is not None:
+        yield
+        return
+    token = _SAID.set(set())
+    try:
+        yield
+    finally:
+        _SAID.reset(token)
+
+
+def says_once(function):
+    """``function`` with its body ``said_once`` (a front door that fits several times).
+
+    >>> import warnings
+    >>> from nnfit.errors import says_once, warn
+    >>> @says_once
+    ... def fits_twice():
+    ...     warn("dropped"); warn("dropped")
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     fits_twice(); fits_twice()
+    >>> len(caught)                       # once per call
+    2
+    """
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        with said_once():
+            return function(*args, **kwargs)
+
+    return run
 
 
 def warn(message: str, category=UserWarning) -> None:
@@ -36,6 +95,11 @@ def warn(message: str, category=UserWarning) -> None:
     >>> caught[0].filename.startswith(_PACKAGE), str(caught[0].message)   # this line, not errors.py
     (False, 'careful')
     """
+    said = _SAID.get()
+    if said is not None:
+        if (category, str(message)) in said:
+            return
+        said.add((category, str(message)))
     frame, level = sys._getframe(1), 2  # stacklevel 2: the caller of warn
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .design import Design, Matrices, as_pandas, is_polars, warn_left_out
 from .scores import Scores, classification_scores, probabilities, score  # noqa: F401  (nnfit.mlpfit's names)
-from .errors import ArgumentError, DataError, MissingValuesWarning, warn
+from .errors import ArgumentError, DataError, warn
 from .train import ensemble
 from . import intervals
 from .train.ensemble import StackedMLP, check_n_models
@@ -481,10 +480,8 @@ def prepare(formula: str, data, scale=True, embed=None, unknown="error") -> Prep
     """
     import torch
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingValuesWarning)  # warn once, below, about the rows left out
-        design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
-        matrices = design.fit_transform(data, dtype=np.float32)  # X as the tensor holds it: no float64 copy
+    design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
+    matrices = design.fit_transform(data, dtype=np.float32)  # X as the tensor holds it: no float64 copy
     warn_left_out(matrices, len(matrices.rows))
     task = task_of(design)
     if task == "regression":

@@ -39,12 +39,11 @@ is an ``ArgumentError`` at fit that points to ``nf.mlp(..., n_models=K)`` for en
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
 
-from .errors import ArgumentError, DataError, MissingDependencyError, MissingValuesWarning
+from .errors import ArgumentError, DataError, MissingDependencyError
 
 try:  # absolute imports: this is scikit-learn, not this module
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -248,11 +247,9 @@ class _NetworkEstimator(BaseEstimator):
     def _encode_frame(self, X, y, sample_weight, reset):
         frame = self._with_response(X, y)
         if reset:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MissingValuesWarning)  # said once, below
-                self.design_ = Design(
-                    self.formula, scale=True, scale_response=self._task_kind == "regression", intercept=False
-                ).fit(frame)
+            self.design_ = Design(
+                self.formula, scale=True, scale_response=self._task_kind == "regression", intercept=False
+            ).fit(frame)
             self.n_features_in_ = len(self.design_.predictors)
             self.feature_names_in_ = np.asarray(self.design_.predictors, dtype=object)
             if self._task_kind == "classification":

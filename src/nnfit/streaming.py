@@ -30,7 +30,6 @@ import shutil
 import tempfile
 import weakref
 import stat
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -609,9 +608,7 @@ def prepare(formula: str, source, scale=True, chunk_rows: int = CHUNK_ROWS, buff
     chunk_rows, buffer_rows = _positive("chunk_rows", chunk_rows), _positive("buffer_rows", buffer_rows)
     design = Design(formula, scale=scale, scale_response=True, intercept=False, embed=embed, unknown=unknown)
     needed = design.columns_needed(source.columns)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingValuesWarning)
-        design.fit_chunks(lambda: source.chunks(needed, chunk_rows), source.columns)
+    design.fit_chunks(lambda: source.chunks(needed, chunk_rows), source.columns)  # the rows left out: said below
     if design.n_left_out_:
         summary = ", ".join(f"{name}: {count}" for name, count in design.missing_by_column_.items())
         warn(f"Left out {design.n_left_out_} of {design.n_rows_ + design.n_left_out_} rows with a missing value ({summary}).",

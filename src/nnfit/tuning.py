@@ -7,12 +7,11 @@ same-shape combination of a grid, are stacked and trained in one pass.
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 
 from .design import Design, as_pandas, warn_left_out
-from .errors import ArgumentError, DivergenceError, MissingValuesWarning, warn
+from .errors import ArgumentError, DivergenceError, says_once, warn
 from .folds import assign_folds, check_folds, standardize
 from .recipe import DEFAULTS
 from .train.distributed import follows_choice
@@ -81,6 +80,7 @@ class CVResult:
 
 
 @follows_choice
+@says_once
 def cross_validate(formula, data, folds: int = 10, seed=None, scale=True, on_divergence="error", distributed=None,
                    **mlp_options) -> CVResult:
     """K-fold cross-validation of ``nf.mlp(formula, ...)``, every fold trained at once.
@@ -166,9 +166,7 @@ class _Folds:
 
         from .mlpfit import task_of
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MissingValuesWarning)  # said once, below
-            design = Design(formula, scale=False, intercept=False).fit(data)
+        design = Design(formula, scale=False, intercept=False).fit(data)
         frame = as_pandas(data)
         matrices = design.transform(frame, response=True)
         warn_left_out(matrices, len(frame))
@@ -343,6 +341,7 @@ class GridResult:
 
 
 @follows_choice
+@says_once
 def grid(formula: str, data, hidden=DEFAULTS["hidden"], lr=DEFAULTS["lr"], dropout=DEFAULTS["dropout"],
          weight_decay=DEFAULTS["weight_decay"], activation=DEFAULTS["activation"], seeds: int = 1,
          valid: float | None = None, metric: str | None = None, seed: int = 1, refit: bool = True,

@@ -11,7 +11,6 @@ closed function table in ``functions``; ``frame`` builds R's model matrix, names
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -300,14 +299,15 @@ class Design:
     def lhs_text(self) -> str:
         return grammar.deparse(self.parsed_.lhs)
 
-    def _response_on_right(self) -> set:
-        """Terms holding the response itself: R drops them from the model matrix, with a warning."""
+    def _response_on_right(self, say: bool = True) -> set:
+        """Terms holding the response itself: R drops them from the model matrix, with a warning
+        (``say=False``: without, as a saved design is loaded)."""
         lhs = self.parsed_.lhs
         if lhs not in self.terms_.variables:
             return set()
         index = self.terms_.variables.index(lhs)
         skip = {k for k, term in enumerate(self.terms_.terms) if index in term}
-        if skip:
+        if skip and say:
             warn(
                 f"The response {self.lhs_text()!r} appears on the right-hand side of {self.formula!r}; it was dropped "
                 "from the predictors, as R does.",
@@ -660,9 +660,7 @@ class Design:
         else:
             design.levels_ = check.names("levels", MAX_LEVELS)
             design.response_center_ = design.response_scale_ = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            design._skip = design._response_on_right()
+        design._skip = design._response_on_right(say=False)  # said when it was fitted
         design.fitted_ = True
         design._encode(design._prototype(), response=False, learn=False)  # rebuilds and checks the columns
         return design

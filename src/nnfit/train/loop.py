@@ -140,9 +140,8 @@ class BatchLosses:
         return self._rows.list()
 
     def append(self, loss, rows) -> None:
-        if isinstance(loss, torch.Tensor):
-            if loss.requires_grad:
-                loss = loss.detach()
+        if isinstance(loss, torch.Tensor):  # a copy: a step may write its next loss into the same tensor
+            loss = loss.detach().clone()  # (a CUDA graph's output is overwritten by its next replay)
         else:
             self.plain = False
             if isinstance(loss, dict):
