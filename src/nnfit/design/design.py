@@ -338,8 +338,6 @@ class Design:
         missing, rows = {}, np.ones(len(frame), dtype=bool)
         for label, value in named:
             _check_not_string(value, label)
-            if value.kind == "numeric" and np.asarray(value.data).dtype.kind in "iu":
-                continue  # a column of integers (kept as it is, see _bare_names) has no missing value
             na = np.broadcast_to(value.missing(), (len(frame),))
             if na.any():
                 missing[label] = missing.get(label, 0) + int(na.sum())

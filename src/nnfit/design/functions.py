@@ -47,7 +47,10 @@ class Value:
             return self.data < 0
         if self.kind == "matrix":
             return ~np.isfinite(self.data).all(axis=1)
-        return ~np.isfinite(self.data)
+        data = np.asarray(self.data)
+        if data.dtype.kind in "iu":  # whole numbers (a bare column keeps its dtype) hold no missing value
+            return np.zeros(data.shape, dtype=bool)
+        return ~np.isfinite(data)
 
 
 @dataclass
